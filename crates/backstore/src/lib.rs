@@ -1,0 +1,68 @@
+//! Storage behind oxtgt's logical units.
+//!
+//! One [`Backstore`] trait with byte-addressed positional I/O, called from a blocking
+//! I/O pool (never from a network task). Optional capabilities (discard, write-zeroes,
+//! copy-range) have defaults that report [`std::io::ErrorKind::Unsupported`]; each
+//! engine overrides what it can do natively.
+//!
+//! Engines: [`FileBackstore`] (regular files, also used for block devices),
+//! [`RamBackstore`] (sparse, allocate on write).
+
+#![forbid(unsafe_code)]
+
+mod file;
+mod ram;
+
+pub use file::FileBackstore;
+pub use ram::RamBackstore;
+
+use std::io;
+
+/// Byte-addressed storage for one logical unit. Offsets and lengths are validated
+/// against [`Backstore::size`] by the SCSI layer before they reach here; engines still
+/// refuse out-of-range I/O rather than trusting it.
+pub trait Backstore: Send + Sync + std::fmt::Debug {
+    /// Engine name for logs and metrics: "file", "block", "ram".
+    fn kind(&self) -> &'static str;
+
+    /// Capacity in bytes.
+    fn size(&self) -> u64;
+
+    /// Fills `buf` from `offset`.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+
+    /// Writes `buf` at `offset`; with `fua`, returns only once the data is on stable
+    /// storage (SBC-3 FUA).
+    fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()>;
+
+    /// Makes every completed write durable (SYNCHRONIZE CACHE).
+    fn flush(&self) -> io::Result<()>;
+
+    /// Deallocates a byte range; later reads return zeros.
+    fn discard(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// Writes zeros over a byte range, deallocating where the engine can.
+    fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
+        let chunk = vec![0u8; (len.min(1 << 20)) as usize];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(chunk.len() as u64) as usize;
+            self.write_at(&chunk[..n], offset + done, false)?;
+            done += n as u64;
+        }
+        Ok(())
+    }
+}
+
+/// Checks `[offset, offset+len)` lies inside a store of `size` bytes.
+pub(crate) fn check_range(offset: u64, len: usize, size: u64) -> io::Result<()> {
+    match offset.checked_add(len as u64) {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("I/O of {len} bytes at {offset} is beyond the end ({size})"),
+        )),
+    }
+}

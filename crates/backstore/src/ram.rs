@@ -1,0 +1,141 @@
+//! Sparse RAM: memory is allocated a page at a time when first written; unwritten and
+//! discarded pages read as zeros.
+
+use std::io;
+use std::sync::RwLock;
+
+use crate::{check_range, Backstore};
+
+const PAGE: usize = 64 * 1024;
+
+/// A RAM-backed store.
+#[derive(Debug)]
+pub struct RamBackstore {
+    size: u64,
+    pages: Vec<RwLock<Option<Box<[u8]>>>>,
+}
+
+impl RamBackstore {
+    pub fn new(size: u64) -> Self {
+        let n = size.div_ceil(PAGE as u64) as usize;
+        Self {
+            size,
+            pages: (0..n).map(|_| RwLock::new(None)).collect(),
+        }
+    }
+
+    /// Bytes of memory currently allocated for data.
+    pub fn allocated_bytes(&self) -> u64 {
+        self.pages
+            .iter()
+            .filter(|p| p.read().map(|g| g.is_some()).unwrap_or(false))
+            .count() as u64
+            * PAGE as u64
+    }
+
+    /// Visits `[offset, offset+len)` page by page: (page index, offset in page, range
+    /// in the caller's buffer).
+    fn spans(
+        offset: u64,
+        len: usize,
+    ) -> impl Iterator<Item = (usize, usize, std::ops::Range<usize>)> {
+        let mut done = 0usize;
+        std::iter::from_fn(move || {
+            if done >= len {
+                return None;
+            }
+            let pos = offset + done as u64;
+            let page = (pos / PAGE as u64) as usize;
+            let in_page = (pos % PAGE as u64) as usize;
+            let n = (PAGE - in_page).min(len - done);
+            let r = done..done + n;
+            done += n;
+            Some((page, in_page, r))
+        })
+    }
+}
+
+fn poisoned() -> io::Error {
+    io::Error::other("RAM page lock poisoned")
+}
+
+impl Backstore for RamBackstore {
+    fn kind(&self) -> &'static str {
+        "ram"
+    }
+
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        check_range(offset, buf.len(), self.size)?;
+        for (page, at, r) in Self::spans(offset, buf.len()) {
+            let g = self.pages[page].read().map_err(|_| poisoned())?;
+            match g.as_deref() {
+                Some(p) => buf[r.clone()].copy_from_slice(&p[at..at + r.len()]),
+                None => buf[r].fill(0),
+            }
+        }
+        Ok(())
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64, _fua: bool) -> io::Result<()> {
+        check_range(offset, buf.len(), self.size)?;
+        for (page, at, r) in Self::spans(offset, buf.len()) {
+            let mut g = self.pages[page].write().map_err(|_| poisoned())?;
+            let p = g.get_or_insert_with(|| vec![0u8; PAGE].into_boxed_slice());
+            p[at..at + r.len()].copy_from_slice(&buf[r]);
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
+        check_range(offset, len as usize, self.size)?;
+        for (page, at, r) in Self::spans(offset, len as usize) {
+            let mut g = self.pages[page].write().map_err(|_| poisoned())?;
+            if r.len() == PAGE {
+                *g = None;
+            } else if let Some(p) = g.as_mut() {
+                p[at..at + r.len()].fill(0);
+            }
+        }
+        Ok(())
+    }
+
+    fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.discard(offset, len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparse_until_written() {
+        let r = RamBackstore::new(1 << 30);
+        assert_eq!(r.allocated_bytes(), 0);
+        let data: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        r.write_at(&data, PAGE as u64 - 7, false).unwrap();
+        let mut back = vec![0u8; data.len()];
+        r.read_at(&mut back, PAGE as u64 - 7).unwrap();
+        assert_eq!(back, data);
+        assert_eq!(r.allocated_bytes(), 5 * PAGE as u64);
+        r.discard(0, 1 << 30).unwrap();
+        assert_eq!(r.allocated_bytes(), 0);
+        r.read_at(&mut back, PAGE as u64 - 7).unwrap();
+        assert!(back.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn out_of_range_refused() {
+        let r = RamBackstore::new(4096);
+        assert!(r.write_at(&[1], 4096, false).is_err());
+        assert!(r.read_at(&mut [0; 2], 4095).is_err());
+    }
+}

@@ -1,0 +1,773 @@
+//! Configuration: TOML → validated, typed [`Config`].
+//!
+//! Unknown keys are errors. Every error names the file, the line and the key. The
+//! embedded default (no `--config`) is [`DEFAULT_CONFIG`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// What `oxtgt` runs with no arguments: one target on 127.0.0.1:3260 with two thin
+/// 1 GiB RAM LUNs and open access.
+pub const DEFAULT_CONFIG: &str = r#"
+[server]
+listen = ["127.0.0.1:3260"]
+
+[[target]]
+name = "iqn.2026-11.org.oxtgt:default"
+alias = "oxtgt default target"
+open_access = true
+
+[[target.lun]]
+id = 0
+backstore = "ram"
+size = "1GiB"
+
+[[target.lun]]
+id = 1
+backstore = "ram"
+size = "1GiB"
+"#;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    target: Vec<RawTarget>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<Spanned<Vec<String>>>,
+    queue_depth: Option<Spanned<u32>>,
+    nop_interval_secs: Option<u64>,
+    nop_timeout_secs: Option<u64>,
+    max_recv_data_segment_length: Option<Spanned<u32>>,
+    max_burst_length: Option<Spanned<u32>>,
+    first_burst_length: Option<Spanned<u32>>,
+    max_outstanding_r2t: Option<Spanned<u32>>,
+    initial_r2t: Option<bool>,
+    immediate_data: Option<bool>,
+    log_format: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    name: Spanned<String>,
+    alias: Option<String>,
+    #[serde(default)]
+    open_access: bool,
+    #[serde(default)]
+    lun: Vec<RawLun>,
+    #[serde(default)]
+    acl: Vec<RawAcl>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLun {
+    id: Spanned<u16>,
+    backstore: Spanned<String>,
+    path: Option<Spanned<String>>,
+    size: Option<Spanned<toml::Value>>,
+    block_size: Option<Spanned<u32>>,
+    #[serde(default)]
+    read_only: bool,
+    serial: Option<Spanned<String>>,
+    wwn: Option<Spanned<String>>,
+    vendor: Option<Spanned<String>>,
+    product: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAcl {
+    initiator: Spanned<String>,
+    /// Initiator-visible LUN → target LUN id. Keys are strings in TOML.
+    map: Option<Spanned<BTreeMap<String, u16>>>,
+    /// Shorthand: these target LUNs, visible under the same numbers.
+    luns: Option<Spanned<Vec<u16>>>,
+}
+
+/// A configuration error: where, which key, what is wrong.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}: {}", self.file, l, self.key, self.message),
+            None => write!(f, "{}: {}: {}", self.file, self.key, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// All errors found in one file.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: Vec<SocketAddr>,
+    pub queue_depth: u32,
+    pub nop_interval_secs: u64,
+    pub nop_timeout_secs: u64,
+    pub limits: iscsi::TargetLimits,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackstoreKind {
+    File,
+    Block,
+    Ram,
+}
+
+#[derive(Debug, Clone)]
+pub struct LunConfig {
+    pub id: u16,
+    pub backstore: BackstoreKind,
+    pub path: Option<PathBuf>,
+    pub size: Option<u64>,
+    pub block_size: u32,
+    pub read_only: bool,
+    pub serial: String,
+    pub naa: [u8; 16],
+    pub vendor: String,
+    pub product: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AclConfig {
+    pub initiator: String,
+    /// Initiator-visible LUN → target LUN id.
+    pub map: BTreeMap<u16, u16>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TargetConfig {
+    pub name: String,
+    pub alias: Option<String>,
+    pub open_access: bool,
+    pub luns: Vec<LunConfig>,
+    pub acls: Vec<AclConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub targets: Vec<TargetConfig>,
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    src: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Ctx<'_> {
+    fn line_of(&self, span: std::ops::Range<usize>) -> usize {
+        self.src[..span.start.min(self.src.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+    fn err(&mut self, span: Option<std::ops::Range<usize>>, key: &str, message: impl Into<String>) {
+        let line = span.map(|s| self.line_of(s));
+        self.errors.push(ConfigError {
+            file: self.file.to_owned(),
+            line,
+            key: key.to_owned(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Parses a size: an integer (bytes) or a string with a K/M/G/T(iB) suffix.
+fn parse_size(v: &toml::Value) -> Result<u64, String> {
+    match v {
+        toml::Value::Integer(n) if *n > 0 => Ok(*n as u64),
+        toml::Value::String(s) => {
+            let s = s.trim();
+            let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+            let (num, unit) = s.split_at(split);
+            let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size"))?;
+            let mult: u64 = match unit.trim() {
+                "" | "B" => 1,
+                "K" | "KiB" => 1 << 10,
+                "M" | "MiB" => 1 << 20,
+                "G" | "GiB" => 1 << 30,
+                "T" | "TiB" => 1 << 40,
+                u => {
+                    return Err(format!(
+                        "unknown size unit {u:?} (use KiB, MiB, GiB or TiB)"
+                    ))
+                }
+            };
+            n.checked_mul(mult)
+                .filter(|&b| b > 0)
+                .ok_or_else(|| format!("{s:?} is not a usable size"))
+        }
+        _ => Err("size must be a positive integer of bytes or a string like \"10GiB\"".into()),
+    }
+}
+
+/// FNV-1a over 128 bits: a stable (across builds and restarts) digest for deriving LU
+/// identities from their configured names.
+fn fnv128(parts: &[&[u8]]) -> u128 {
+    let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
+    for p in parts {
+        for &b in *p {
+            h ^= u128::from(b);
+            h = h.wrapping_mul(0x0000000001000000000000000000013B);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0000000001000000000000000000013B);
+    }
+    h
+}
+
+/// IEEE company ID used in derived NAA designators: a locally administered value (the
+/// X bit set, M bit clear), so it cannot collide with a registered vendor's.
+const LOCAL_COMPANY_ID: u32 = 0x5a_0e_7c;
+
+/// NAA type 6 (IEEE Registered Extended, SPC-4 7.8.6.6.5) designator derived from the
+/// target name and LUN id: stable across restarts, distinct per LU.
+pub fn derive_naa(target: &str, lun: u16) -> [u8; 16] {
+    let h = fnv128(&[target.as_bytes(), &lun.to_be_bytes()]);
+    let mut v = h.to_be_bytes();
+    // NAA(4) = 6 | company id (24) | vendor specific (100 bits).
+    let id = LOCAL_COMPANY_ID;
+    v[0] = 0x60 | ((id >> 20) as u8 & 0x0f);
+    v[1] = (id >> 12) as u8;
+    v[2] = (id >> 4) as u8;
+    v[3] = ((id as u8 & 0x0f) << 4) | (v[3] & 0x0f);
+    v
+}
+
+fn parse_wwn(s: &str) -> Option<[u8; 16]> {
+    let hex = s.strip_prefix("naa.").unwrap_or(s);
+    if hex.len() != 32 || !hex.starts_with('6') {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl Config {
+    /// Loads and validates `path`.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigErrors> {
+        let file = path.display().to_string();
+        let src = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: file.clone(),
+                line: None,
+                key: "-".into(),
+                message: e.to_string(),
+            }])
+        })?;
+        Self::parse(&file, &src)
+    }
+
+    /// The built-in default.
+    pub fn embedded_default() -> Self {
+        Self::parse("<embedded default>", DEFAULT_CONFIG)
+            .unwrap_or_else(|e| panic!("embedded default config is invalid: {e}"))
+    }
+
+    /// Parses and validates TOML `src`, reporting every error found.
+    pub fn parse(file: &str, src: &str) -> Result<Self, ConfigErrors> {
+        let mut cx = Ctx {
+            file,
+            src,
+            errors: Vec::new(),
+        };
+        let raw: RawConfig = match toml::from_str(src) {
+            Ok(r) => r,
+            Err(e) => {
+                let key = e.message().split('`').nth(1).unwrap_or("-").to_owned();
+                cx.err(e.span(), &key, e.message().to_owned());
+                return Err(ConfigErrors(cx.errors));
+            }
+        };
+        let cfg = Self::validate(&mut cx, raw);
+        if cx.errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigErrors(cx.errors))
+        }
+    }
+
+    fn validate(cx: &mut Ctx<'_>, raw: RawConfig) -> Config {
+        let s = raw.server;
+        let mut listen = Vec::new();
+        match &s.listen {
+            Some(l) => {
+                for a in l.get_ref() {
+                    match a.parse::<SocketAddr>() {
+                        Ok(sa) => listen.push(sa),
+                        Err(_) => cx.err(
+                            Some(l.span()),
+                            "server.listen",
+                            format!("{a:?} is not ADDRESS:PORT"),
+                        ),
+                    }
+                }
+            }
+            None => listen.push("127.0.0.1:3260".parse().unwrap_or_else(|_| unreachable!())),
+        }
+        let mut limits = iscsi::TargetLimits::default();
+        let ranged = |cx: &mut Ctx<'_>,
+                      v: &Option<Spanned<u32>>,
+                      key: &str,
+                      lo: u32,
+                      hi: u32,
+                      slot: &mut u32| {
+            if let Some(v) = v {
+                if (lo..=hi).contains(v.get_ref()) {
+                    *slot = *v.get_ref();
+                } else {
+                    cx.err(
+                        Some(v.span()),
+                        key,
+                        format!("must be between {lo} and {hi}"),
+                    );
+                }
+            }
+        };
+        ranged(
+            cx,
+            &s.max_recv_data_segment_length,
+            "server.max_recv_data_segment_length",
+            512,
+            16_777_215,
+            &mut limits.max_recv_data_segment_length,
+        );
+        ranged(
+            cx,
+            &s.max_burst_length,
+            "server.max_burst_length",
+            512,
+            16_777_215,
+            &mut limits.max_burst_length,
+        );
+        ranged(
+            cx,
+            &s.first_burst_length,
+            "server.first_burst_length",
+            512,
+            16_777_215,
+            &mut limits.first_burst_length,
+        );
+        ranged(
+            cx,
+            &s.max_outstanding_r2t,
+            "server.max_outstanding_r2t",
+            1,
+            65535,
+            &mut limits.max_outstanding_r2t,
+        );
+        let mut queue_depth = 128;
+        ranged(
+            cx,
+            &s.queue_depth,
+            "server.queue_depth",
+            1,
+            4096,
+            &mut queue_depth,
+        );
+        if let Some(v) = s.initial_r2t {
+            limits.initial_r2t = v;
+        }
+        if let Some(v) = s.immediate_data {
+            limits.immediate_data = v;
+        }
+        let log_format = match s
+            .log_format
+            .as_ref()
+            .map(|v| (v.get_ref().as_str(), v.span()))
+        {
+            None | Some(("human", _)) => LogFormat::Human,
+            Some(("json", _)) => LogFormat::Json,
+            Some((other, span)) => {
+                cx.err(
+                    Some(span),
+                    "server.log_format",
+                    format!("{other:?} is not \"human\" or \"json\""),
+                );
+                LogFormat::Human
+            }
+        };
+        let server = ServerConfig {
+            listen,
+            queue_depth,
+            nop_interval_secs: s.nop_interval_secs.unwrap_or(0),
+            nop_timeout_secs: s.nop_timeout_secs.unwrap_or(30),
+            limits,
+            log_format,
+        };
+
+        let mut targets = Vec::new();
+        let mut names = HashSet::new();
+        let mut naas = HashSet::new();
+        let mut serials = HashSet::new();
+        let mut paths = HashSet::new();
+        for (ti, t) in raw.target.into_iter().enumerate() {
+            let tkey = format!("target[{ti}]");
+            let name = t.name.get_ref().clone();
+            if let Err(e) = iscsi::name::validate(&name) {
+                cx.err(Some(t.name.span()), &format!("{tkey}.name"), e.to_string());
+            }
+            if !names.insert(name.clone()) {
+                cx.err(
+                    Some(t.name.span()),
+                    &format!("{tkey}.name"),
+                    format!("target {name} is defined twice"),
+                );
+            }
+            let mut luns = Vec::new();
+            let mut ids = HashSet::new();
+            for (li, l) in t.lun.into_iter().enumerate() {
+                let key = format!("{tkey}.lun[{li}]");
+                let id = *l.id.get_ref();
+                if id > 16383 {
+                    cx.err(
+                        Some(l.id.span()),
+                        &format!("{key}.id"),
+                        "LUN ids go up to 16383",
+                    );
+                }
+                if !ids.insert(id) {
+                    cx.err(
+                        Some(l.id.span()),
+                        &format!("{key}.id"),
+                        format!("LUN {id} is defined twice in {name}"),
+                    );
+                }
+                let backstore = match l.backstore.get_ref().as_str() {
+                    "file" => BackstoreKind::File,
+                    "block" => BackstoreKind::Block,
+                    "ram" => BackstoreKind::Ram,
+                    other => {
+                        cx.err(
+                            Some(l.backstore.span()),
+                            &format!("{key}.backstore"),
+                            format!("{other:?} is not \"file\", \"block\" or \"ram\""),
+                        );
+                        BackstoreKind::Ram
+                    }
+                };
+                let size = match &l.size {
+                    Some(v) => match parse_size(v.get_ref()) {
+                        Ok(n) => Some(n),
+                        Err(m) => {
+                            cx.err(Some(v.span()), &format!("{key}.size"), m);
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                let block_size = l.block_size.as_ref().map(|b| *b.get_ref()).unwrap_or(512);
+                if block_size != 512 && block_size != 4096 {
+                    let span = l.block_size.as_ref().map(|b| b.span());
+                    cx.err(span, &format!("{key}.block_size"), "must be 512 or 4096");
+                }
+                let path = l.path.as_ref().map(|p| PathBuf::from(p.get_ref()));
+                match backstore {
+                    BackstoreKind::Ram => {
+                        if size.is_none() {
+                            cx.err(
+                                Some(l.backstore.span()),
+                                &format!("{key}.size"),
+                                "a ram LUN needs a size",
+                            );
+                        }
+                        if let Some(p) = &l.path {
+                            cx.err(
+                                Some(p.span()),
+                                &format!("{key}.path"),
+                                "a ram LUN has no path",
+                            );
+                        }
+                    }
+                    BackstoreKind::File | BackstoreKind::Block => match &l.path {
+                        None => cx.err(
+                            Some(l.backstore.span()),
+                            &format!("{key}.path"),
+                            "a file or block LUN needs a path",
+                        ),
+                        Some(p) => {
+                            if !paths.insert(p.get_ref().clone()) {
+                                cx.err(
+                                    Some(p.span()),
+                                    &format!("{key}.path"),
+                                    format!("{} is used by two LUNs", p.get_ref()),
+                                );
+                            }
+                            if backstore == BackstoreKind::Block && l.size.is_some() {
+                                cx.err(
+                                    l.size.as_ref().map(|s| s.span()),
+                                    &format!("{key}.size"),
+                                    "a block LUN takes its size from the device",
+                                );
+                            }
+                        }
+                    },
+                }
+                if let Some(sz) = size {
+                    if sz % u64::from(block_size) != 0 {
+                        cx.err(
+                            l.size.as_ref().map(|s| s.span()),
+                            &format!("{key}.size"),
+                            format!(
+                                "{sz} bytes is not a multiple of the {block_size}-byte block size"
+                            ),
+                        );
+                    }
+                }
+                let naa = match &l.wwn {
+                    Some(w) => parse_wwn(w.get_ref()).unwrap_or_else(|| {
+                        cx.err(
+                            Some(w.span()),
+                            &format!("{key}.wwn"),
+                            "must be naa. followed by 32 hex digits starting with 6 (NAA type 6)",
+                        );
+                        [0; 16]
+                    }),
+                    None => derive_naa(&name, id),
+                };
+                if !naas.insert(naa) {
+                    cx.err(
+                        l.wwn.as_ref().map(|w| w.span()).or(Some(l.id.span())),
+                        &format!("{key}.wwn"),
+                        "this NAA designator is used by another LUN",
+                    );
+                }
+                let serial = match &l.serial {
+                    Some(s) => {
+                        let v = s.get_ref();
+                        if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_graphic())
+                        {
+                            cx.err(
+                                Some(s.span()),
+                                &format!("{key}.serial"),
+                                "must be 1-64 printable ASCII characters without spaces",
+                            );
+                        }
+                        v.clone()
+                    }
+                    None => naa[8..].iter().map(|b| format!("{b:02x}")).collect(),
+                };
+                if !serials.insert(serial.clone()) {
+                    cx.err(
+                        l.serial.as_ref().map(|s| s.span()).or(Some(l.id.span())),
+                        &format!("{key}.serial"),
+                        "this serial is used by another LUN",
+                    );
+                }
+                let text = |v: &Option<Spanned<String>>,
+                            k: &str,
+                            max: usize,
+                            def: &str,
+                            cx: &mut Ctx<'_>| match v {
+                    Some(s)
+                        if s.get_ref().len() > max
+                            || !s.get_ref().bytes().all(|b| (0x20..0x7f).contains(&b)) =>
+                    {
+                        cx.err(
+                            Some(s.span()),
+                            &format!("{key}.{k}"),
+                            format!("must be at most {max} printable ASCII characters"),
+                        );
+                        def.to_owned()
+                    }
+                    Some(s) => s.get_ref().clone(),
+                    None => def.to_owned(),
+                };
+                let vendor = text(&l.vendor, "vendor", 8, "OXTGT", cx);
+                let product = text(&l.product, "product", 16, "oxtgt disk", cx);
+                luns.push(LunConfig {
+                    id,
+                    backstore,
+                    path,
+                    size,
+                    block_size,
+                    read_only: l.read_only,
+                    serial,
+                    naa,
+                    vendor,
+                    product,
+                });
+            }
+            let mut acls = Vec::new();
+            for (ai, a) in t.acl.into_iter().enumerate() {
+                let key = format!("{tkey}.acl[{ai}]");
+                if let Err(e) = iscsi::name::validate(a.initiator.get_ref()) {
+                    cx.err(
+                        Some(a.initiator.span()),
+                        &format!("{key}.initiator"),
+                        e.to_string(),
+                    );
+                }
+                let mut map = BTreeMap::new();
+                if let Some(m) = &a.map {
+                    for (visible, target_lun) in m.get_ref() {
+                        match visible.parse::<u16>() {
+                            Ok(v) if v <= 16383 => {
+                                map.insert(v, *target_lun);
+                            }
+                            _ => cx.err(
+                                Some(m.span()),
+                                &format!("{key}.map"),
+                                format!("{visible:?} is not a LUN number (0-16383)"),
+                            ),
+                        }
+                    }
+                }
+                if let Some(l) = &a.luns {
+                    for &n in l.get_ref() {
+                        map.insert(n, n);
+                    }
+                }
+                let span = a
+                    .map
+                    .as_ref()
+                    .map(|m| m.span())
+                    .or(a.luns.as_ref().map(|l| l.span()))
+                    .unwrap_or(a.initiator.span());
+                for tl in map.values() {
+                    if !ids.contains(tl) {
+                        cx.err(
+                            Some(span.clone()),
+                            &format!("{key}.map"),
+                            format!("target {name} has no LUN {tl}"),
+                        );
+                    }
+                }
+                acls.push(AclConfig {
+                    initiator: a.initiator.get_ref().clone(),
+                    map,
+                });
+            }
+            if t.open_access && !acls.is_empty() {
+                cx.err(
+                    Some(t.name.span()),
+                    &format!("{tkey}.open_access"),
+                    "open_access = true and acl entries exclude each other",
+                );
+            }
+            targets.push(TargetConfig {
+                name,
+                alias: t.alias,
+                open_access: t.open_access,
+                luns,
+                acls,
+            });
+        }
+        if targets.is_empty() {
+            cx.err(None, "target", "at least one [[target]] is required");
+        }
+        Config { server, targets }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::embedded_default();
+        assert_eq!(c.targets[0].luns.len(), 2);
+        assert_eq!(c.targets[0].luns[1].size, Some(1 << 30));
+        assert_ne!(c.targets[0].luns[0].naa, c.targets[0].luns[1].naa);
+    }
+
+    #[test]
+    fn unknown_key_reports_line_and_key() {
+        let src = "[server]\nlisten = [\"127.0.0.1:3260\"]\nbogus = 1\n";
+        let e = Config::parse("x.toml", src).unwrap_err();
+        let s = e.to_string();
+        assert!(s.starts_with("x.toml:3:"), "{s}");
+        assert!(s.contains("bogus"), "{s}");
+    }
+
+    #[test]
+    fn semantic_errors_all_reported_with_lines() {
+        let src = r#"
+[[target]]
+name = "iqn.bad"
+[[target.lun]]
+id = 0
+backstore = "ram"
+size = "10XB"
+[[target.lun]]
+id = 0
+backstore = "file"
+"#;
+        let e = Config::parse("y.toml", src).unwrap_err();
+        let lines: Vec<String> =
+            e.0.iter()
+                .map(|e| format!("{}:{}", e.line.unwrap_or(0), e.key))
+                .collect();
+        assert!(lines.contains(&"3:target[0].name".to_string()), "{lines:?}");
+        assert!(
+            lines.contains(&"7:target[0].lun[0].size".to_string()),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&"9:target[0].lun[1].id".to_string()),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&"10:target[0].lun[1].path".to_string()),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn naa_is_stable_and_type6() {
+        let a = derive_naa("iqn.2026-11.org.oxtgt:t", 0);
+        assert_eq!(a, derive_naa("iqn.2026-11.org.oxtgt:t", 0));
+        assert_ne!(a, derive_naa("iqn.2026-11.org.oxtgt:t", 1));
+        assert_eq!(a[0] >> 4, 6);
+    }
+}

@@ -1,0 +1,1287 @@
+//! One iSCSI connection (= one session: MaxConnections is 1): login, then the
+//! full-feature phase.
+//!
+//! ```text
+//!  socket ─► PduReader ─► Conn::on_pdu ─► CmdSN window ─► command ─► R2T/Data-Out ─► execute
+//!                                                                  (pooled buffer)   (blocking pool)
+//!  socket ◄─ writer task (StatSN/ExpCmdSN/MaxCmdSN stamped, vectored writes) ◄─ responses
+//! ```
+//! The reader never waits on storage: commands run on the blocking pool and their
+//! responses go to the writer through a channel.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use iscsi::keys::TextPairs;
+use iscsi::login::{LoginOutcome, NegotiatedParams, Negotiator, SessionType};
+use iscsi::pdu::{
+    self, reject_reason, tmf_response, DataIn, LogoutResp, NopIn, R2t, Reject, Request, Residual,
+    ScsiCommand, ScsiResponse, TaskMgmt, TaskMgmtResp, TextResp, TmfFunction, NO_TAG,
+};
+use iscsi::seq::CmdSnCheck;
+use iscsi::{DigestConfig, PduError};
+use scsi::lu::{ResetKind, MAX_TRANSFER_BYTES};
+use scsi::report::{decode_lun, report_luns};
+use scsi::sense::status;
+use scsi::{Asc, Command, LogicalUnit, Nexus, Outcome, Sense, SenseKey};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+
+use crate::pool::BufPool;
+use crate::registry::{Registry, SessionEntry, Target};
+use crate::wire::{
+    self, After, DataRef, Header, OutTx, Outgoing, PduOut, PduReader, ReadError, Shared, SnMode,
+};
+
+/// Login text is small; this bounds what a peer can make us buffer before login ends.
+const LOGIN_MAX_DATA: usize = 64 * 1024;
+
+/// Serves one TCP connection until it closes.
+pub async fn serve(
+    stream: TcpStream,
+    reg: Arc<Registry>,
+    pool: Arc<BufPool>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let peer = stream.peer_addr().ok();
+    let local = stream.local_addr().ok();
+    let _ = stream.set_nodelay(true);
+    let (rd, mut wr) = stream.into_split();
+    let mut reader = PduReader::new(rd, LOGIN_MAX_DATA);
+    let login = match login(&mut reader, &mut wr, &reg).await {
+        Ok(Some(l)) => l,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::info!(?peer, error = %e, "connection closed during login");
+            return;
+        }
+    };
+    let LoginDone { params, stat_sn } = login;
+    tracing::info!(?peer, initiator = %params.initiator_name, target = ?params.target_name, tsih = params.tsih, "login complete");
+    reader.digests = DigestConfig {
+        header: params.header_digest,
+        data: params.data_digest,
+    };
+    reader.max_data = params.max_recv_data_segment_length as usize;
+
+    let shared = Arc::new(Shared::new(params.first_cmd_sn, reg.server.queue_depth));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(wire::writer(
+        wr,
+        rx,
+        shared.clone(),
+        reader.digests,
+        stat_sn,
+        pool.clone(),
+    ));
+
+    let target = params
+        .target_name
+        .as_deref()
+        .and_then(|n| reg.target(n))
+        .cloned();
+    let luns = target
+        .as_ref()
+        .and_then(|t| t.lun_map(&params.initiator_name))
+        .unwrap_or_default();
+    let nexus = Arc::new(Nexus {
+        id: reg.new_nexus_id(),
+        initiator: params.initiator_name.as_str().into(),
+        isid: params.isid,
+        target_name: params.target_name.clone().unwrap_or_default().into(),
+        tpgt: target.as_ref().map(|t| t.tpgt).unwrap_or(1),
+        relative_port: 1,
+    });
+    for lu in luns.values() {
+        lu.attach(nexus.id);
+    }
+
+    // Register for reinstatement and for being stopped.
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let (ended_tx, ended_rx) = watch::channel(false);
+    let key = (
+        params.initiator_name.clone(),
+        params.isid,
+        params.target_name.clone().unwrap_or_default(),
+    );
+    if params.session_type == SessionType::Normal {
+        let old = reg
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                key.clone(),
+                SessionEntry {
+                    tsih: params.tsih,
+                    stop: stop_tx,
+                    ended: ended_rx,
+                },
+            );
+        if let Some(old) = old {
+            // Session reinstatement (RFC 7143 §6.3.5): the old session ends first.
+            let _ = old.stop.send(true);
+            let mut ended = old.ended;
+            let _ = tokio::time::timeout(Duration::from_secs(10), ended.wait_for(|e| *e)).await;
+        }
+    }
+
+    let last_rx = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut conn = Conn {
+        reg: reg.clone(),
+        pool: pool.clone(),
+        params: Arc::new(params),
+        nexus: nexus.clone(),
+        target,
+        luns,
+        tx: tx.clone(),
+        shared: shared.clone(),
+        queued: BTreeMap::new(),
+        writes: HashMap::new(),
+        tasks: Arc::new(Mutex::new(HashMap::new())),
+        next_ttt: 1,
+        local,
+        logged_out: false,
+    };
+
+    let keepalive = spawn_keepalive(&reg, tx.clone(), last_rx.clone(), started);
+    let mut shutdown = shutdown;
+    let end_reason: String = tokio::select! {
+        r = conn.run(&mut reader, &last_rx, started) => r,
+        _ = stop_rx.wait_for(|s| *s) => "session stopped (reinstated or reset)".into(),
+        r = shutdown_notice(&mut shutdown, tx.clone()) => r,
+    };
+    if let Some(k) = keepalive {
+        k.abort();
+    }
+    tracing::info!(?peer, initiator = %nexus.initiator, reason = %end_reason, "session ended");
+
+    // Nexus loss: stop what runs, let in-flight writes finish, then detach.
+    for w in conn.writes.drain() {
+        pool.put(w.1.exec.data_out);
+    }
+    let waiters = {
+        let tasks = conn.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.values().map(|t| t.done.clone()).collect::<Vec<_>>()
+    };
+    for mut d in waiters {
+        let _ = tokio::time::timeout(Duration::from_secs(30), d.wait_for(|x| *x)).await;
+    }
+    for lu in conn.luns.values() {
+        lu.detach(nexus.id);
+    }
+    drop(conn);
+    drop(tx);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    if !key.2.is_empty() {
+        let mut s = reg.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if s.get(&key)
+            .is_some_and(|e| *e.ended.borrow() == false && e.stop.is_closed())
+        {
+            s.remove(&key);
+        }
+    }
+    let _ = ended_tx.send(true);
+}
+
+/// On server shutdown: ask the initiator to log out (Async Message, event 1), give it
+/// a moment, then end the session.
+async fn shutdown_notice(shutdown: &mut watch::Receiver<bool>, tx: OutTx) -> String {
+    let _ = shutdown.wait_for(|s| *s).await;
+    let msg = pdu::AsyncMsg {
+        lun: 0,
+        stat_sn: 0,
+        exp_cmd_sn: 0,
+        max_cmd_sn: 0,
+        event: 1,
+        parameter1: 0,
+        parameter2: 0,
+        parameter3: 2, // seconds the initiator has to log out
+        data_len: 0,
+    };
+    let _ = tx.send(Outgoing::one(PduOut::new(msg.encode(), SnMode::Current)));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    "server shutting down".into()
+}
+
+/// NOP-In pings when the initiator has been silent for the configured interval; the
+/// connection is dropped if it stays silent past the timeout.
+fn spawn_keepalive(
+    reg: &Registry,
+    tx: OutTx,
+    last_rx: Arc<AtomicU64>,
+    started: Instant,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let interval = reg.server.nop_interval_secs;
+    if interval == 0 {
+        return None;
+    }
+    let timeout = reg.server.nop_timeout_secs;
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(interval));
+        let mut ttt: u32 = 0x4000_0000;
+        loop {
+            tick.tick().await;
+            let idle = started
+                .elapsed()
+                .as_secs()
+                .saturating_sub(last_rx.load(Ordering::Relaxed));
+            if idle >= interval + timeout {
+                tracing::warn!(idle, "initiator unresponsive to NOP-In; closing connection");
+                let _ = tx.send(Outgoing {
+                    after: After::Close,
+                    ..Outgoing::default()
+                });
+                return;
+            }
+            if idle >= interval {
+                ttt = ttt.wrapping_add(1) | 0x4000_0000;
+                let nop = NopIn {
+                    lun: 0,
+                    itt: NO_TAG,
+                    ttt,
+                    stat_sn: 0,
+                    exp_cmd_sn: 0,
+                    max_cmd_sn: 0,
+                    data_len: 0,
+                };
+                if tx
+                    .send(Outgoing::one(PduOut::new(nop.encode(), SnMode::Current)))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    }))
+}
+
+struct LoginDone {
+    params: NegotiatedParams,
+    stat_sn: u32,
+}
+
+/// The login phase: Login Request/Response exchanges until full-feature phase.
+async fn login(
+    reader: &mut PduReader,
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    reg: &Arc<Registry>,
+) -> Result<Option<LoginDone>, ReadError> {
+    use tokio::io::AsyncWriteExt;
+    let mut neg = Negotiator::new(reg.server.limits.clone());
+    let mut stat_sn: u32 = rand_u32();
+    loop {
+        let h = reader.header().await?;
+        let data = match reader.data_vec(&h).await? {
+            Ok(d) => d,
+            Err(e) => return Err(ReadError::Protocol(e)),
+        };
+        let req = match Request::parse(&h.bhs, &h.ahs) {
+            Ok(Request::Login(l)) => l,
+            Ok(other) => {
+                tracing::info!(pdu = ?std::mem::discriminant(&other), "non-login PDU during login; closing");
+                return Ok(None);
+            }
+            Err(e) => return Err(ReadError::Protocol(e)),
+        };
+        let mut reply = neg.handle(&req, &data, reg.as_ref());
+        reply.header.stat_sn = stat_sn;
+        stat_sn = stat_sn.wrapping_add(1);
+        reply.header.exp_cmd_sn = req.cmd_sn;
+        reply.header.max_cmd_sn = req
+            .cmd_sn
+            .wrapping_add(reg.server.queue_depth)
+            .wrapping_sub(1);
+        let mut done = None;
+        match reply.outcome {
+            LoginOutcome::Complete(mut p) => {
+                if p.tsih != 0 {
+                    // Adding a connection to an existing session (MC/S) is not offered.
+                    reply.header.status_class = 2;
+                    reply.header.status_detail = if reg
+                        .sessions
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .values()
+                        .any(|s| s.tsih == p.tsih)
+                    {
+                        6
+                    } else {
+                        10
+                    };
+                    reply.header.transit = false;
+                    reply.data.clear();
+                } else {
+                    p.tsih = reg.new_tsih();
+                    reply.header.tsih = p.tsih;
+                    done = Some(*p);
+                }
+            }
+            LoginOutcome::Failed(st) => {
+                tracing::info!(class = st.0, detail = st.1, "login refused");
+            }
+            LoginOutcome::Continue => {}
+        }
+        reply.header.data_len = reply.data.len();
+        let mut out = Vec::with_capacity(48 + reply.data.len() + 4);
+        iscsi::framer::encode(
+            &reply.header.encode(),
+            &[],
+            &reply.data,
+            DigestConfig::default(),
+            &mut out,
+        );
+        wr.write_all(&out).await?;
+        if reply.header.status_class != 0 {
+            return Ok(None);
+        }
+        if let Some(params) = done {
+            return Ok(Some(LoginDone { params, stat_sn }));
+        }
+    }
+}
+
+fn rand_u32() -> u32 {
+    rand::random::<u32>() & 0x00ff_ffff
+}
+
+/// A command in flight on the blocking pool.
+struct TaskEntry {
+    lun: u64,
+    aborted: Arc<AtomicBool>,
+    done: watch::Receiver<bool>,
+}
+
+/// Everything needed to run a command once its data is in.
+struct Exec {
+    itt: u32,
+    lun_raw: u64,
+    edtl: u32,
+    read: bool,
+    counted: bool,
+    lu: Option<Arc<LogicalUnit>>,
+    parsed: Result<Command, Sense>,
+    /// Bytes the CDB wants to move out (for the residual).
+    needed_out: u64,
+    data_out: Vec<u8>,
+    data_out_len: usize,
+}
+
+/// One outstanding R2T.
+struct R2tState {
+    ttt: u32,
+    end: usize,
+    next_offset: usize,
+    data_sn: u32,
+}
+
+/// A write waiting for its Data-Out PDUs.
+struct PendingWrite {
+    exec: Exec,
+    /// Bytes the target will use: min(EDTL, what the CDB needs).
+    transfer: usize,
+    /// Unsolicited Data-Out is still expected (no F bit seen yet).
+    unsolicited_open: bool,
+    unsolicited_next: usize,
+    unsolicited_limit: usize,
+    unsolicited_data_sn: u32,
+    r2ts: VecDeque<R2tState>,
+    next_r2t_offset: usize,
+    r2t_sn: u32,
+}
+
+/// A non-immediate request that arrived ahead of ExpCmdSN.
+enum Queued {
+    Command(ScsiCommand, Header, PendingBuf),
+    Other(Request, Header, Vec<u8>),
+}
+
+/// Immediate data already read, in the buffer it will be written from.
+struct PendingBuf {
+    buf: Vec<u8>,
+    imm_len: usize,
+    plan: Plan,
+}
+
+struct Plan {
+    lu: Option<Arc<LogicalUnit>>,
+    parsed: Result<Command, Sense>,
+    transfer: usize,
+    needed_out: u64,
+}
+
+struct Conn {
+    reg: Arc<Registry>,
+    pool: Arc<BufPool>,
+    params: Arc<NegotiatedParams>,
+    nexus: Arc<Nexus>,
+    target: Option<Arc<Target>>,
+    luns: BTreeMap<u16, Arc<LogicalUnit>>,
+    tx: OutTx,
+    shared: Arc<Shared>,
+    queued: BTreeMap<u32, Queued>,
+    writes: HashMap<u32, PendingWrite>,
+    tasks: Arc<Mutex<HashMap<u32, TaskEntry>>>,
+    next_ttt: u32,
+    local: Option<SocketAddr>,
+    logged_out: bool,
+}
+
+impl Conn {
+    fn discovery(&self) -> bool {
+        self.params.session_type == SessionType::Discovery
+    }
+
+    fn send(&self, o: Outgoing) {
+        let _ = self.tx.send(o);
+    }
+
+    fn lu_for(&self, lun_raw: u64) -> Option<Arc<LogicalUnit>> {
+        decode_lun(lun_raw).and_then(|l| self.luns.get(&l)).cloned()
+    }
+
+    /// The read loop; returns why it ended.
+    async fn run(
+        &mut self,
+        reader: &mut PduReader,
+        last_rx: &AtomicU64,
+        started: Instant,
+    ) -> String {
+        loop {
+            if self.logged_out {
+                return "logout".into();
+            }
+            let h = match reader.header().await {
+                Ok(h) => h,
+                Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return "initiator closed the connection".into()
+                }
+                Err(e) => return format!("closing: {e}"),
+            };
+            last_rx.store(started.elapsed().as_secs(), Ordering::Relaxed);
+            if let Err(e) = self.on_pdu(reader, h).await {
+                return format!("closing: {e}");
+            }
+        }
+    }
+
+    fn reject(&self, reason: u8, bhs: &[u8; 48]) {
+        let r = Reject {
+            reason,
+            stat_sn: 0,
+            exp_cmd_sn: 0,
+            max_cmd_sn: 0,
+            data_len: 48,
+        };
+        self.send(Outgoing::one(PduOut::with_data(
+            r.encode(),
+            SnMode::Current,
+            bhs.to_vec(),
+        )));
+    }
+
+    async fn on_pdu(&mut self, reader: &mut PduReader, h: Header) -> Result<(), ReadError> {
+        let req = match Request::parse(&h.bhs, &h.ahs) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!(error = %e, "rejecting PDU");
+                reader.skip_data(&h).await?;
+                let reason = if matches!(e, PduError::UnknownOpcode(_)) {
+                    reject_reason::COMMAND_NOT_SUPPORTED
+                } else {
+                    reject_reason::PROTOCOL_ERROR
+                };
+                self.reject(reason, &h.bhs);
+                return Ok(());
+            }
+        };
+        match req {
+            Request::DataOut(d) => self.on_data_out(reader, h, d).await,
+            Request::ScsiCommand(cmd) => {
+                if self.discovery() {
+                    reader.skip_data(&h).await?;
+                    self.reject(reject_reason::PROTOCOL_ERROR, &h.bhs);
+                    return Ok(());
+                }
+                let mut pb = self.plan_command(&cmd, &h);
+                let imm = h.layout.prefix.data_segment_len;
+                if imm > 0 {
+                    if imm > pb.buf.len() {
+                        let mut bigger = self.pool.get(imm);
+                        std::mem::swap(&mut bigger, &mut pb.buf);
+                        self.pool.put(bigger);
+                    }
+                    if let Err(e) = reader.data_into(&h, &mut pb.buf[..imm]).await? {
+                        tracing::warn!(error = %e, itt = cmd.itt, "immediate data digest error");
+                        self.pool.put(pb.buf);
+                        self.reject(reject_reason::DATA_DIGEST_ERROR, &h.bhs);
+                        return Ok(());
+                    }
+                    pb.imm_len = imm;
+                }
+                if cmd.immediate {
+                    self.start_command(cmd, pb, false);
+                    return Ok(());
+                }
+                let check = self.shared.window().check(cmd.cmd_sn);
+                match check {
+                    CmdSnCheck::OutOfWindow => {
+                        tracing::debug!(
+                            cmd_sn = cmd.cmd_sn,
+                            "command outside the CmdSN window dropped"
+                        );
+                        self.pool.put(pb.buf);
+                    }
+                    CmdSnCheck::Ahead => {
+                        self.queued.insert(cmd.cmd_sn, Queued::Command(cmd, h, pb));
+                    }
+                    CmdSnCheck::InOrder => {
+                        self.admit();
+                        self.start_command(cmd, pb, true);
+                        self.drain_queue();
+                    }
+                }
+                Ok(())
+            }
+            other => {
+                let data = match reader.data_vec(&h).await? {
+                    Ok(d) => d,
+                    Err(_) => {
+                        self.reject(reject_reason::DATA_DIGEST_ERROR, &h.bhs);
+                        return Ok(());
+                    }
+                };
+                let (immediate, cmd_sn) = match &other {
+                    Request::NopOut(n) => (n.immediate || n.itt == NO_TAG, n.cmd_sn),
+                    Request::TaskMgmt(t) => (t.immediate, t.cmd_sn),
+                    Request::Text(t) => (t.immediate, t.cmd_sn),
+                    Request::Logout(l) => (l.immediate, l.cmd_sn),
+                    _ => (true, 0),
+                };
+                if immediate {
+                    self.on_other(other, &h, data, false);
+                    return Ok(());
+                }
+                let check = self.shared.window().check(cmd_sn);
+                match check {
+                    CmdSnCheck::OutOfWindow => {
+                        tracing::debug!(cmd_sn, "request outside the CmdSN window dropped")
+                    }
+                    CmdSnCheck::Ahead => {
+                        self.queued.insert(cmd_sn, Queued::Other(other, h, data));
+                    }
+                    CmdSnCheck::InOrder => {
+                        self.admit();
+                        self.on_other(other, &h, data, true);
+                        self.drain_queue();
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Counts an in-order non-immediate request and advances ExpCmdSN.
+    fn admit(&self) {
+        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.shared.window().advance();
+    }
+
+    fn drain_queue(&mut self) {
+        loop {
+            let exp = self.shared.window().exp_cmd_sn();
+            let Some(q) = self.queued.remove(&exp) else {
+                return;
+            };
+            self.admit();
+            match q {
+                Queued::Command(cmd, _h, pb) => self.start_command(cmd, pb, true),
+                Queued::Other(req, h, data) => self.on_other(req, &h, data, true),
+            }
+        }
+    }
+
+    /// Decides, from the header alone, where a command's data goes.
+    fn plan_command(&self, cmd: &ScsiCommand, h: &Header) -> PendingBuf {
+        let lu = self.lu_for(cmd.lun);
+        let parsed = Command::parse(&cmd.cdb);
+        let needed_out = match (&lu, &parsed) {
+            (Some(lu), Ok(c)) => c.data_out_len(lu.block_size()),
+            _ => 0,
+        };
+        let transfer = if cmd.write {
+            needed_out.min(u64::from(cmd.expected_data_len))
+        } else {
+            0
+        };
+        // Never buffer more than one command may move, whatever the CDB claims.
+        let transfer = transfer.min(MAX_TRANSFER_BYTES + 65536) as usize;
+        let p = &self.params;
+        // Unsolicited data the initiator may send (RFC 7143 §13.13-14): up to
+        // FirstBurstLength, never past EDTL.
+        let unsolicited = if cmd.write && !cmd.final_ && !p.initial_r2t {
+            (p.first_burst_length as usize).min(cmd.expected_data_len as usize)
+        } else {
+            h.layout.prefix.data_segment_len
+        };
+        let size = transfer.max(unsolicited).max(1);
+        PendingBuf {
+            buf: self.pool.get(size),
+            imm_len: 0,
+            plan: Plan {
+                lu,
+                parsed,
+                transfer,
+                needed_out,
+            },
+        }
+    }
+
+    fn start_command(&mut self, cmd: ScsiCommand, pb: PendingBuf, counted: bool) {
+        let PendingBuf { buf, imm_len, plan } = pb;
+        let exec = Exec {
+            itt: cmd.itt,
+            lun_raw: cmd.lun,
+            edtl: cmd.expected_data_len,
+            read: cmd.read,
+            counted,
+            lu: plan.lu,
+            parsed: plan.parsed,
+            needed_out: plan.needed_out,
+            data_out: buf,
+            data_out_len: imm_len.min(plan.transfer),
+        };
+        let p = self.params.clone();
+        let unsolicited_open = cmd.write && !cmd.final_ && !p.initial_r2t;
+        if plan.transfer <= imm_len && !unsolicited_open {
+            self.execute(exec);
+            return;
+        }
+        let limit = (p.first_burst_length as usize).min(cmd.expected_data_len as usize);
+        let mut pw = PendingWrite {
+            exec,
+            transfer: plan.transfer,
+            unsolicited_open,
+            unsolicited_next: imm_len,
+            unsolicited_limit: limit,
+            unsolicited_data_sn: 0,
+            r2ts: VecDeque::new(),
+            next_r2t_offset: imm_len,
+            r2t_sn: 0,
+        };
+        if !pw.unsolicited_open {
+            self.issue_r2ts(&mut pw);
+        }
+        self.writes.insert(cmd.itt, pw);
+    }
+
+    fn issue_r2ts(&mut self, pw: &mut PendingWrite) {
+        let max_out = self.params.max_outstanding_r2t as usize;
+        let burst = self.params.max_burst_length as usize;
+        while pw.r2ts.len() < max_out && pw.next_r2t_offset < pw.transfer {
+            let len = burst.min(pw.transfer - pw.next_r2t_offset);
+            let ttt = self.next_ttt;
+            self.next_ttt = self.next_ttt.wrapping_add(1);
+            if self.next_ttt == NO_TAG {
+                self.next_ttt = 1;
+            }
+            let r2t = R2t {
+                lun: pw.exec.lun_raw,
+                itt: pw.exec.itt,
+                ttt,
+                stat_sn: 0,
+                exp_cmd_sn: 0,
+                max_cmd_sn: 0,
+                r2t_sn: pw.r2t_sn,
+                buffer_offset: pw.next_r2t_offset as u32,
+                desired_len: len as u32,
+            };
+            pw.r2t_sn += 1;
+            pw.r2ts.push_back(R2tState {
+                ttt,
+                end: pw.next_r2t_offset + len,
+                next_offset: pw.next_r2t_offset,
+                data_sn: 0,
+            });
+            pw.next_r2t_offset += len;
+            self.send(Outgoing::one(PduOut::new(r2t.encode(), SnMode::Current)));
+        }
+    }
+
+    async fn on_data_out(
+        &mut self,
+        reader: &mut PduReader,
+        h: Header,
+        d: pdu::DataOut,
+    ) -> Result<(), ReadError> {
+        let len = h.layout.prefix.data_segment_len;
+        let Some(mut pw) = self.writes.remove(&d.itt) else {
+            // Data for a task that failed or was aborted: drop it quietly.
+            tracing::debug!(itt = d.itt, "Data-Out for no pending write");
+            return reader.skip_data(&h).await;
+        };
+        let off = d.buffer_offset as usize;
+        // Which sequence does this PDU belong to, and is it the next one expected?
+        let in_order = if d.ttt == NO_TAG {
+            pw.unsolicited_open
+                && d.data_sn == pw.unsolicited_data_sn
+                && off == pw.unsolicited_next
+                && off + len <= pw.unsolicited_limit
+        } else {
+            pw.r2ts.iter().any(|r| {
+                r.ttt == d.ttt
+                    && d.data_sn == r.data_sn
+                    && off == r.next_offset
+                    && off + len <= r.end
+            })
+        };
+        if !in_order {
+            tracing::warn!(
+                itt = d.itt,
+                ttt = d.ttt,
+                data_sn = d.data_sn,
+                offset = off,
+                len,
+                "Data-Out out of sequence; failing the task"
+            );
+            reader.skip_data(&h).await?;
+            self.reject(reject_reason::PROTOCOL_ERROR, &h.bhs);
+            let mut exec = pw.exec;
+            exec.parsed = Err(Sense::new(SenseKey::ABORTED_COMMAND, Asc(0x4b00)));
+            exec.data_out_len = 0;
+            self.execute(exec);
+            return Ok(());
+        }
+        if pw.exec.data_out.len() < off + len {
+            let mut bigger = self.pool.get(off + len);
+            bigger[..pw.exec.data_out.len()].copy_from_slice(&pw.exec.data_out);
+            std::mem::swap(&mut bigger, &mut pw.exec.data_out);
+            self.pool.put(bigger);
+        }
+        match reader
+            .data_into(&h, &mut pw.exec.data_out[off..off + len])
+            .await?
+        {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, itt = d.itt, "Data-Out digest error; failing the task");
+                self.reject(reject_reason::DATA_DIGEST_ERROR, &h.bhs);
+                let mut exec = pw.exec;
+                exec.parsed = Err(Sense::new(SenseKey::ABORTED_COMMAND, Asc(0x4703)));
+                exec.data_out_len = 0;
+                self.execute(exec);
+                return Ok(());
+            }
+        }
+        if d.ttt == NO_TAG {
+            pw.unsolicited_next += len;
+            pw.unsolicited_data_sn += 1;
+            if d.final_ {
+                pw.unsolicited_open = false;
+                pw.next_r2t_offset = pw.next_r2t_offset.max(pw.unsolicited_next);
+            }
+        } else if let Some(i) = pw.r2ts.iter().position(|r| r.ttt == d.ttt) {
+            let r = &mut pw.r2ts[i];
+            r.next_offset += len;
+            r.data_sn += 1;
+            if d.final_ || r.next_offset >= r.end {
+                pw.r2ts.remove(i);
+            }
+        }
+        if !pw.unsolicited_open {
+            self.issue_r2ts(&mut pw);
+        }
+        if !pw.unsolicited_open && pw.r2ts.is_empty() && pw.next_r2t_offset >= pw.transfer {
+            let mut exec = pw.exec;
+            exec.data_out_len = pw.transfer;
+            self.execute(exec);
+        } else {
+            self.writes.insert(d.itt, pw);
+        }
+        Ok(())
+    }
+
+    /// Runs a command on the blocking pool and queues its response.
+    fn execute(&mut self, exec: Exec) {
+        let aborted = Arc::new(AtomicBool::new(false));
+        let (done_tx, done_rx) = watch::channel(false);
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            exec.itt,
+            TaskEntry {
+                lun: exec.lun_raw,
+                aborted: aborted.clone(),
+                done: done_rx,
+            },
+        );
+        let tasks = self.tasks.clone();
+        let tx = self.tx.clone();
+        let pool = self.pool.clone();
+        let params = self.params.clone();
+        let nexus = self.nexus.clone();
+        let lun_list: Vec<u16> = self.luns.keys().copied().collect();
+        tokio::spawn(async move {
+            let itt = exec.itt;
+            let counted = exec.counted;
+            let joined = tokio::task::spawn_blocking(move || {
+                run_command(exec, &nexus, &lun_list, &params, &pool)
+            })
+            .await;
+            let mut out = match joined {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::error!(error = %e, itt, "command execution panicked");
+                    Outgoing::default()
+                }
+            };
+            out.completes_command = counted;
+            if aborted.load(Ordering::Acquire) {
+                out.pdus.clear();
+            }
+            let _ = tx.send(out);
+            tasks.lock().unwrap_or_else(|e| e.into_inner()).remove(&itt);
+            let _ = done_tx.send(true);
+        });
+    }
+
+    fn on_other(&mut self, req: Request, h: &Header, data: Vec<u8>, counted: bool) {
+        match req {
+            Request::NopOut(n) => {
+                if n.itt == NO_TAG {
+                    // The answer to our ping; nothing to send.
+                    self.finish_counted(counted);
+                    return;
+                }
+                let mut ping = data;
+                ping.truncate(self.params.max_send_data_segment_length as usize);
+                let nop = NopIn {
+                    lun: n.lun,
+                    itt: n.itt,
+                    ttt: NO_TAG,
+                    stat_sn: 0,
+                    exp_cmd_sn: 0,
+                    max_cmd_sn: 0,
+                    data_len: ping.len(),
+                };
+                let mut o = Outgoing::one(PduOut::with_data(nop.encode(), SnMode::Advance, ping));
+                o.completes_command = counted;
+                self.send(o);
+            }
+            Request::Text(t) => self.on_text(t, &data, counted),
+            Request::Logout(l) => {
+                let response = match l.reason {
+                    0 | 1 => 0,
+                    _ => 2, // connection recovery is not supported at ErrorRecoveryLevel 0
+                };
+                let resp = LogoutResp {
+                    response,
+                    itt: l.itt,
+                    stat_sn: 0,
+                    exp_cmd_sn: 0,
+                    max_cmd_sn: 0,
+                    time2wait: 0,
+                    time2retain: 0,
+                };
+                let close = response == 0;
+                let mut o = Outgoing::one(PduOut::new(resp.encode(), SnMode::Advance));
+                o.completes_command = counted;
+                if close {
+                    // Let running commands answer first (RFC 7143 §11.14).
+                    let waiters = self.task_waiters(|_| true);
+                    let tx = self.tx.clone();
+                    o.after = After::Close;
+                    tokio::spawn(async move {
+                        for mut w in waiters {
+                            let _ = w.wait_for(|d| *d).await;
+                        }
+                        let _ = tx.send(o);
+                    });
+                    self.logged_out = true;
+                } else {
+                    self.send(o);
+                }
+            }
+            Request::TaskMgmt(t) => self.on_tmf(t, counted),
+            Request::Snack(_) => {
+                self.reject(reject_reason::SNACK_REJECT, &h.bhs);
+                self.finish_counted(counted);
+            }
+            Request::Login(_) => {
+                self.reject(reject_reason::PROTOCOL_ERROR, &h.bhs);
+                self.finish_counted(counted);
+            }
+            Request::ScsiCommand(_) | Request::DataOut(_) => {}
+        }
+    }
+
+    /// Releases the window slot of a counted request that produced no response.
+    fn finish_counted(&self, counted: bool) {
+        if counted {
+            self.send(Outgoing {
+                completes_command: true,
+                ..Outgoing::default()
+            });
+        }
+    }
+
+    fn on_text(&mut self, t: pdu::TextReq, data: &[u8], counted: bool) {
+        let mut out = TextPairs::default();
+        match TextPairs::parse(data) {
+            Ok(pairs) => {
+                for (k, v) in &pairs.0 {
+                    if k == "SendTargets" {
+                        self.send_targets(v, &mut out);
+                    } else {
+                        out.push(k, "NotUnderstood");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "malformed text request");
+                out.push("X-oxtgt-Error", "malformed text");
+            }
+        }
+        let mut body = out.encode();
+        body.truncate(self.params.max_send_data_segment_length as usize);
+        let resp = TextResp {
+            final_: true,
+            cont: false,
+            lun: t.lun,
+            itt: t.itt,
+            ttt: NO_TAG,
+            stat_sn: 0,
+            exp_cmd_sn: 0,
+            max_cmd_sn: 0,
+            data_len: body.len(),
+        };
+        let mut o = Outgoing::one(PduOut::with_data(resp.encode(), SnMode::Advance, body));
+        o.completes_command = counted;
+        self.send(o);
+    }
+
+    /// SendTargets (RFC 7143 §13.3, Appendix C): targets this initiator may see, with
+    /// the portal this connection arrived on.
+    fn send_targets(&self, what: &str, out: &mut TextPairs) {
+        let initiator = &self.params.initiator_name;
+        let portal = self.local.map(|a| match a {
+            SocketAddr::V4(v4) => format!("{}:{}", v4.ip(), v4.port()),
+            SocketAddr::V6(v6) => format!("[{}]:{}", v6.ip(), v6.port()),
+        });
+        for t in self.reg.visible_targets(initiator) {
+            let wanted = match what {
+                "All" => self.discovery(),
+                "" => self.target.as_ref().is_some_and(|s| s.name == t.name),
+                name => name == t.name,
+            };
+            if !wanted {
+                continue;
+            }
+            out.push("TargetName", t.name.clone());
+            if let Some(p) = &portal {
+                out.push("TargetAddress", format!("{p},{}", t.tpgt));
+            }
+        }
+    }
+
+    fn task_waiters(&self, pred: impl Fn(u64) -> bool) -> Vec<watch::Receiver<bool>> {
+        let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks
+            .values()
+            .filter(|t| pred(t.lun))
+            .map(|t| t.done.clone())
+            .collect()
+    }
+
+    /// Aborts this session's tasks matching `pred` (by raw LUN): pending writes are
+    /// dropped, running ones lose their response. Returns waiters for the running ones.
+    fn abort_where(&mut self, pred: impl Fn(u64) -> bool) -> Vec<watch::Receiver<bool>> {
+        let doomed: Vec<u32> = self
+            .writes
+            .iter()
+            .filter(|(_, w)| pred(w.exec.lun_raw))
+            .map(|(k, _)| *k)
+            .collect();
+        for itt in doomed {
+            if let Some(w) = self.writes.remove(&itt) {
+                self.finish_counted(w.exec.counted);
+                self.pool.put(w.exec.data_out);
+            }
+        }
+        let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks
+            .values()
+            .filter(|t| pred(t.lun))
+            .map(|t| {
+                t.aborted.store(true, Ordering::Release);
+                t.done.clone()
+            })
+            .collect()
+    }
+
+    fn on_tmf(&mut self, t: TaskMgmt, counted: bool) {
+        let lu = self.lu_for(t.lun);
+        let mut after_reset: Option<Box<dyn FnOnce() + Send>> = None;
+        let mut close_after = false;
+        let (response, waiters) = match t.function {
+            TmfFunction::AbortTask => {
+                let rtt = t.referenced_task_tag;
+                if let Some(w) = self.writes.remove(&rtt) {
+                    self.finish_counted(w.exec.counted);
+                    self.pool.put(w.exec.data_out);
+                    (tmf_response::COMPLETE, Vec::new())
+                } else {
+                    let running = {
+                        let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+                        tasks.get(&rtt).map(|e| {
+                            e.aborted.store(true, Ordering::Release);
+                            e.done.clone()
+                        })
+                    };
+                    match running {
+                        Some(w) => (tmf_response::COMPLETE, vec![w]),
+                        None => {
+                            // RFC 7143 §11.5.1: a command not yet received but inside the
+                            // window counts as received; anything else does not exist.
+                            let queued = self.queued.iter().find_map(|(sn, q)| match q {
+                                Queued::Command(c, _, _) if c.itt == rtt => Some(*sn),
+                                _ => None,
+                            });
+                            if let Some(sn) = queued {
+                                if let Some(Queued::Command(_, _, pb)) = self.queued.remove(&sn) {
+                                    self.pool.put(pb.buf);
+                                }
+                                (tmf_response::COMPLETE, Vec::new())
+                            } else {
+                                (tmf_response::TASK_DOES_NOT_EXIST, Vec::new())
+                            }
+                        }
+                    }
+                }
+            }
+            TmfFunction::AbortTaskSet | TmfFunction::ClearTaskSet => {
+                if lu.is_none() {
+                    (tmf_response::LUN_DOES_NOT_EXIST, Vec::new())
+                } else {
+                    let lun = t.lun;
+                    (tmf_response::COMPLETE, self.abort_where(|l| l == lun))
+                }
+            }
+            TmfFunction::LogicalUnitReset => match lu.clone() {
+                None => (tmf_response::LUN_DOES_NOT_EXIST, Vec::new()),
+                Some(lu) => {
+                    let lun = t.lun;
+                    let w = self.abort_where(|l| l == lun);
+                    after_reset = Some(Box::new(move || lu.reset(ResetKind::LogicalUnit)));
+                    (tmf_response::COMPLETE, w)
+                }
+            },
+            TmfFunction::TargetWarmReset | TmfFunction::TargetColdReset => {
+                let cold = t.function == TmfFunction::TargetColdReset;
+                let w = self.abort_where(|_| true);
+                let lus: Vec<Arc<LogicalUnit>> =
+                    self.target.iter().flat_map(|t| t.luns().cloned()).collect();
+                let kind = if cold {
+                    ResetKind::TargetCold
+                } else {
+                    ResetKind::TargetWarm
+                };
+                after_reset = Some(Box::new(move || lus.iter().for_each(|lu| lu.reset(kind))));
+                if cold {
+                    // A cold reset ends every session of the target (RFC 7143 §11.5.1).
+                    close_after = true;
+                    if let Some(target) = &self.target {
+                        let sessions = self.reg.sessions.lock().unwrap_or_else(|e| e.into_inner());
+                        for ((_, _, tname), s) in sessions.iter() {
+                            if *tname == target.name && s.tsih != self.params.tsih {
+                                let _ = s.stop.send(true);
+                            }
+                        }
+                    }
+                }
+                (tmf_response::COMPLETE, w)
+            }
+            TmfFunction::TaskReassign => (tmf_response::REASSIGNMENT_NOT_SUPPORTED, Vec::new()),
+            TmfFunction::ClearAca | TmfFunction::Other(_) => {
+                (tmf_response::NOT_SUPPORTED, Vec::new())
+            }
+        };
+        let resp = TaskMgmtResp {
+            response,
+            itt: t.itt,
+            stat_sn: 0,
+            exp_cmd_sn: 0,
+            max_cmd_sn: 0,
+        };
+        let mut o = Outgoing::one(PduOut::new(resp.encode(), SnMode::Advance));
+        o.completes_command = counted;
+        if close_after {
+            o.after = After::Close;
+            self.logged_out = true;
+        }
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            for mut w in waiters {
+                let _ = w.wait_for(|d| *d).await;
+            }
+            if let Some(f) = after_reset {
+                let _ = tokio::task::spawn_blocking(f).await;
+            }
+            let _ = tx.send(o);
+        });
+    }
+}
+
+/// Executes one command (blocking) and builds its response PDUs.
+fn run_command(
+    exec: Exec,
+    nexus: &Nexus,
+    luns: &[u16],
+    params: &NegotiatedParams,
+    pool: &BufPool,
+) -> Outgoing {
+    let hint = match (&exec.lu, &exec.parsed) {
+        (
+            Some(lu),
+            Ok(
+                Command::Read { blocks, .. }
+                | Command::Verify { blocks, .. }
+                | Command::WriteVerify { blocks, .. },
+            ),
+        ) => (u64::from(*blocks) * u64::from(lu.block_size())).min(MAX_TRANSFER_BYTES) as usize,
+        _ => 4096,
+    };
+    let mut data_in = pool.get(hint.max(1));
+    let data_out = &exec.data_out[..exec.data_out_len.min(exec.data_out.len())];
+    let outcome = match (&exec.lu, exec.parsed) {
+        (_, Ok(Command::ReportLuns { select, alloc })) => match report_luns(luns, select, alloc) {
+            Ok(b) => copy_in(&mut data_in, &b, alloc),
+            Err(s) => Outcome::check(s),
+        },
+        (Some(lu), parsed) => lu.execute(nexus, parsed, data_out, &mut data_in),
+        (None, parsed) => no_lu(parsed, &mut data_in),
+    };
+    pool.put(exec.data_out);
+    build_response(
+        exec.itt,
+        exec.lun_raw,
+        exec.edtl,
+        exec.read,
+        exec.needed_out,
+        outcome,
+        data_in,
+        params,
+    )
+}
+
+fn copy_in(buf: &mut Vec<u8>, bytes: &[u8], alloc: u32) -> Outcome {
+    let n = bytes.len().min(alloc as usize);
+    if buf.len() < n {
+        buf.resize(n, 0);
+    }
+    buf[..n].copy_from_slice(&bytes[..n]);
+    Outcome::good(n)
+}
+
+/// Commands addressed to a LUN this nexus has no LU at (SPC-4 6.6.2, SAM-5 5.9.2).
+fn no_lu(parsed: Result<Command, Sense>, buf: &mut Vec<u8>) -> Outcome {
+    match parsed {
+        Ok(Command::Inquiry {
+            evpd: false, alloc, ..
+        }) => copy_in(buf, &scsi::inquiry::standard_no_lu(), alloc),
+        Ok(Command::RequestSense { desc, alloc }) => copy_in(
+            buf,
+            &Sense::illegal(Asc::LU_NOT_SUPPORTED).encode(desc),
+            alloc,
+        ),
+        Ok(
+            Command::ReportOpcodes { .. } | Command::ReportTmfs { .. } | Command::Inquiry { .. },
+        )
+        | Ok(_)
+        | Err(_) => Outcome::check(Sense::illegal(Asc::LU_NOT_SUPPORTED)),
+    }
+}
+
+/// Data-In PDUs (status in the last one when it is GOOD) or Data-In plus SCSI Response.
+#[allow(clippy::too_many_arguments)]
+fn build_response(
+    itt: u32,
+    lun: u64,
+    edtl: u32,
+    read: bool,
+    needed_out: u64,
+    out: Outcome,
+    data_in: Vec<u8>,
+    params: &NegotiatedParams,
+) -> Outgoing {
+    let dlen = out.data_in_len;
+    let residual = if dlen > 0 || needed_out == 0 {
+        Residual::of(dlen as u64, edtl)
+    } else {
+        Residual::of(needed_out, edtl)
+    };
+    let send = if read { dlen.min(edtl as usize) } else { 0 };
+    let mut pdus = Vec::new();
+    let seg = params.max_send_data_segment_length as usize;
+    let burst = params.max_burst_length as usize;
+    let piggyback = out.status == status::GOOD && out.sense.is_none();
+    let mut off = 0usize;
+    let mut data_sn = 0u32;
+    while off < send {
+        let to_burst_end = burst - (off % burst);
+        let len = seg.min(send - off).min(to_burst_end);
+        let last = off + len == send;
+        let with_status = last && piggyback;
+        let d = DataIn {
+            final_: last || (off + len) % burst == 0,
+            status: with_status.then_some(out.status),
+            lun,
+            itt,
+            stat_sn: 0,
+            exp_cmd_sn: 0,
+            max_cmd_sn: 0,
+            data_sn,
+            buffer_offset: off as u32,
+            residual,
+            data_len: len,
+        };
+        pdus.push(PduOut {
+            bhs: d.encode(),
+            sn: if with_status {
+                SnMode::Advance
+            } else {
+                SnMode::NoStat
+            },
+            data: DataRef::Buf(off, len),
+        });
+        off += len;
+        data_sn += 1;
+    }
+    if send == 0 || !piggyback {
+        let sense = out.sense_bytes().map(|s| {
+            let mut v = (s.len() as u16).to_be_bytes().to_vec();
+            v.extend(s);
+            v
+        });
+        let data = sense.unwrap_or_default();
+        let r = ScsiResponse {
+            itt,
+            response: 0,
+            status: out.status,
+            stat_sn: 0,
+            exp_cmd_sn: 0,
+            max_cmd_sn: 0,
+            exp_data_sn: data_sn,
+            residual,
+            data_len: data.len(),
+        };
+        pdus.push(PduOut::with_data(r.encode(), SnMode::Advance, data));
+    }
+    Outgoing {
+        pdus,
+        buf: Some(data_in),
+        completes_command: false,
+        after: After::Nothing,
+    }
+}

@@ -1,0 +1,206 @@
+//! oxtgt: a userspace iSCSI target.
+//!
+//! `oxtgt` alone serves the embedded default config; `oxtgt serve --config FILE`
+//! serves a TOML config; `oxtgt check-config FILE` validates one.
+
+mod config;
+mod conn;
+mod pool;
+mod registry;
+mod wire;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use config::{Config, LogFormat};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(
+    name = "oxtgt",
+    version,
+    about = "Userspace iSCSI target with copy offload"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve iSCSI (the default when no command is given).
+    Serve {
+        /// TOML config file; without it the embedded default is used.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Portals to listen on instead of the config's (repeatable).
+        #[arg(long)]
+        listen: Vec<SocketAddr>,
+        /// Log format: human or json (overrides the config).
+        #[arg(long)]
+        log_format: Option<String>,
+    },
+    /// Validate a config file and report every error with its line and key.
+    CheckConfig { file: PathBuf },
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("OXTGT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => b.json().init(),
+        LogFormat::Human => b.init(),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let (cfg_path, listen, log_format) = match cli.command {
+        Some(Cmd::CheckConfig { file }) => {
+            return match Config::load(&file) {
+                Ok(c) => {
+                    let luns: usize = c.targets.iter().map(|t| t.luns.len()).sum();
+                    println!(
+                        "{}: ok ({} targets, {} LUNs)",
+                        file.display(),
+                        c.targets.len(),
+                        luns
+                    );
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Cmd::Serve {
+            config,
+            listen,
+            log_format,
+        }) => (config, listen, log_format),
+        None => (None, Vec::new(), None),
+    };
+    let mut cfg = match &cfg_path {
+        Some(p) => match Config::load(p) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        },
+        None => Config::embedded_default(),
+    };
+    if !listen.is_empty() {
+        cfg.server.listen = listen;
+    }
+    match log_format.as_deref() {
+        Some("json") => cfg.server.log_format = LogFormat::Json,
+        Some("human") => cfg.server.log_format = LogFormat::Human,
+        Some(other) => {
+            eprintln!("--log-format: {other:?} is not \"human\" or \"json\"");
+            return std::process::ExitCode::FAILURE;
+        }
+        None => {}
+    }
+    init_logging(cfg.server.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve(cfg)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("oxtgt: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let reg = Arc::new(registry::Registry::build(&cfg)?);
+    let pool = Arc::new(pool::BufPool::default());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut listeners = Vec::new();
+    for addr in &cfg.server.listen {
+        let l = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let bound = l.local_addr()?;
+        for t in &reg.targets {
+            let host = match bound {
+                SocketAddr::V6(a) => format!("[{}]", a.ip()),
+                SocketAddr::V4(a) => a.ip().to_string(),
+            };
+            println!(
+                "oxtgt: serving {} at iscsi://{}:{}/{}/0",
+                t.name,
+                host,
+                bound.port(),
+                t.name
+            );
+        }
+        listeners.push(l);
+    }
+    let mut conns = tokio::task::JoinSet::new();
+    let mut accepts = tokio::task::JoinSet::new();
+    let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel();
+    for l in listeners {
+        let tx = conn_tx.clone();
+        accepts.spawn(async move {
+            loop {
+                match l.accept().await {
+                    Ok((s, _)) => {
+                        if tx.send(s).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+    }
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            Some(s) = conn_rx.recv() => {
+                conns.spawn(conn::serve(s, reg.clone(), pool.clone(), shutdown_rx.clone()));
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+    tracing::info!(
+        sessions = conns.len(),
+        "shutting down: asking initiators to log out"
+    );
+    accepts.abort_all();
+    let _ = shutdown_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(40), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    let r = reg.clone();
+    tokio::task::spawn_blocking(move || r.flush_all()).await?;
+    tracing::info!("shutdown complete");
+    Ok(())
+}

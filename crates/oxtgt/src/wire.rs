@@ -1,0 +1,357 @@
+//! The connection's byte streams: reading PDUs (header first, data straight into the
+//! buffer it belongs in) and the writer task that stamps sequence numbers and sends
+//! PDUs with vectored writes.
+
+use std::io::{self, IoSlice};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use iscsi::framer::{data_digest, pad4, Layout};
+use iscsi::pdu::BHS_LEN;
+use iscsi::seq::CmdWindow;
+use iscsi::{DigestConfig, PduError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+
+use crate::pool::BufPool;
+
+/// Window state shared by the reader (admission) and the writer (advertising).
+pub struct Shared {
+    pub window: Mutex<CmdWindow>,
+    /// Admitted non-immediate commands whose final response has not been sent.
+    pub in_flight: AtomicU32,
+}
+
+impl Shared {
+    pub fn new(first_cmd_sn: u32, depth: u32) -> Self {
+        Self {
+            window: Mutex::new(CmdWindow::new(first_cmd_sn, depth)),
+            in_flight: AtomicU32::new(0),
+        }
+    }
+
+    pub fn window(&self) -> std::sync::MutexGuard<'_, CmdWindow> {
+        self.window.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Current ExpCmdSN and MaxCmdSN.
+    pub fn sns(&self) -> (u32, u32) {
+        let in_flight = self.in_flight.load(Ordering::Acquire);
+        let mut w = self.window();
+        (w.exp_cmd_sn(), w.max_cmd_sn(in_flight))
+    }
+}
+
+/// How the writer fills bytes 24..36 of a PDU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnMode {
+    /// Data-In without status: StatSN reserved, ExpCmdSN/MaxCmdSN set.
+    NoStat,
+    /// StatSN = next StatSN, not advanced (R2T, unsolicited NOP-In, Reject, Async).
+    Current,
+    /// StatSN = next StatSN, then advanced (responses carrying status).
+    Advance,
+}
+
+#[derive(Debug)]
+pub enum DataRef {
+    None,
+    Owned(Vec<u8>),
+    /// A range of the message's shared buffer.
+    Buf(usize, usize),
+}
+
+#[derive(Debug)]
+pub struct PduOut {
+    pub bhs: [u8; BHS_LEN],
+    pub sn: SnMode,
+    pub data: DataRef,
+}
+
+impl PduOut {
+    pub fn new(bhs: [u8; BHS_LEN], sn: SnMode) -> Self {
+        Self {
+            bhs,
+            sn,
+            data: DataRef::None,
+        }
+    }
+    pub fn with_data(bhs: [u8; BHS_LEN], sn: SnMode, data: Vec<u8>) -> Self {
+        Self {
+            bhs,
+            sn,
+            data: if data.is_empty() {
+                DataRef::None
+            } else {
+                DataRef::Owned(data)
+            },
+        }
+    }
+}
+
+/// What to do once a message is on the wire.
+#[derive(Debug, Default)]
+pub enum After {
+    #[default]
+    Nothing,
+    Close,
+}
+
+/// One message for the writer: PDUs sent back to back, an optional shared buffer
+/// their data refers to (returned to the pool after sending), and whether this ends
+/// an admitted command.
+#[derive(Debug, Default)]
+pub struct Outgoing {
+    pub pdus: Vec<PduOut>,
+    pub buf: Option<Vec<u8>>,
+    pub completes_command: bool,
+    pub after: After,
+}
+
+impl Outgoing {
+    pub fn one(pdu: PduOut) -> Self {
+        Self {
+            pdus: vec![pdu],
+            ..Self::default()
+        }
+    }
+}
+
+pub type OutTx = mpsc::UnboundedSender<Outgoing>;
+
+/// Writes `slices` completely.
+async fn write_all_vectored(
+    wr: &mut OwnedWriteHalf,
+    mut slices: &mut [IoSlice<'_>],
+) -> io::Result<()> {
+    while !slices.is_empty() {
+        let n = wr.write_vectored(slices).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, n);
+    }
+    Ok(())
+}
+
+/// The writer task: owns the write half and the StatSN counter.
+pub async fn writer(
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    shared: Arc<Shared>,
+    digests: DigestConfig,
+    mut stat_sn: u32,
+    pool: Arc<BufPool>,
+) {
+    let mut meta: Vec<u8> = Vec::with_capacity(4096);
+    let mut ranges: Vec<(usize, usize, usize, usize)> = Vec::new();
+    while let Some(msg) = rx.recv().await {
+        if msg.completes_command {
+            shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+        let (exp, max) = shared.sns();
+        meta.clear();
+        ranges.clear();
+        let mut pdus = msg.pdus;
+        for p in &mut pdus {
+            match p.sn {
+                SnMode::NoStat => p.bhs[24..28].fill(0),
+                SnMode::Current => p.bhs[24..28].copy_from_slice(&stat_sn.to_be_bytes()),
+                SnMode::Advance => {
+                    p.bhs[24..28].copy_from_slice(&stat_sn.to_be_bytes());
+                    stat_sn = stat_sn.wrapping_add(1);
+                }
+            }
+            p.bhs[28..32].copy_from_slice(&exp.to_be_bytes());
+            p.bhs[32..36].copy_from_slice(&max.to_be_bytes());
+            let data: &[u8] = match &p.data {
+                DataRef::None => &[],
+                DataRef::Owned(v) => v,
+                DataRef::Buf(at, len) => msg
+                    .buf
+                    .as_deref()
+                    .and_then(|b| b.get(*at..at + len))
+                    .unwrap_or(&[]),
+            };
+            let h0 = meta.len();
+            meta.extend_from_slice(&p.bhs);
+            if digests.header {
+                meta.extend_from_slice(&iscsi::digest::crc32c(&p.bhs).to_le_bytes());
+            }
+            let h1 = meta.len();
+            if !data.is_empty() {
+                meta.extend_from_slice(&[0u8; 3][..pad4(data.len()) - data.len()]);
+                if digests.data {
+                    meta.extend_from_slice(&data_digest(data).to_le_bytes());
+                }
+            }
+            ranges.push((h0, h1, h1, meta.len()));
+        }
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(pdus.len() * 3);
+        for (p, &(h0, h1, t0, t1)) in pdus.iter().zip(&ranges) {
+            slices.push(IoSlice::new(&meta[h0..h1]));
+            let data: &[u8] = match &p.data {
+                DataRef::None => &[],
+                DataRef::Owned(v) => v,
+                DataRef::Buf(at, len) => msg
+                    .buf
+                    .as_deref()
+                    .and_then(|b| b.get(*at..at + len))
+                    .unwrap_or(&[]),
+            };
+            if !data.is_empty() {
+                slices.push(IoSlice::new(data));
+            }
+            if t1 > t0 {
+                slices.push(IoSlice::new(&meta[t0..t1]));
+            }
+        }
+        let mut failed = false;
+        for chunk in slices.chunks_mut(512) {
+            if let Err(e) = write_all_vectored(&mut wr, chunk).await {
+                tracing::debug!(error = %e, "write failed; connection closing");
+                failed = true;
+                break;
+            }
+        }
+        drop(slices);
+        if let Some(b) = msg.buf {
+            pool.put(b);
+        }
+        if failed {
+            return;
+        }
+        match msg.after {
+            After::Nothing => {}
+            After::Close => {
+                let _ = wr.shutdown().await;
+                return;
+            }
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+/// A PDU header as read: BHS, its layout, and AHS bytes.
+pub struct Header {
+    pub bhs: [u8; BHS_LEN],
+    pub layout: Layout,
+    pub ahs: Vec<u8>,
+}
+
+/// Why reading stopped.
+#[derive(Debug)]
+pub enum ReadError {
+    Io(io::Error),
+    Protocol(PduError),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Io(e) => write!(f, "{e}"),
+            ReadError::Protocol(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+pub struct PduReader {
+    pub rd: BufReader<OwnedReadHalf>,
+    pub digests: DigestConfig,
+    /// Largest data segment accepted (our MaxRecvDataSegmentLength).
+    pub max_data: usize,
+    scratch: Vec<u8>,
+}
+
+impl PduReader {
+    pub fn new(rd: OwnedReadHalf, max_data: usize) -> Self {
+        Self {
+            rd: BufReader::with_capacity(64 * 1024, rd),
+            digests: DigestConfig::default(),
+            max_data,
+            scratch: vec![0u8; 8],
+        }
+    }
+
+    /// Reads the next header. A header digest error or an oversized data segment
+    /// cannot be recovered from at ErrorRecoveryLevel 0: the caller closes.
+    pub async fn header(&mut self) -> Result<Header, ReadError> {
+        let mut bhs = [0u8; BHS_LEN];
+        self.rd.read_exact(&mut bhs).await?;
+        let layout = Layout::of(&bhs, self.digests);
+        let mut tail = vec![0u8; layout.header_tail];
+        self.rd.read_exact(&mut tail).await?;
+        layout
+            .check_header(&bhs, &tail, self.digests)
+            .map_err(ReadError::Protocol)?;
+        if layout.prefix.data_segment_len > self.max_data {
+            return Err(ReadError::Protocol(PduError::DataTooLong {
+                len: layout.prefix.data_segment_len,
+                max: self.max_data,
+            }));
+        }
+        tail.truncate(layout.prefix.total_ahs_len);
+        Ok(Header {
+            bhs,
+            layout,
+            ahs: tail,
+        })
+    }
+
+    /// Reads the data segment into `dst` (exactly the segment length), then padding and
+    /// digest. A digest mismatch is reported after the bytes are consumed, so the
+    /// stream stays in sync.
+    pub async fn data_into(
+        &mut self,
+        h: &Header,
+        dst: &mut [u8],
+    ) -> Result<Result<(), PduError>, ReadError> {
+        let len = h.layout.prefix.data_segment_len;
+        debug_assert_eq!(dst.len(), len);
+        if len == 0 {
+            return Ok(Ok(()));
+        }
+        self.rd.read_exact(dst).await?;
+        let extra = pad4(len) - len + if self.digests.data { 4 } else { 0 };
+        self.rd.read_exact(&mut self.scratch[..extra]).await?;
+        if self.digests.data {
+            let at = pad4(len) - len;
+            let got = u32::from_le_bytes([
+                self.scratch[at],
+                self.scratch[at + 1],
+                self.scratch[at + 2],
+                self.scratch[at + 3],
+            ]);
+            if got != data_digest(dst) {
+                return Ok(Err(PduError::DataDigest));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Reads the data segment into a new vector.
+    pub async fn data_vec(&mut self, h: &Header) -> Result<Result<Vec<u8>, PduError>, ReadError> {
+        let mut v = vec![0u8; h.layout.prefix.data_segment_len];
+        Ok(self.data_into(h, &mut v).await?.map(|_| v))
+    }
+
+    /// Consumes and drops the data segment.
+    pub async fn skip_data(&mut self, h: &Header) -> Result<(), ReadError> {
+        let n = h.layout.data_tail;
+        let mut left = n;
+        let mut buf = [0u8; 4096];
+        while left > 0 {
+            let k = left.min(buf.len());
+            self.rd.read_exact(&mut buf[..k]).await?;
+            left -= k;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,664 @@
+//! One logical unit: its identity, its state shared by every I_T nexus (mode pages,
+//! reservation, unit attentions, start/stop), and command execution.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use backstore::Backstore;
+
+use crate::cdb::Command;
+use crate::mode::ModeValues;
+use crate::sense::{status, Asc, Sense, SenseKey};
+use crate::{inquiry, mode, report};
+
+/// Largest data transfer one command may ask for, in bytes. VPD B0 advertises it (in
+/// blocks) and READ/WRITE/VERIFY enforce it.
+pub const MAX_TRANSFER_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Pending unit attentions kept per nexus; older ones are dropped past this (SPC-4
+/// 5.14 lets a device server collapse them).
+const MAX_PENDING_UA: usize = 8;
+
+/// The I_T nexus a command arrives on (SAM-5 4.8): who is asking, through which port.
+#[derive(Debug, Clone)]
+pub struct Nexus {
+    /// Server-unique id of the session (I_T nexus).
+    pub id: u64,
+    pub initiator: Arc<str>,
+    pub isid: [u8; 6],
+    pub target_name: Arc<str>,
+    pub tpgt: u16,
+    pub relative_port: u16,
+}
+
+/// What the LU says about itself in INQUIRY and VPD pages.
+#[derive(Debug, Clone)]
+pub struct LuIdentity {
+    pub vendor: String,
+    pub product: String,
+    pub revision: String,
+    pub serial: String,
+    /// NAA type 6 designator (16 bytes), unique per LU across the server.
+    pub naa: [u8; 16],
+}
+
+/// Result of one command. Data-In, if any, is the first `data_in_len` bytes of the
+/// buffer the caller passed to [`LogicalUnit::execute`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub status: u8,
+    pub sense: Option<Sense>,
+    /// Encode sense in descriptor format (control mode page D_SENSE).
+    pub descriptor_sense: bool,
+    pub data_in_len: usize,
+}
+
+impl Outcome {
+    pub fn good(data_in_len: usize) -> Self {
+        Self {
+            status: status::GOOD,
+            sense: None,
+            descriptor_sense: false,
+            data_in_len,
+        }
+    }
+    pub fn status(status: u8) -> Self {
+        Self {
+            status,
+            sense: None,
+            descriptor_sense: false,
+            data_in_len: 0,
+        }
+    }
+    pub fn check(sense: Sense) -> Self {
+        Self {
+            status: status::CHECK_CONDITION,
+            sense: Some(sense),
+            descriptor_sense: false,
+            data_in_len: 0,
+        }
+    }
+    /// Sense bytes as they go on the wire.
+    pub fn sense_bytes(&self) -> Option<Vec<u8>> {
+        self.sense.as_ref().map(|s| s.encode(self.descriptor_sense))
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    mode: ModeValues,
+    /// Nexuses that can reach this LU (logged in with it mapped).
+    attached: HashSet<u64>,
+    unit_attentions: HashMap<u64, VecDeque<Sense>>,
+    /// SPC-2 RESERVE(6)/(10) holder.
+    reserved_by: Option<u64>,
+    /// Nexuses with PREVENT MEDIUM REMOVAL in force.
+    prevent: HashSet<u64>,
+    /// START STOP UNIT with START=0 leaves the LU stopped until started again.
+    stopped: bool,
+}
+
+/// A direct-access logical unit.
+#[derive(Debug)]
+pub struct LogicalUnit {
+    identity: LuIdentity,
+    store: Arc<dyn Backstore>,
+    block_size: u32,
+    num_blocks: u64,
+    read_only: bool,
+    state: Mutex<State>,
+}
+
+/// Which events raise which unit attention (SAM-5 6.3, SPC-4 5.14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetKind {
+    LogicalUnit,
+    TargetWarm,
+    TargetCold,
+}
+
+impl LogicalUnit {
+    pub fn new(
+        identity: LuIdentity,
+        store: Arc<dyn Backstore>,
+        block_size: u32,
+        read_only: bool,
+    ) -> Self {
+        let num_blocks = store.size() / u64::from(block_size);
+        let mode = ModeValues::default();
+        Self {
+            identity,
+            store,
+            block_size,
+            num_blocks,
+            read_only,
+            state: Mutex::new(State {
+                mode,
+                ..State::default()
+            }),
+        }
+    }
+
+    pub fn identity(&self) -> &LuIdentity {
+        &self.identity
+    }
+    pub fn block_size(&self) -> u32 {
+        self.block_size
+    }
+    pub fn num_blocks(&self) -> u64 {
+        self.num_blocks
+    }
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+    pub fn backstore(&self) -> &Arc<dyn Backstore> {
+        &self.store
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock would be a bug in this module; the state is
+        // still consistent field by field, so keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A nexus that maps this LU logged in.
+    pub fn attach(&self, nexus: u64) {
+        self.state().attached.insert(nexus);
+    }
+
+    /// The nexus is gone (logout, connection loss): its reservation and PREVENT end
+    /// (SPC-4 5.13, SBC-3 5.13) and its pending unit attentions are dropped.
+    pub fn detach(&self, nexus: u64) {
+        let mut st = self.state();
+        st.attached.remove(&nexus);
+        st.unit_attentions.remove(&nexus);
+        st.prevent.remove(&nexus);
+        if st.reserved_by == Some(nexus) {
+            st.reserved_by = None;
+        }
+    }
+
+    /// Applies a reset: clears reservation and PREVENT state and raises a unit
+    /// attention on every nexus, the one that asked included.
+    pub fn reset(&self, kind: ResetKind) {
+        let mut st = self.state();
+        st.reserved_by = None;
+        st.prevent.clear();
+        st.stopped = false;
+        if kind == ResetKind::TargetCold {
+            st.mode = ModeValues::default();
+        }
+        let asc = match kind {
+            ResetKind::LogicalUnit => Asc::LU_RESET,
+            ResetKind::TargetWarm => Asc::BUS_RESET,
+            ResetKind::TargetCold => Asc::POWER_ON_OCCURRED,
+        };
+        Self::raise_ua(&mut st, None, asc);
+    }
+
+    /// Raises a unit attention for every attached nexus except `except`.
+    pub fn raise_unit_attention(&self, except: Option<u64>, asc: Asc) {
+        Self::raise_ua(&mut self.state(), except, asc);
+    }
+
+    fn raise_ua(st: &mut State, except: Option<u64>, asc: Asc) {
+        let targets: Vec<u64> = st
+            .attached
+            .iter()
+            .copied()
+            .filter(|n| Some(*n) != except)
+            .collect();
+        for n in targets {
+            let q = st.unit_attentions.entry(n).or_default();
+            if q.iter().any(|s| s.asc == asc) {
+                continue;
+            }
+            if q.len() >= MAX_PENDING_UA {
+                q.pop_front();
+            }
+            q.push_back(Sense::unit_attention(asc));
+        }
+    }
+
+    fn descriptor_sense(&self) -> bool {
+        self.state().mode.d_sense
+    }
+
+    /// Executes one command. `data_out` holds what the initiator transferred (possibly
+    /// less than the CDB asks for, when the Expected Data Transfer Length was short);
+    /// Data-In is written to the front of `data_in`, which is grown as needed.
+    pub fn execute(
+        &self,
+        nexus: &Nexus,
+        cmd: Result<Command, Sense>,
+        data_out: &[u8],
+        data_in: &mut Vec<u8>,
+    ) -> Outcome {
+        let mut out = match self.gate(nexus, &cmd) {
+            Some(early) => early,
+            None => match cmd {
+                Ok(c) => self
+                    .dispatch(nexus, c, data_out, data_in)
+                    .unwrap_or_else(Outcome::check),
+                Err(sense) => Outcome::check(sense),
+            },
+        };
+        if out.sense.is_some() {
+            out.descriptor_sense = self.descriptor_sense();
+        }
+        out
+    }
+
+    /// Unit attention and reservation checks that come before any command runs.
+    fn gate(&self, nexus: &Nexus, cmd: &Result<Command, Sense>) -> Option<Outcome> {
+        let mut st = self.state();
+        // SAM-5 5.14 / SPC-4 5.14: INQUIRY, REPORT LUNS and REQUEST SENSE are not
+        // blocked by a pending unit attention; REQUEST SENSE reports it as its data.
+        let ua_exempt = matches!(
+            cmd,
+            Ok(Command::Inquiry { .. } | Command::ReportLuns { .. } | Command::RequestSense { .. })
+        );
+        if !ua_exempt {
+            if let Some(ua) = st
+                .unit_attentions
+                .get_mut(&nexus.id)
+                .and_then(VecDeque::pop_front)
+            {
+                return Some(Outcome::check(ua));
+            }
+        }
+        // SPC-2 5.5.1: while another nexus holds a RESERVE, only these pass.
+        if let Some(holder) = st.reserved_by {
+            if holder != nexus.id {
+                let allowed = matches!(
+                    cmd,
+                    Ok(Command::Inquiry { .. }
+                        | Command::ReportLuns { .. }
+                        | Command::RequestSense { .. }
+                        | Command::Release
+                        | Command::ReportOpcodes { .. }
+                        | Command::ReportTmfs { .. }
+                        | Command::PreventAllow { prevent: 0 })
+                );
+                if !allowed {
+                    return Some(Outcome::status(status::RESERVATION_CONFLICT));
+                }
+            }
+        }
+        None
+    }
+
+    /// Checks `[lba, lba+blocks)` lies on the medium and within the transfer limit.
+    fn check_range(&self, lba: u64, blocks: u32) -> Result<(), Sense> {
+        if lba
+            .checked_add(u64::from(blocks))
+            .is_none_or(|end| end > self.num_blocks)
+        {
+            return Err(Sense::lba_out_of_range());
+        }
+        Ok(())
+    }
+
+    fn check_transfer(&self, blocks: u32, len_byte: u16) -> Result<(), Sense> {
+        if u64::from(blocks) * u64::from(self.block_size) > MAX_TRANSFER_BYTES {
+            return Err(Sense::invalid_cdb_field(len_byte, None));
+        }
+        Ok(())
+    }
+
+    fn check_ready(&self) -> Result<(), Sense> {
+        if self.state().stopped {
+            return Err(Sense::new(
+                SenseKey::NOT_READY,
+                Asc::LU_NOT_READY_INIT_REQUIRED,
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_writable(&self) -> Result<(), Sense> {
+        if self.read_only || self.state().mode.swp {
+            return Err(Sense::write_protected());
+        }
+        Ok(())
+    }
+
+    fn write_through(&self) -> bool {
+        !self.state().mode.wce
+    }
+
+    fn byte_range(&self, lba: u64, blocks: u32) -> (u64, usize) {
+        let bs = u64::from(self.block_size);
+        (lba * bs, (u64::from(blocks) * bs) as usize)
+    }
+
+    fn dispatch(
+        &self,
+        nexus: &Nexus,
+        cmd: Command,
+        data_out: &[u8],
+        data_in: &mut Vec<u8>,
+    ) -> Result<Outcome, Sense> {
+        let bs = self.block_size;
+        match cmd {
+            Command::TestUnitReady => {
+                self.check_ready()?;
+                Ok(Outcome::good(0))
+            }
+            Command::RequestSense { desc, alloc } => {
+                let ua = self
+                    .state()
+                    .unit_attentions
+                    .get_mut(&nexus.id)
+                    .and_then(VecDeque::pop_front);
+                let sense = ua.unwrap_or(Sense::new(SenseKey::NO_SENSE, Asc::NO_ADDITIONAL_SENSE));
+                Ok(fill(data_in, &sense.encode(desc), alloc))
+            }
+            Command::Inquiry { evpd, page, alloc } => {
+                let bytes = if evpd {
+                    inquiry::vpd(self, nexus, page)?
+                } else {
+                    inquiry::standard(self)
+                };
+                Ok(fill(data_in, &bytes, alloc))
+            }
+            Command::ModeSense {
+                ten,
+                dbd,
+                llbaa,
+                pc,
+                page,
+                subpage,
+                alloc,
+            } => {
+                let wp = self.read_only || self.state().mode.swp;
+                let values = self.state().mode.clone();
+                let bytes = mode::sense(
+                    &values,
+                    ten,
+                    dbd,
+                    llbaa,
+                    pc,
+                    page,
+                    subpage,
+                    self.num_blocks,
+                    bs,
+                    wp,
+                )?;
+                Ok(fill(data_in, &bytes, alloc))
+            }
+            Command::ModeSelect { ten, pf, sp, len } => {
+                if len == 0 {
+                    return Ok(Outcome::good(0));
+                }
+                if !pf {
+                    return Err(Sense::invalid_cdb_field(1, Some(4)));
+                }
+                if sp {
+                    return Err(Sense::invalid_cdb_field(1, Some(0)));
+                }
+                let Some(params) = data_out.get(..len as usize) else {
+                    return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
+                };
+                let mut st = self.state();
+                let new = mode::select(&st.mode, ten, params, bs)?;
+                if new != st.mode {
+                    st.mode = new;
+                    Self::raise_ua(&mut st, Some(nexus.id), Asc::MODE_PARAMETERS_CHANGED);
+                }
+                Ok(Outcome::good(0))
+            }
+            Command::Reserve => {
+                let mut st = self.state();
+                match st.reserved_by {
+                    Some(h) if h != nexus.id => Ok(Outcome::status(status::RESERVATION_CONFLICT)),
+                    _ => {
+                        st.reserved_by = Some(nexus.id);
+                        Ok(Outcome::good(0))
+                    }
+                }
+            }
+            Command::Release => {
+                let mut st = self.state();
+                if st.reserved_by == Some(nexus.id) {
+                    st.reserved_by = None;
+                }
+                Ok(Outcome::good(0))
+            }
+            Command::StartStopUnit {
+                power_condition,
+                loej,
+                start,
+                ..
+            } => {
+                let mut st = self.state();
+                // Power conditions other than START_VALID (0) change no medium state.
+                if power_condition != 0 {
+                    return Ok(Outcome::good(0));
+                }
+                if loej && !st.prevent.is_empty() {
+                    return Err(Sense::illegal(Asc::MEDIUM_REMOVAL_PREVENTED));
+                }
+                if !start {
+                    drop(st);
+                    self.store
+                        .flush()
+                        .map_err(|_| Sense::new(SenseKey::MEDIUM_ERROR, Asc::WRITE_ERROR))?;
+                    st = self.state();
+                }
+                st.stopped = !start;
+                Ok(Outcome::good(0))
+            }
+            Command::PreventAllow { prevent } => {
+                let mut st = self.state();
+                match prevent {
+                    0 => {
+                        st.prevent.remove(&nexus.id);
+                    }
+                    1 => {
+                        st.prevent.insert(nexus.id);
+                    }
+                    _ => return Err(Sense::invalid_cdb_field(4, Some(1))),
+                }
+                Ok(Outcome::good(0))
+            }
+            Command::ReadCapacity10 { lba, pmi } => {
+                self.check_ready()?;
+                let _ = (lba, pmi);
+                let last = self.num_blocks.saturating_sub(1);
+                let mut b = [0u8; 8];
+                b[..4].copy_from_slice(&u32::try_from(last).unwrap_or(u32::MAX).to_be_bytes());
+                b[4..].copy_from_slice(&bs.to_be_bytes());
+                Ok(fill(data_in, &b, 8))
+            }
+            Command::ReadCapacity16 { alloc } => {
+                self.check_ready()?;
+                let mut b = [0u8; 32];
+                b[..8].copy_from_slice(&self.num_blocks.saturating_sub(1).to_be_bytes());
+                b[8..12].copy_from_slice(&bs.to_be_bytes());
+                Ok(fill(data_in, &b, alloc))
+            }
+            Command::Read { lba, blocks, .. } => {
+                self.check_ready()?;
+                self.check_transfer(blocks, 7)?;
+                self.check_range(lba, blocks)?;
+                let (off, len) = self.byte_range(lba, blocks);
+                grow(data_in, len);
+                self.store
+                    .read_at(&mut data_in[..len], off)
+                    .map_err(|e| io_sense(&e, false))?;
+                Ok(Outcome::good(len))
+            }
+            Command::Write { lba, blocks, fua } => {
+                self.check_ready()?;
+                self.check_transfer(blocks, 7)?;
+                self.check_range(lba, blocks)?;
+                self.check_writable()?;
+                let data = self.received_blocks(data_out, blocks)?;
+                let fua = fua || self.write_through();
+                self.store
+                    .write_at(data, lba * u64::from(bs), fua)
+                    .map_err(|e| io_sense(&e, true))?;
+                Ok(Outcome::good(0))
+            }
+            Command::WriteVerify { lba, blocks, .. } => {
+                self.check_ready()?;
+                self.check_transfer(blocks, 7)?;
+                self.check_range(lba, blocks)?;
+                self.check_writable()?;
+                let data = self.received_blocks(data_out, blocks)?;
+                let off = lba * u64::from(bs);
+                self.store
+                    .write_at(data, off, true)
+                    .map_err(|e| io_sense(&e, true))?;
+                // Verify: read the blocks back from the medium and compare.
+                grow(data_in, data.len());
+                self.store
+                    .read_at(&mut data_in[..data.len()], off)
+                    .map_err(|e| io_sense(&e, false))?;
+                if let Some(at) = first_difference(&data_in[..data.len()], data) {
+                    return Err(miscompare(at));
+                }
+                Ok(Outcome::good(0))
+            }
+            Command::Verify {
+                lba,
+                blocks,
+                bytchk,
+            } => {
+                self.check_ready()?;
+                self.check_transfer(blocks, 7)?;
+                self.check_range(lba, blocks)?;
+                let (off, len) = self.byte_range(lba, blocks);
+                grow(data_in, len);
+                self.store
+                    .read_at(&mut data_in[..len], off)
+                    .map_err(|e| io_sense(&e, false))?;
+                let medium = &data_in[..len];
+                match bytchk {
+                    0 => {}
+                    1 => {
+                        let Some(expected) = data_out.get(..len) else {
+                            return Err(Sense::invalid_cdb_field(7, None));
+                        };
+                        if let Some(at) = first_difference(medium, expected) {
+                            return Err(miscompare(at));
+                        }
+                    }
+                    _ => {
+                        let Some(pattern) = data_out.get(..bs as usize).filter(|_| blocks > 0)
+                        else {
+                            return if blocks == 0 {
+                                Ok(Outcome::good(0))
+                            } else {
+                                Err(Sense::invalid_cdb_field(7, None))
+                            };
+                        };
+                        for (i, block) in medium.chunks(bs as usize).enumerate() {
+                            if let Some(at) = first_difference(block, pattern) {
+                                return Err(miscompare(i * bs as usize + at));
+                            }
+                        }
+                    }
+                }
+                Ok(Outcome::good(0))
+            }
+            Command::PreFetch { lba, blocks, .. } => {
+                self.check_ready()?;
+                self.check_range(lba, blocks)?;
+                Ok(Outcome::good(0))
+            }
+            Command::SynchronizeCache { lba, blocks, .. } => {
+                self.check_ready()?;
+                self.check_range(lba, blocks)?;
+                self.store.flush().map_err(|e| io_sense(&e, true))?;
+                Ok(Outcome::good(0))
+            }
+            Command::ReadDefectData {
+                twelve,
+                plist,
+                glist,
+                format,
+                alloc,
+            } => {
+                // No defect lists are kept: an empty list in the requested format.
+                let flags = (u8::from(plist) << 4) | (u8::from(glist) << 3) | format;
+                let b: Vec<u8> = if twelve {
+                    vec![0, flags, 0, 0, 0, 0, 0, 0]
+                } else {
+                    vec![0, flags, 0, 0]
+                };
+                Ok(fill(data_in, &b, alloc))
+            }
+            Command::ReportLuns { .. } => {
+                // Answered by the target from the nexus's LUN map before reaching an LU.
+                Err(Sense::illegal(Asc::INTERNAL_TARGET_FAILURE))
+            }
+            Command::ReportOpcodes {
+                rctd,
+                options,
+                opcode,
+                sa,
+                alloc,
+            } => {
+                let bytes = report::supported_opcodes(rctd, options, opcode, sa)?;
+                Ok(fill(data_in, &bytes, alloc))
+            }
+            Command::ReportTmfs { repd, alloc } => {
+                Ok(fill(data_in, &report::supported_tmfs(repd), alloc))
+            }
+        }
+    }
+
+    /// The whole blocks of a write's data that actually arrived. A short Expected
+    /// Data Transfer Length writes fewer blocks (the residual reports the rest); a
+    /// length that splits a block is INVALID FIELD IN CDB.
+    fn received_blocks<'d>(&self, data_out: &'d [u8], blocks: u32) -> Result<&'d [u8], Sense> {
+        let want = (u64::from(blocks) * u64::from(self.block_size)) as usize;
+        let got = data_out.len().min(want);
+        if got % self.block_size as usize != 0 {
+            return Err(Sense::invalid_cdb_field(7, None));
+        }
+        Ok(&data_out[..got])
+    }
+}
+
+/// Copies `bytes` into the data-in buffer, truncated to the allocation length.
+fn fill(data_in: &mut Vec<u8>, bytes: &[u8], alloc: u32) -> Outcome {
+    let n = bytes.len().min(alloc as usize);
+    grow(data_in, n);
+    data_in[..n].copy_from_slice(&bytes[..n]);
+    Outcome::good(n)
+}
+
+/// Makes the buffer at least `len` long; pooled buffers keep their length, so this
+/// zero-fills only the first time a buffer grows.
+fn grow(buf: &mut Vec<u8>, len: usize) {
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+}
+
+fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+    a.iter().zip(b).position(|(x, y)| x != y)
+}
+
+fn miscompare(at: usize) -> Sense {
+    Sense::new(SenseKey::MISCOMPARE, Asc::MISCOMPARE_DURING_VERIFY).with_information(at as u64)
+}
+
+/// Backstore I/O errors as sense (SPC-4: MEDIUM ERROR with the read/write ASC).
+fn io_sense(e: &std::io::Error, write: bool) -> Sense {
+    tracing::warn!(error = %e, write, "backstore I/O failed");
+    if e.kind() == std::io::ErrorKind::InvalidInput {
+        return Sense::lba_out_of_range();
+    }
+    Sense::new(
+        SenseKey::MEDIUM_ERROR,
+        if write {
+            Asc::WRITE_ERROR
+        } else {
+            Asc::UNRECOVERED_READ_ERROR
+        },
+    )
+}

@@ -1,0 +1,273 @@
+//! Mode parameters (SPC-4 7.5, SBC-3 6.4): the pages this LU keeps, MODE SENSE
+//! rendering and MODE SELECT validation.
+//!
+//! Pages: 01h read-write error recovery, 08h caching (WCE changeable), 0Ah control
+//! (D_SENSE and SWP changeable), 1Ch informational exceptions control. Parameters are
+//! not saveable: PC=11b and SP=1 are refused.
+
+use crate::sense::{Asc, Sense};
+
+/// The changeable mode state of one LU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModeValues {
+    /// Caching page WCE: writes may complete before reaching stable storage.
+    pub wce: bool,
+    /// Control page D_SENSE: descriptor-format sense data.
+    pub d_sense: bool,
+    /// Control page SWP: software write protect.
+    pub swp: bool,
+}
+
+impl Default for ModeValues {
+    fn default() -> Self {
+        Self {
+            wce: true,
+            d_sense: false,
+            swp: false,
+        }
+    }
+}
+
+const PAGES: [u8; 4] = [0x01, 0x08, 0x0a, 0x1c];
+
+/// Page contents for page control `pc` (0 current, 1 changeable, 2 default).
+fn page(code: u8, pc: u8, v: &ModeValues) -> Vec<u8> {
+    let v = match pc {
+        2 => ModeValues::default(),
+        _ => v.clone(),
+    };
+    let changeable = pc == 1;
+    match code {
+        0x01 => {
+            let mut p = vec![0u8; 12];
+            p[0] = 0x01;
+            p[1] = 10;
+            if !changeable {
+                p[2] = 0x80; // AWRE
+            }
+            p
+        }
+        0x08 => {
+            let mut p = vec![0u8; 20];
+            p[0] = 0x08;
+            p[1] = 18;
+            p[2] = if changeable || v.wce { 0x04 } else { 0 };
+            p
+        }
+        0x0a => {
+            let mut p = vec![0u8; 12];
+            p[0] = 0x0a;
+            p[1] = 10;
+            if changeable {
+                p[2] = 0x04;
+                p[4] = 0x08;
+            } else {
+                p[2] = if v.d_sense { 0x04 } else { 0 } | 0x02; // GLTSD: no log pages
+                p[3] = 0x10; // QUEUE ALGORITHM MODIFIER 1: unrestricted reordering
+                p[4] = if v.swp { 0x08 } else { 0 };
+                p[8..10].copy_from_slice(&0xffffu16.to_be_bytes()); // busy timeout: unlimited
+            }
+            p
+        }
+        _ => {
+            let mut p = vec![0u8; 12];
+            p[0] = 0x1c;
+            p[1] = 10;
+            if !changeable {
+                p[2] = 0x08; // DEXCPT: no informational exception reporting
+            }
+            p
+        }
+    }
+}
+
+/// MODE SENSE(6)/(10) data.
+#[allow(clippy::too_many_arguments)]
+pub fn sense(
+    v: &ModeValues,
+    ten: bool,
+    dbd: bool,
+    llbaa: bool,
+    pc: u8,
+    code: u8,
+    subpage: u8,
+    num_blocks: u64,
+    block_size: u32,
+    write_protected: bool,
+) -> Result<Vec<u8>, Sense> {
+    if pc == 3 {
+        return Err(Sense::illegal(Asc::SAVING_PARAMETERS_NOT_SUPPORTED));
+    }
+    let mut pages = Vec::new();
+    match (code, subpage) {
+        (0x3f, 0x00 | 0xff) => PAGES.iter().for_each(|&c| pages.extend(page(c, pc, v))),
+        (c, 0x00) if PAGES.contains(&c) => pages.extend(page(c, pc, v)),
+        (c, _) if PAGES.contains(&c) || c == 0x3f => return Err(Sense::invalid_cdb_field(3, None)),
+        _ => return Err(Sense::invalid_cdb_field(2, Some(5))),
+    }
+    // Block descriptor (SPC-4 7.5.5): short form, or long form with LLBAA in MODE SENSE(10).
+    let mut bd = Vec::new();
+    if !dbd {
+        if ten && llbaa {
+            bd.extend_from_slice(&num_blocks.to_be_bytes());
+            bd.extend_from_slice(&[0; 4]);
+            bd.extend_from_slice(&block_size.to_be_bytes());
+        } else {
+            bd.extend_from_slice(&u32::try_from(num_blocks).unwrap_or(u32::MAX).to_be_bytes());
+            bd.push(0);
+            bd.extend_from_slice(&block_size.to_be_bytes()[1..]);
+        }
+    }
+    // Device-specific parameter (SBC-3 6.4.1): WP, DPOFUA.
+    let dsp = if write_protected { 0x80 } else { 0 } | 0x10;
+    let mut out = Vec::new();
+    if ten {
+        let len = 6 + bd.len() + pages.len();
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+        out.extend_from_slice(&[0, dsp, u8::from(ten && llbaa && !dbd), 0]);
+        out.extend_from_slice(&(bd.len() as u16).to_be_bytes());
+    } else {
+        let len = 3 + bd.len() + pages.len();
+        out.extend_from_slice(&[len.min(255) as u8, 0, dsp, bd.len() as u8]);
+    }
+    out.extend(bd);
+    out.extend(pages);
+    Ok(out)
+}
+
+/// Validates a MODE SELECT parameter list against the current values and returns the
+/// new values. Any change to a bit that is not changeable is INVALID FIELD IN
+/// PARAMETER LIST pointing at it.
+pub fn select(
+    cur: &ModeValues,
+    ten: bool,
+    params: &[u8],
+    block_size: u32,
+) -> Result<ModeValues, Sense> {
+    let hdr = if ten { 8 } else { 4 };
+    if params.len() < hdr {
+        return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
+    }
+    let bd_len = if ten {
+        usize::from(u16::from_be_bytes([params[6], params[7]]))
+    } else {
+        usize::from(params[3])
+    };
+    let long = ten && params[4] & 1 != 0;
+    let Some(bd) = params.get(hdr..hdr + bd_len) else {
+        return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
+    };
+    let bd_size = if long { 16 } else { 8 };
+    if bd_len != 0 && bd_len != bd_size {
+        return Err(Sense::invalid_param_field(if ten { 6 } else { 3 }, None));
+    }
+    if bd_len == bd_size {
+        let bl_at = if long { 12 } else { 5 };
+        let bl = bd[bl_at..bd_size]
+            .iter()
+            .fold(0u32, |a, &b| (a << 8) | u32::from(b));
+        if bl != block_size {
+            return Err(Sense::invalid_param_field((hdr + bl_at) as u16, None));
+        }
+    }
+    let mut new = cur.clone();
+    let mut at = hdr + bd_len;
+    while at < params.len() {
+        let rest = &params[at..];
+        if rest.len() < 2 {
+            return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
+        }
+        let code = rest[0] & 0x3f;
+        if rest[0] & 0x40 != 0 || !PAGES.contains(&code) {
+            return Err(Sense::invalid_param_field(at as u16, None));
+        }
+        let current = page(code, 0, &new);
+        let mask = page(code, 1, &new);
+        let len = 2 + usize::from(rest[1]);
+        if len != current.len() {
+            return Err(Sense::invalid_param_field((at + 1) as u16, None));
+        }
+        let Some(sent) = rest.get(..len) else {
+            return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
+        };
+        for i in 2..len {
+            let diff = (sent[i] ^ current[i]) & !mask[i];
+            if diff != 0 {
+                return Err(Sense::invalid_param_field(
+                    (at + i) as u16,
+                    Some(7 - diff.leading_zeros() as u8),
+                ));
+            }
+        }
+        match code {
+            0x08 => new.wce = sent[2] & 0x04 != 0,
+            0x0a => {
+                new.d_sense = sent[2] & 0x04 != 0;
+                new.swp = sent[4] & 0x08 != 0;
+            }
+            _ => {}
+        }
+        at += len;
+    }
+    Ok(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sense6_all_pages_layout() {
+        let d = sense(
+            &ModeValues::default(),
+            false,
+            false,
+            false,
+            0,
+            0x3f,
+            0,
+            1000,
+            512,
+            false,
+        )
+        .unwrap();
+        assert_eq!(d[0] as usize, d.len() - 1);
+        assert_eq!(d[2], 0x10);
+        assert_eq!(d[3], 8);
+        assert_eq!(&d[4..8], &1000u32.to_be_bytes());
+        assert_eq!(&d[9..12], &[0, 2, 0]);
+        assert_eq!(d[12], 0x01);
+    }
+
+    #[test]
+    fn select_changes_only_changeable_bits() {
+        let cur = ModeValues::default();
+        let mut ctl = page(0x0a, 0, &cur);
+        ctl[2] |= 0x04;
+        let mut params = vec![0, 0, 0, 0];
+        params.extend(&ctl);
+        assert!(select(&cur, false, &params, 512).unwrap().d_sense);
+        params[4 + 3] ^= 0x10; // QAM is not changeable
+        let e = select(&cur, false, &params, 512).unwrap_err();
+        assert_eq!(e.asc, Asc::INVALID_FIELD_IN_PARAMETER_LIST);
+        assert_eq!(e.field.unwrap().byte, 7);
+    }
+
+    #[test]
+    fn saved_values_refused() {
+        let e = sense(
+            &ModeValues::default(),
+            false,
+            true,
+            false,
+            3,
+            0x08,
+            0,
+            1,
+            512,
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(e.asc, Asc::SAVING_PARAMETERS_NOT_SUPPORTED);
+    }
+}
