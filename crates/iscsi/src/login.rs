@@ -595,9 +595,11 @@ ErrorRecoveryLevel=2\0MaxConnections=4\0X-com.example.Foo=1\0",
 
     #[test]
     fn initial_r2t_or_and_immediate_and() {
-        let mut limits = TargetLimits::default();
-        limits.initial_r2t = true;
-        limits.immediate_data = false;
+        let limits = TargetLimits {
+            initial_r2t: true,
+            immediate_data: false,
+            ..TargetLimits::default()
+        };
         let mut n = Negotiator::new(limits);
         let r = n.handle(
             &req(1, 3, true),

@@ -60,6 +60,7 @@ pub async fn serve(
         }
     };
     let LoginDone { params, stat_sn } = login;
+    let tsih = params.tsih;
     tracing::info!(?peer, initiator = %params.initiator_name, target = ?params.target_name, tsih = params.tsih, "login complete");
     reader.digests = DigestConfig {
         header: params.header_digest,
@@ -177,10 +178,9 @@ pub async fn serve(
     drop(tx);
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     if !key.2.is_empty() {
+        // Remove our own entry only: a reinstating session may already have replaced it.
         let mut s = reg.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        if s.get(&key)
-            .is_some_and(|e| *e.ended.borrow() == false && e.stop.is_closed())
-        {
+        if s.get(&key).is_some_and(|e| e.tsih == tsih) {
             s.remove(&key);
         }
     }
@@ -750,7 +750,7 @@ impl Conn {
             reader.skip_data(&h).await?;
             self.reject(reject_reason::PROTOCOL_ERROR, &h.bhs);
             let mut exec = pw.exec;
-            exec.parsed = Err(Sense::new(SenseKey::ABORTED_COMMAND, Asc(0x4b00)));
+            exec.parsed = Err(Sense::new(SenseKey::ABORTED_COMMAND, Asc::DATA_PHASE_ERROR));
             exec.data_out_len = 0;
             self.execute(exec);
             return Ok(());
@@ -770,7 +770,10 @@ impl Conn {
                 tracing::warn!(error = %e, itt = d.itt, "Data-Out digest error; failing the task");
                 self.reject(reject_reason::DATA_DIGEST_ERROR, &h.bhs);
                 let mut exec = pw.exec;
-                exec.parsed = Err(Sense::new(SenseKey::ABORTED_COMMAND, Asc(0x4703)));
+                exec.parsed = Err(Sense::new(
+                    SenseKey::ABORTED_COMMAND,
+                    Asc::INFORMATION_UNIT_CRC_ERROR,
+                ));
                 exec.data_out_len = 0;
                 self.execute(exec);
                 return Ok(());
@@ -1234,7 +1237,7 @@ fn build_response(
         let last = off + len == send;
         let with_status = last && piggyback;
         let d = DataIn {
-            final_: last || (off + len) % burst == 0,
+            final_: last || (off + len).is_multiple_of(burst),
             status: with_status.then_some(out.status),
             lun,
             itt,

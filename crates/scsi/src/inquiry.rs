@@ -84,7 +84,7 @@ fn designator(out: &mut Vec<u8>, code_set: u8, piv_assoc_type: u8, value: &[u8])
 fn name_string(s: &str) -> Vec<u8> {
     let mut v = s.as_bytes().to_vec();
     v.push(0);
-    while v.len() % 4 != 0 {
+    while !v.len().is_multiple_of(4) {
         v.push(0);
     }
     v

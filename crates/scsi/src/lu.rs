@@ -612,12 +612,13 @@ impl LogicalUnit {
 
     /// The whole blocks of a write's data that actually arrived. A short Expected
     /// Data Transfer Length writes fewer blocks (the residual reports the rest); a
-    /// length that splits a block is INVALID FIELD IN CDB.
+    /// length that splits a block is INVALID FIELD IN INFORMATION UNIT (SAM-5: the
+    /// transport's information unit, not the CDB, is at fault).
     fn received_blocks<'d>(&self, data_out: &'d [u8], blocks: u32) -> Result<&'d [u8], Sense> {
         let want = (u64::from(blocks) * u64::from(self.block_size)) as usize;
         let got = data_out.len().min(want);
-        if got % self.block_size as usize != 0 {
-            return Err(Sense::invalid_cdb_field(7, None));
+        if !got.is_multiple_of(self.block_size as usize) {
+            return Err(Sense::illegal(Asc::INVALID_FIELD_IN_INFORMATION_UNIT));
         }
         Ok(&data_out[..got])
     }

@@ -46,6 +46,9 @@ impl std::fmt::Debug for Asc {
 impl Asc {
     pub const NO_ADDITIONAL_SENSE: Self = Self(0x0000);
     pub const LU_NOT_READY_INIT_REQUIRED: Self = Self(0x0402);
+    pub const INVALID_FIELD_IN_INFORMATION_UNIT: Self = Self(0x0e03);
+    pub const DATA_PHASE_ERROR: Self = Self(0x4b00);
+    pub const INFORMATION_UNIT_CRC_ERROR: Self = Self(0x4703);
     pub const WRITE_ERROR: Self = Self(0x0c00);
     pub const UNRECOVERED_READ_ERROR: Self = Self(0x1100);
     pub const MISCOMPARE_DURING_VERIFY: Self = Self(0x1d00);
