@@ -24,6 +24,16 @@ impl TextPairs {
     /// Parses a complete text segment. Trailing NULs and empty strings between pairs are
     /// tolerated (initiators differ); a pair without '=' is an error.
     pub fn parse(data: &[u8]) -> Result<Self, KeyError> {
+        Self::parse_inner(data, false)
+    }
+
+    /// Parses a segment where keys may repeat: SendTargets responses list one
+    /// TargetName/TargetAddress group per target (RFC 7143 Appendix C).
+    pub fn parse_list(data: &[u8]) -> Result<Self, KeyError> {
+        Self::parse_inner(data, true)
+    }
+
+    fn parse_inner(data: &[u8], repeats: bool) -> Result<Self, KeyError> {
         let mut pairs: Vec<(String, String)> = Vec::new();
         for raw in data.split(|&b| b == 0) {
             if raw.is_empty() {
@@ -39,7 +49,7 @@ impl TextPairs {
             if v.len() > 8192 {
                 return Err(KeyError::ValueTooLong(k.to_owned()));
             }
-            if pairs.iter().any(|(pk, _)| pk == k) {
+            if !repeats && pairs.iter().any(|(pk, _)| pk == k) {
                 return Err(KeyError::Duplicate(k.to_owned()));
             }
             pairs.push((k.to_owned(), v.to_owned()));

@@ -9,6 +9,7 @@ mod pool;
 mod registry;
 mod wire;
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -147,13 +148,18 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
                 SocketAddr::V6(a) => format!("[{}]", a.ip()),
                 SocketAddr::V4(a) => a.ip().to_string(),
             };
-            println!(
+            // stdout may be closed (a supervisor or reader that went away): a failed
+            // write must not take the server down.
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(
+                out,
                 "oxtgt: serving {} at iscsi://{}:{}/{}/0",
                 t.name,
                 host,
                 bound.port(),
                 t.name
             );
+            let _ = out.flush();
         }
         listeners.push(l);
     }

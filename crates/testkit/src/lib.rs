@@ -1,1 +1,496 @@
+//! A scripted iSCSI initiator for oxtgt's end-to-end tests.
+//!
+//! Blocking, one connection, explicit about every PDU: tests can log in with chosen
+//! keys, send raw or malformed PDUs, and run SCSI commands that follow R2Ts and
+//! Data-In exactly as the target drives them. It talks to loopback only.
 
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use iscsi::framer::{self, DigestConfig, Frame};
+use iscsi::keys::TextPairs;
+use iscsi::pdu::{opcode, BhsWriter, BHS_LEN, NO_TAG};
+
+pub const INITIATOR: &str = "iqn.2026-11.org.oxtgt.testkit:initiator";
+
+/// Result of a login attempt.
+#[derive(Debug)]
+pub struct LoginResult {
+    pub status_class: u8,
+    pub status_detail: u8,
+    /// Every key the target answered across the login.
+    pub answers: TextPairs,
+    pub tsih: u16,
+}
+
+/// Result of one SCSI command.
+#[derive(Debug, Default)]
+pub struct ScsiResult {
+    pub status: u8,
+    pub sense: Vec<u8>,
+    pub data: Vec<u8>,
+    /// (flags byte of the final PDU & 0x06, residual count)
+    pub residual_flags: u8,
+    pub residual: u32,
+    pub r2ts: usize,
+    pub data_in_pdus: usize,
+}
+
+impl ScsiResult {
+    /// (sense key, ASC, ASCQ) from fixed or descriptor sense.
+    pub fn sense_code(&self) -> Option<(u8, u8, u8)> {
+        let s = &self.sense;
+        match s.first()? & 0x7f {
+            0x70 | 0x71 => Some((s.get(2)? & 0x0f, *s.get(12)?, *s.get(13)?)),
+            0x72 | 0x73 => Some((s.get(1)? & 0x0f, *s.get(2)?, *s.get(3)?)),
+            _ => None,
+        }
+    }
+}
+
+pub struct Initiator {
+    stream: TcpStream,
+    rbuf: Vec<u8>,
+    pub digests: DigestConfig,
+    pub cmd_sn: u32,
+    pub exp_stat_sn: u32,
+    next_itt: u32,
+    pub isid: [u8; 6],
+    /// What the target declared it accepts per data segment.
+    pub target_mrdsl: usize,
+    pub first_burst: usize,
+    pub immediate_data: bool,
+    pub initial_r2t: bool,
+}
+
+impl Initiator {
+    pub fn connect(addr: &str) -> io::Result<Self> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            rbuf: Vec::new(),
+            digests: DigestConfig::default(),
+            cmd_sn: 1,
+            exp_stat_sn: 0,
+            next_itt: 1,
+            isid: [0x80, 0x12, 0x34, 0x56, 0x00, 0x01],
+            target_mrdsl: 8192,
+            first_burst: 65536,
+            immediate_data: true,
+            initial_r2t: true,
+        })
+    }
+
+    pub fn itt(&mut self) -> u32 {
+        let t = self.next_itt;
+        self.next_itt = self.next_itt.wrapping_add(1);
+        t
+    }
+
+    pub fn set_read_timeout(&self, d: Duration) {
+        let _ = self.stream.set_read_timeout(Some(d));
+    }
+
+    /// Sends one PDU with the digests in force.
+    pub fn send(&mut self, bhs: &[u8; BHS_LEN], data: &[u8]) -> io::Result<()> {
+        let mut out = Vec::new();
+        framer::encode(bhs, &[], data, self.digests, &mut out);
+        self.stream.write_all(&out)
+    }
+
+    /// Sends raw bytes (for malformed-PDU tests).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Receives one PDU; `Err` with UnexpectedEof when the target closed.
+    pub fn recv(&mut self) -> io::Result<Frame> {
+        loop {
+            match framer::decode(&self.rbuf, self.digests, 1 << 24) {
+                Ok(Some((f, used))) => {
+                    self.rbuf.drain(..used);
+                    if let Some(sn) = stat_sn_of(&f) {
+                        self.exp_stat_sn = sn.wrapping_add(1);
+                    }
+                    return Ok(f);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+            }
+            let mut tmp = [0u8; 65536];
+            let n = self.stream.read(&mut tmp)?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.rbuf.extend_from_slice(&tmp[..n]);
+        }
+    }
+
+    /// A full login: security stage then operational stage with `keys`.
+    pub fn login(
+        &mut self,
+        target: Option<&str>,
+        keys: &[(&str, &str)],
+    ) -> io::Result<LoginResult> {
+        self.login_as(INITIATOR, target, keys)
+    }
+
+    pub fn login_as(
+        &mut self,
+        initiator: &str,
+        target: Option<&str>,
+        keys: &[(&str, &str)],
+    ) -> io::Result<LoginResult> {
+        let mut sec = TextPairs::default();
+        sec.push("InitiatorName", initiator);
+        match target {
+            Some(t) => {
+                sec.push("SessionType", "Normal");
+                sec.push("TargetName", t);
+            }
+            None => sec.push("SessionType", "Discovery"),
+        }
+        sec.push("AuthMethod", "None");
+        let mut answers = TextPairs::default();
+        let r = self.login_pdu(0, 1, &sec.encode(), &mut answers)?;
+        if r.status_class != 0 {
+            return Ok(r);
+        }
+        let mut op = TextPairs::default();
+        for (k, v) in keys {
+            op.push(k, *v);
+        }
+        let r = self.login_pdu(1, 3, &op.encode(), &mut answers)?;
+        if r.status_class == 0 {
+            let a = &r.answers;
+            self.digests = DigestConfig {
+                header: a.get("HeaderDigest") == Some("CRC32C"),
+                data: a.get("DataDigest") == Some("CRC32C"),
+            };
+            if let Some(v) = a
+                .get("MaxRecvDataSegmentLength")
+                .and_then(|v| v.parse().ok())
+            {
+                self.target_mrdsl = v;
+            }
+            if let Some(v) = a.get("FirstBurstLength").and_then(|v| v.parse().ok()) {
+                self.first_burst = v;
+            }
+            self.immediate_data = a.get("ImmediateData").map_or(true, |v| v == "Yes");
+            self.initial_r2t = a.get("InitialR2T").map_or(true, |v| v == "Yes");
+        }
+        Ok(r)
+    }
+
+    fn login_pdu(
+        &mut self,
+        csg: u8,
+        nsg: u8,
+        text: &[u8],
+        answers: &mut TextPairs,
+    ) -> io::Result<LoginResult> {
+        let mut w = BhsWriter::new(0x40 | opcode::LOGIN_REQ, 0x80 | (csg << 2) | nsg)
+            .data_len(text.len())
+            .u32_at(16, 0x1000)
+            .u32_at(24, self.cmd_sn)
+            .u32_at(28, self.exp_stat_sn);
+        w.bytes[8..14].copy_from_slice(&self.isid);
+        self.send(&w.finish(), text)?;
+        let f = self.recv()?;
+        if f.bhs[0] & 0x3f != opcode::LOGIN_RESP {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "expected a Login Response",
+            ));
+        }
+        for (k, v) in TextPairs::parse(&f.data)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?
+            .0
+        {
+            answers.0.retain(|(ak, _)| *ak != k);
+            answers.push(&k, v);
+        }
+        Ok(LoginResult {
+            status_class: f.bhs[36],
+            status_detail: f.bhs[37],
+            answers: answers.clone(),
+            tsih: u16::from_be_bytes([f.bhs[14], f.bhs[15]]),
+        })
+    }
+
+    /// The BHS of a SCSI Command (non-immediate, SIMPLE, F set unless unsolicited
+    /// Data-Out follows).
+    pub fn command_bhs(
+        &mut self,
+        itt: u32,
+        lun: u16,
+        cdb: &[u8],
+        edtl: u32,
+        read: bool,
+        write: bool,
+        final_: bool,
+    ) -> [u8; BHS_LEN] {
+        let flags = (u8::from(final_) << 7) | (u8::from(read) << 6) | (u8::from(write) << 5) | 1;
+        let mut w = BhsWriter::new(opcode::SCSI_COMMAND, flags)
+            .u16_at(8, lun)
+            .u32_at(16, itt)
+            .u32_at(20, edtl)
+            .u32_at(24, self.cmd_sn)
+            .u32_at(28, self.exp_stat_sn);
+        w.bytes[32..32 + cdb.len().min(16)].copy_from_slice(&cdb[..cdb.len().min(16)]);
+        self.cmd_sn = self.cmd_sn.wrapping_add(1);
+        w.finish()
+    }
+
+    pub fn data_out_bhs(
+        &self,
+        itt: u32,
+        ttt: u32,
+        data_sn: u32,
+        offset: u32,
+        len: usize,
+        final_: bool,
+    ) -> [u8; BHS_LEN] {
+        BhsWriter::new(opcode::DATA_OUT, u8::from(final_) << 7)
+            .data_len(len)
+            .u32_at(16, itt)
+            .u32_at(20, ttt)
+            .u32_at(28, self.exp_stat_sn)
+            .u32_at(36, data_sn)
+            .u32_at(40, offset)
+            .finish()
+    }
+
+    /// Runs one SCSI command to completion: immediate and unsolicited data as
+    /// negotiated, Data-Out for every R2T, Data-In collected.
+    pub fn scsi(
+        &mut self,
+        lun: u16,
+        cdb: &[u8],
+        read_len: u32,
+        write: Option<&[u8]>,
+    ) -> io::Result<ScsiResult> {
+        let itt = self.itt();
+        let wdata = write.unwrap_or(&[]);
+        let edtl = if write.is_some() {
+            wdata.len() as u32
+        } else {
+            read_len
+        };
+        let imm = if self.immediate_data {
+            wdata.len().min(self.first_burst).min(self.target_mrdsl)
+        } else {
+            0
+        };
+        let unsolicited_end = if self.initial_r2t {
+            imm
+        } else {
+            wdata.len().min(self.first_burst)
+        };
+        let final_ = unsolicited_end == imm;
+        let bhs = self.command_bhs(itt, lun, cdb, edtl, read_len > 0, write.is_some(), final_);
+        let mut bhs = bhs;
+        bhs[5..8].copy_from_slice(&(imm as u32).to_be_bytes()[1..]);
+        self.send(&bhs, &wdata[..imm])?;
+        let mut off = imm;
+        let mut sn = 0;
+        while off < unsolicited_end {
+            let len = (unsolicited_end - off).min(self.target_mrdsl);
+            let last = off + len == unsolicited_end;
+            let h = self.data_out_bhs(itt, NO_TAG, sn, off as u32, len, last);
+            self.send(&h, &wdata[off..off + len])?;
+            off += len;
+            sn += 1;
+        }
+        let mut res = ScsiResult::default();
+        loop {
+            let f = self.recv()?;
+            let op = f.bhs[0] & 0x3f;
+            match op {
+                opcode::R2T => {
+                    res.r2ts += 1;
+                    let ttt = be32(&f.bhs, 20);
+                    let offset = be32(&f.bhs, 40) as usize;
+                    let len = be32(&f.bhs, 44) as usize;
+                    let mut o = offset;
+                    let mut dsn = 0;
+                    while o < offset + len {
+                        let n = (offset + len - o).min(self.target_mrdsl);
+                        let h =
+                            self.data_out_bhs(itt, ttt, dsn, o as u32, n, o + n == offset + len);
+                        let chunk = wdata.get(o..o + n).unwrap_or(&[]);
+                        self.send(&h, chunk)?;
+                        o += n;
+                        dsn += 1;
+                    }
+                }
+                opcode::DATA_IN => {
+                    res.data_in_pdus += 1;
+                    let offset = be32(&f.bhs, 40) as usize;
+                    if res.data.len() < offset + f.data.len() {
+                        res.data.resize(offset + f.data.len(), 0);
+                    }
+                    res.data[offset..offset + f.data.len()].copy_from_slice(&f.data);
+                    if f.bhs[1] & 0x01 != 0 {
+                        res.status = f.bhs[3];
+                        res.residual_flags = f.bhs[1] & 0x06;
+                        res.residual = be32(&f.bhs, 44);
+                        return Ok(res);
+                    }
+                }
+                opcode::SCSI_RESPONSE => {
+                    res.status = f.bhs[3];
+                    res.residual_flags = f.bhs[1] & 0x06;
+                    res.residual = be32(&f.bhs, 44);
+                    if f.data.len() >= 2 {
+                        let n = usize::from(u16::from_be_bytes([f.data[0], f.data[1]]));
+                        res.sense = f.data.get(2..2 + n).unwrap_or(&[]).to_vec();
+                    }
+                    return Ok(res);
+                }
+                opcode::NOP_IN | opcode::ASYNC_MSG => {}
+                other => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("unexpected opcode {other:#x}"),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// NOP-Out ping with data; returns the echoed data.
+    pub fn ping(&mut self, data: &[u8]) -> io::Result<Vec<u8>> {
+        let itt = self.itt();
+        let bhs = BhsWriter::new(0x40 | opcode::NOP_OUT, 0x80)
+            .data_len(data.len())
+            .u32_at(16, itt)
+            .u32_at(20, NO_TAG)
+            .u32_at(24, self.cmd_sn)
+            .u32_at(28, self.exp_stat_sn)
+            .finish();
+        self.send(&bhs, data)?;
+        loop {
+            let f = self.recv()?;
+            if f.bhs[0] & 0x3f == opcode::NOP_IN && be32(&f.bhs, 16) == itt {
+                return Ok(f.data);
+            }
+        }
+    }
+
+    /// Task management request (immediate); returns the response code.
+    pub fn tmf(&mut self, function: u8, lun: u16, rtt: u32, ref_cmd_sn: u32) -> io::Result<u8> {
+        let itt = self.itt();
+        let bhs = BhsWriter::new(0x40 | opcode::TASK_MGMT_REQ, 0x80 | function)
+            .u16_at(8, lun)
+            .u32_at(16, itt)
+            .u32_at(20, rtt)
+            .u32_at(24, self.cmd_sn)
+            .u32_at(28, self.exp_stat_sn)
+            .u32_at(32, ref_cmd_sn)
+            .finish();
+        self.send(&bhs, &[])?;
+        loop {
+            let f = self.recv()?;
+            if f.bhs[0] & 0x3f == opcode::TASK_MGMT_RESP && be32(&f.bhs, 16) == itt {
+                return Ok(f.bhs[2]);
+            }
+        }
+    }
+
+    /// Text request; returns the answered pairs.
+    pub fn text(&mut self, pairs: &[(&str, &str)]) -> io::Result<TextPairs> {
+        let mut t = TextPairs::default();
+        for (k, v) in pairs {
+            t.push(k, *v);
+        }
+        let itt = self.itt();
+        let data = t.encode();
+        let bhs = BhsWriter::new(0x40 | opcode::TEXT_REQ, 0x80)
+            .data_len(data.len())
+            .u32_at(16, itt)
+            .u32_at(20, NO_TAG)
+            .u32_at(24, self.cmd_sn)
+            .u32_at(28, self.exp_stat_sn)
+            .finish();
+        self.send(&bhs, &data)?;
+        let f = self.recv()?;
+        TextPairs::parse_list(&f.data)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+    }
+
+    /// Logout (close session); returns the response code.
+    pub fn logout(&mut self) -> io::Result<u8> {
+        let itt = self.itt();
+        let bhs = BhsWriter::new(0x40 | opcode::LOGOUT_REQ, 0x80)
+            .u32_at(16, itt)
+            .u32_at(24, self.cmd_sn)
+            .u32_at(28, self.exp_stat_sn)
+            .finish();
+        self.send(&bhs, &[])?;
+        let f = self.recv()?;
+        Ok(f.bhs[2])
+    }
+}
+
+fn be32(b: &[u8; BHS_LEN], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// StatSN of target PDUs that carry one.
+fn stat_sn_of(f: &Frame) -> Option<u32> {
+    let op = f.bhs[0] & 0x3f;
+    let has = matches!(
+        op,
+        opcode::SCSI_RESPONSE
+            | opcode::TASK_MGMT_RESP
+            | opcode::LOGIN_RESP
+            | opcode::TEXT_RESP
+            | opcode::LOGOUT_RESP
+            | opcode::NOP_IN
+    ) || (op == opcode::DATA_IN && f.bhs[1] & 0x01 != 0);
+    has.then(|| be32(&f.bhs, 24))
+        .filter(|_| !(op == opcode::NOP_IN && be32(&f.bhs, 16) == NO_TAG))
+}
+
+/// CDB builders for the commands tests use most.
+pub mod cdb {
+    pub fn read10(lba: u32, blocks: u16) -> [u8; 10] {
+        let mut c = [0u8; 10];
+        c[0] = 0x28;
+        c[2..6].copy_from_slice(&lba.to_be_bytes());
+        c[7..9].copy_from_slice(&blocks.to_be_bytes());
+        c
+    }
+    pub fn write10(lba: u32, blocks: u16) -> [u8; 10] {
+        let mut c = read10(lba, blocks);
+        c[0] = 0x2a;
+        c
+    }
+    pub fn read16(lba: u64, blocks: u32) -> [u8; 16] {
+        let mut c = [0u8; 16];
+        c[0] = 0x88;
+        c[2..10].copy_from_slice(&lba.to_be_bytes());
+        c[10..14].copy_from_slice(&blocks.to_be_bytes());
+        c
+    }
+    pub fn write16(lba: u64, blocks: u32) -> [u8; 16] {
+        let mut c = read16(lba, blocks);
+        c[0] = 0x8a;
+        c
+    }
+    pub const TEST_UNIT_READY: [u8; 6] = [0; 6];
+    pub fn report_luns(alloc: u32) -> [u8; 12] {
+        let mut c = [0u8; 12];
+        c[0] = 0xa0;
+        c[6..10].copy_from_slice(&alloc.to_be_bytes());
+        c
+    }
+    pub fn inquiry(evpd: bool, page: u8, alloc: u16) -> [u8; 6] {
+        let a = alloc.to_be_bytes();
+        [0x12, u8::from(evpd), page, a[0], a[1], 0]
+    }
+}

@@ -1,0 +1,435 @@
+//! End-to-end tests: a real oxtgt process, driven over loopback by testkit's scripted
+//! initiator. Each asserts what an initiator or an administrator would notice: bytes
+//! on the wire, data on disk, sense codes, login status.
+
+mod common;
+
+use common::{Server, TARGET};
+use testkit::{cdb, Initiator};
+
+const CONFIG: &str = r#"
+[[target]]
+name = "iqn.2026-11.org.oxtgt:test"
+open_access = true
+[[target.lun]]
+id = 0
+backstore = "ram"
+size = "64MiB"
+[[target.lun]]
+id = 1
+backstore = "file"
+path = "{dir}/lun1.img"
+size = "64MiB"
+block_size = 4096
+
+[[target]]
+name = "iqn.2026-11.org.oxtgt:private"
+[[target.lun]]
+id = 0
+backstore = "ram"
+size = "16MiB"
+[[target.lun]]
+id = 7
+backstore = "ram"
+size = "16MiB"
+[[target.acl]]
+initiator = "iqn.2026-11.org.oxtgt.testkit:initiator"
+map = { "3" = 7 }
+"#;
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+fn session(server: &Server, keys: &[(&str, &str)]) -> Initiator {
+    let mut i = Initiator::connect(&server.addr()).unwrap();
+    let r = i.login(Some(TARGET), keys).unwrap();
+    assert_eq!(
+        (r.status_class, r.status_detail),
+        (0, 0),
+        "login failed: {r:?}"
+    );
+    i
+}
+
+#[test]
+fn login_negotiates_per_rfc_rules() {
+    let s = Server::start("neg", CONFIG);
+    let mut i = Initiator::connect(&s.addr()).unwrap();
+    let r = i
+        .login(
+            Some(TARGET),
+            &[
+                ("HeaderDigest", "CRC32C,None"),
+                ("DataDigest", "CRC32C"),
+                ("MaxBurstLength", "1048576"),
+                ("FirstBurstLength", "4194304"),
+                ("MaxOutstandingR2T", "100"),
+                ("DefaultTime2Wait", "0"),
+                ("ErrorRecoveryLevel", "2"),
+                ("X-org.example.Unknown", "1"),
+                ("MaxRecvDataSegmentLength", "8192"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(r.status_class, 0);
+    let a = &r.answers;
+    assert_eq!(a.get("HeaderDigest"), Some("CRC32C"));
+    assert_eq!(a.get("DataDigest"), Some("CRC32C"));
+    assert_eq!(a.get("MaxBurstLength"), Some("1048576"));
+    assert_eq!(a.get("FirstBurstLength"), Some("262144"));
+    assert_eq!(a.get("MaxOutstandingR2T"), Some("16"));
+    assert_eq!(a.get("DefaultTime2Wait"), Some("2"));
+    assert_eq!(a.get("ErrorRecoveryLevel"), Some("0"));
+    assert_eq!(a.get("X-org.example.Unknown"), Some("NotUnderstood"));
+    assert_eq!(a.get("TargetPortalGroupTag"), Some("1"));
+    assert!(r.tsih != 0);
+    // With both digests on, a command and its data still round-trip.
+    let data = pattern(64 * 1024, 3);
+    let w = i.scsi(0, &cdb::write10(100, 128), 0, Some(&data)).unwrap();
+    assert_eq!(w.status, 0);
+    let rd = i
+        .scsi(0, &cdb::read10(100, 128), data.len() as u32, None)
+        .unwrap();
+    assert_eq!(rd.status, 0);
+    assert_eq!(rd.data, data);
+    assert_eq!(
+        rd.data_in_pdus, 8,
+        "64 KiB in 8 KiB segments, the initiator's MaxRecvDataSegmentLength"
+    );
+}
+
+#[test]
+fn login_failures_carry_status() {
+    let s = Server::start("lfail", CONFIG);
+    let mut i = Initiator::connect(&s.addr()).unwrap();
+    let r = i.login(Some("iqn.2026-11.org.oxtgt:nosuch"), &[]).unwrap();
+    assert_eq!(
+        (r.status_class, r.status_detail),
+        (2, 3),
+        "target not found"
+    );
+    let mut i = Initiator::connect(&s.addr()).unwrap();
+    let r = i
+        .login_as(
+            "iqn.2026-11.org.example:stranger",
+            Some("iqn.2026-11.org.oxtgt:private"),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        (r.status_class, r.status_detail),
+        (2, 2),
+        "not in the ACL: authorization failure"
+    );
+}
+
+#[test]
+fn discovery_lists_only_visible_targets_with_portal() {
+    let s = Server::start("disc", CONFIG);
+    let mut i = Initiator::connect(&s.addr()).unwrap();
+    assert_eq!(i.login(None, &[]).unwrap().status_class, 0);
+    let t = i.text(&[("SendTargets", "All")]).unwrap();
+    let names: Vec<&str> =
+        t.0.iter()
+            .filter(|(k, _)| k == "TargetName")
+            .map(|(_, v)| v.as_str())
+            .collect();
+    assert_eq!(names, vec![TARGET, "iqn.2026-11.org.oxtgt:private"]);
+    assert_eq!(
+        t.get("TargetAddress"),
+        Some(format!("127.0.0.1:{},1", s.port).as_str())
+    );
+    assert_eq!(i.logout().unwrap(), 0);
+
+    let mut i = Initiator::connect(&s.addr()).unwrap();
+    i.login_as("iqn.2026-11.org.example:stranger", None, &[])
+        .unwrap();
+    let t = i.text(&[("SendTargets", "All")]).unwrap();
+    let names: Vec<&str> =
+        t.0.iter()
+            .filter(|(k, _)| k == "TargetName")
+            .map(|(_, v)| v.as_str())
+            .collect();
+    assert_eq!(
+        names,
+        vec![TARGET],
+        "the ACL'd target is hidden from a stranger"
+    );
+}
+
+#[test]
+fn solicited_writes_follow_r2ts_and_reach_the_file() {
+    let s = Server::start("r2t", CONFIG);
+    // No immediate or unsolicited data, small bursts: every byte moves by R2T.
+    let mut i = session(
+        &s,
+        &[
+            ("InitialR2T", "Yes"),
+            ("ImmediateData", "No"),
+            ("MaxBurstLength", "65536"),
+            ("MaxRecvDataSegmentLength", "16384"),
+        ],
+    );
+    let data = pattern(1 << 20, 9);
+    let w = i.scsi(1, &cdb::write16(10, 256), 0, Some(&data)).unwrap();
+    assert_eq!(w.status, 0, "sense {:?}", w.sense_code());
+    assert_eq!(w.r2ts, 16, "1 MiB in 64 KiB bursts");
+    let on_disk = std::fs::read(s.dir.join("lun1.img")).unwrap();
+    assert_eq!(
+        &on_disk[10 * 4096..10 * 4096 + data.len()],
+        &data[..],
+        "bytes on disk"
+    );
+    let r = i
+        .scsi(1, &cdb::read16(10, 256), data.len() as u32, None)
+        .unwrap();
+    assert_eq!(r.data, data);
+}
+
+#[test]
+fn unsolicited_and_immediate_data_are_used() {
+    let s = Server::start("unsol", CONFIG);
+    let mut i = session(
+        &s,
+        &[
+            ("InitialR2T", "No"),
+            ("ImmediateData", "Yes"),
+            ("FirstBurstLength", "65536"),
+            ("MaxRecvDataSegmentLength", "8192"),
+        ],
+    );
+    let data = pattern(256 * 1024, 1);
+    let w = i.scsi(0, &cdb::write10(0, 512), 0, Some(&data)).unwrap();
+    assert_eq!(w.status, 0);
+    assert_eq!(
+        w.r2ts, 1,
+        "64 KiB unsolicited, the remaining 192 KiB in one R2T"
+    );
+    let r = i
+        .scsi(0, &cdb::read10(0, 512), data.len() as u32, None)
+        .unwrap();
+    assert_eq!(r.data, data);
+}
+
+#[test]
+fn residuals_report_what_was_not_moved() {
+    let s = Server::start("resid", CONFIG);
+    let mut i = session(&s, &[]);
+    // READ of 2 blocks with room for 1: overflow of one block, one block sent.
+    let r = i.scsi(0, &cdb::read10(0, 2), 512, None).unwrap();
+    assert_eq!((r.status, r.data.len()), (0, 512));
+    assert_eq!((r.residual_flags, r.residual), (0x04, 512));
+    // INQUIRY with a large allocation: underflow.
+    let r = i.scsi(0, &cdb::inquiry(false, 0, 255), 255, None).unwrap();
+    assert_eq!(r.data.len(), 96);
+    assert_eq!((r.residual_flags, r.residual), (0x02, 255 - 96));
+}
+
+#[test]
+fn invalid_cdb_and_range_errors_have_precise_sense() {
+    let s = Server::start("sense", CONFIG);
+    let mut i = session(&s, &[]);
+    let mut c = cdb::read10(0, 1);
+    c[1] = 0x20; // RDPROTECT without protection information
+    let r = i.scsi(0, &c, 512, None).unwrap();
+    assert_eq!(r.status, 2);
+    assert_eq!(r.sense_code(), Some((5, 0x24, 0)));
+    assert_eq!(
+        &r.sense[15..18],
+        &[0x80 | 0x40 | 0x08 | 5, 0, 1],
+        "field pointer: CDB byte 1 bit 5"
+    );
+    let blocks = (64u32 << 20) / 512;
+    let r = i.scsi(0, &cdb::read10(blocks - 1, 2), 1024, None).unwrap();
+    assert_eq!(r.sense_code(), Some((5, 0x21, 0)), "LBA out of range");
+    let r = i.scsi(0, &[0xc5, 0, 0, 0, 0, 0], 0, None).unwrap();
+    assert_eq!(r.sense_code(), Some((5, 0x20, 0)), "invalid opcode");
+}
+
+#[test]
+fn acl_maps_luns_and_hides_the_rest() {
+    let s = Server::start("acl", CONFIG);
+    let mut i = Initiator::connect(&s.addr()).unwrap();
+    assert_eq!(
+        i.login(Some("iqn.2026-11.org.oxtgt:private"), &[])
+            .unwrap()
+            .status_class,
+        0
+    );
+    let r = i.scsi(0, &cdb::report_luns(4096), 4096, None).unwrap();
+    assert_eq!(r.status, 0);
+    assert_eq!(&r.data[..4], &8u32.to_be_bytes(), "one LUN");
+    assert_eq!(&r.data[8..10], &[0, 3], "target LUN 7 seen as LUN 3");
+    let r = i.scsi(0, &cdb::read10(0, 1), 512, None).unwrap();
+    assert_eq!(
+        r.sense_code(),
+        Some((5, 0x25, 0)),
+        "LUN 0 exists on the target but is not mapped"
+    );
+    let r = i.scsi(0, &cdb::inquiry(false, 0, 96), 96, None).unwrap();
+    assert_eq!(r.data[0], 0x7f, "INQUIRY to an unmapped LUN: no device");
+    let r = i
+        .scsi(3, &cdb::write10(0, 1), 0, Some(&[0xab; 512]))
+        .unwrap();
+    assert_eq!(r.status, 0);
+}
+
+#[test]
+fn malformed_pdus_are_rejected_and_the_session_survives() {
+    let s = Server::start("bad", CONFIG);
+    let mut i = session(&s, &[]);
+    // Unknown opcode 0x1c: Reject (command not supported) echoing the header.
+    let mut bhs = [0u8; 48];
+    bhs[0] = 0x1c;
+    bhs[16..20].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+    i.send(&bhs, &[]).unwrap();
+    let f = i.recv().unwrap();
+    assert_eq!(f.bhs[0] & 0x3f, 0x3f, "Reject");
+    assert_eq!(f.bhs[2], 0x05);
+    assert_eq!(&f.data[..], &bhs[..]);
+    assert_eq!(i.ping(b"still here").unwrap(), b"still here");
+    // A Data-Out nobody asked for is dropped; the session goes on.
+    let d = i.data_out_bhs(0x5555, 0x77, 0, 0, 512, true);
+    i.send(&d, &[0u8; 512]).unwrap();
+    assert_eq!(i.scsi(0, &cdb::TEST_UNIT_READY, 0, None).unwrap().status, 0);
+}
+
+#[test]
+fn oversized_segment_closes_the_connection() {
+    let s = Server::start("big", CONFIG);
+    let mut i = session(&s, &[]);
+    let mut bhs = [0u8; 48];
+    bhs[0] = 0x40; // NOP-Out, immediate
+    bhs[1] = 0x80;
+    bhs[5] = 0x7f; // ~8 MiB data segment, beyond MaxRecvDataSegmentLength
+    bhs[16..20].copy_from_slice(&[0, 0, 0, 9]);
+    bhs[20..24].copy_from_slice(&[0xff; 4]);
+    i.send_raw(&bhs).unwrap();
+    let e = i.recv().unwrap_err();
+    assert!(
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+        ),
+        "{e}"
+    );
+    // The server is unharmed.
+    let mut j = session(&s, &[]);
+    assert_eq!(j.scsi(0, &cdb::TEST_UNIT_READY, 0, None).unwrap().status, 0);
+}
+
+#[test]
+fn abort_task_and_lun_reset() {
+    let s = Server::start("tmf", CONFIG);
+    let mut i = session(&s, &[("InitialR2T", "Yes"), ("ImmediateData", "No")]);
+    // A write whose data never comes: the target sends an R2T and waits.
+    let itt = i.itt();
+    let sn = i.cmd_sn;
+    let bhs = i.command_bhs(itt, 0, &cdb::write10(0, 8), 4096, false, true, true);
+    i.send(&bhs, &[]).unwrap();
+    let r2t = i.recv().unwrap();
+    assert_eq!(r2t.bhs[0] & 0x3f, 0x31);
+    assert_eq!(
+        i.tmf(1, 0, itt, sn).unwrap(),
+        0,
+        "ABORT TASK: function complete"
+    );
+    assert_eq!(
+        i.tmf(1, 0, 0x9999, sn).unwrap(),
+        1,
+        "ABORT TASK of nothing: task does not exist"
+    );
+    assert_eq!(
+        i.scsi(0, &cdb::TEST_UNIT_READY, 0, None).unwrap().status,
+        0,
+        "window still open"
+    );
+    // LOGICAL UNIT RESET: the next command sees the unit attention, then all is well.
+    assert_eq!(i.tmf(5, 0, 0xffff_ffff, 0).unwrap(), 0);
+    let r = i.scsi(0, &cdb::TEST_UNIT_READY, 0, None).unwrap();
+    assert_eq!(r.sense_code(), Some((6, 0x29, 0x03)));
+    assert_eq!(i.scsi(0, &cdb::TEST_UNIT_READY, 0, None).unwrap().status, 0);
+    assert_eq!(
+        i.tmf(5, 9, 0xffff_ffff, 0).unwrap(),
+        2,
+        "reset of an unmapped LUN"
+    );
+}
+
+#[test]
+fn sigterm_asks_initiators_to_logout_and_syncs() {
+    let mut s = Server::start("term", CONFIG);
+    let mut i = session(&s, &[]);
+    let data = pattern(8192, 5);
+    assert_eq!(
+        i.scsi(1, &cdb::write10(2, 2), 0, Some(&data))
+            .unwrap()
+            .status,
+        0
+    );
+    let pid_status = std::thread::scope(|sc| {
+        let h = sc.spawn(|| {
+            let f = i.recv().unwrap();
+            (f.bhs[0] & 0x3f, f.bhs[36])
+        });
+        let st = s.terminate();
+        (h.join().unwrap(), st)
+    });
+    assert_eq!(
+        pid_status.0,
+        (0x32, 1),
+        "Async Message: target requests logout"
+    );
+    assert!(pid_status.1.success(), "clean exit");
+    let on_disk = std::fs::read(s.dir.join("lun1.img")).unwrap();
+    assert_eq!(&on_disk[2 * 4096..2 * 4096 + 8192], &data[..]);
+}
+
+#[test]
+fn bad_config_reports_file_line_and_key() {
+    let dir = common::temp_dir("cfg");
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, "[[target]]\nname = \"iqn.2026-11.org.x:t\"\n[[target.lun]]\nid = 0\nbackstore = \"tape\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oxtgt"))
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:5: target[0].lun[0].backstore", path.display())),
+        "{err}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oxtgt"))
+        .args([
+            "check-config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/oxtgt.toml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "examples/oxtgt.toml must stay valid: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn missing_backing_file_is_a_startup_error_naming_the_path() {
+    let dir = common::temp_dir("missing");
+    let path = dir.join("c.toml");
+    std::fs::write(&path, format!("[[target]]\nname = \"iqn.2026-11.org.x:t\"\nopen_access = true\n[[target.lun]]\nid = 0\nbackstore = \"file\"\npath = \"{}/nope.img\"\n", dir.display())).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oxtgt"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.img"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
