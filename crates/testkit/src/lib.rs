@@ -179,8 +179,8 @@ impl Initiator {
             if let Some(v) = a.get("FirstBurstLength").and_then(|v| v.parse().ok()) {
                 self.first_burst = v;
             }
-            self.immediate_data = a.get("ImmediateData").map_or(true, |v| v == "Yes");
-            self.initial_r2t = a.get("InitialR2T").map_or(true, |v| v == "Yes");
+            self.immediate_data = a.get("ImmediateData").is_none_or(|v| v == "Yes");
+            self.initial_r2t = a.get("InitialR2T").is_none_or(|v| v == "Yes");
         }
         Ok(r)
     }
@@ -222,7 +222,8 @@ impl Initiator {
     }
 
     /// The BHS of a SCSI Command (non-immediate, SIMPLE, F set unless unsolicited
-    /// Data-Out follows).
+    /// Data-Out follows). Each argument is a header field a test may want to vary.
+    #[allow(clippy::too_many_arguments)]
     pub fn command_bhs(
         &mut self,
         itt: u32,
