@@ -725,6 +725,8 @@ impl Conn {
         };
         let off = d.buffer_offset as usize;
         // Which sequence does this PDU belong to, and is it the next one expected?
+        // A solicited sequence must also not end (F bit) before its R2T's range is
+        // filled: the buffer would be written with bytes that never arrived.
         let in_order = if d.ttt == NO_TAG {
             pw.unsolicited_open
                 && d.data_sn == pw.unsolicited_data_sn
@@ -736,6 +738,7 @@ impl Conn {
                     && d.data_sn == r.data_sn
                     && off == r.next_offset
                     && off + len <= r.end
+                    && (!d.final_ || off + len == r.end)
             })
         };
         if !in_order {

@@ -298,6 +298,37 @@ fn malformed_pdus_are_rejected_and_the_session_survives() {
 }
 
 #[test]
+fn data_out_ending_early_fails_the_task_and_writes_nothing() {
+    let s = Server::start("early", CONFIG);
+    let mut i = session(&s, &[("InitialR2T", "Yes"), ("ImmediateData", "No")]);
+    let before = i.scsi(0, &cdb::read10(40, 8), 4096, None).unwrap().data;
+    let itt = i.itt();
+    let bhs = i.command_bhs(itt, 0, &cdb::write10(40, 8), 4096, false, true, true);
+    i.send(&bhs, &[]).unwrap();
+    let r2t = i.recv().unwrap();
+    let ttt = u32::from_be_bytes([r2t.bhs[20], r2t.bhs[21], r2t.bhs[22], r2t.bhs[23]]);
+    // Half the data, flagged final: a protocol error.
+    let d = i.data_out_bhs(itt, ttt, 0, 0, 2048, true);
+    i.send(&d, &[0xee; 2048]).unwrap();
+    let reject = i.recv().unwrap();
+    assert_eq!(
+        (reject.bhs[0] & 0x3f, reject.bhs[2]),
+        (0x3f, 0x04),
+        "Reject: protocol error"
+    );
+    let resp = i.recv().unwrap();
+    assert_eq!(resp.bhs[0] & 0x3f, 0x21);
+    assert_eq!(resp.bhs[3], 2, "CHECK CONDITION");
+    assert_eq!(
+        &resp.data[2 + 12..2 + 14],
+        &[0x4b, 0x00],
+        "DATA PHASE ERROR"
+    );
+    let after = i.scsi(0, &cdb::read10(40, 8), 4096, None).unwrap().data;
+    assert_eq!(after, before, "nothing was written");
+}
+
+#[test]
 fn oversized_segment_closes_the_connection() {
     let s = Server::start("big", CONFIG);
     let mut i = session(&s, &[]);
