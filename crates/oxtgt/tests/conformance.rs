@@ -29,6 +29,9 @@ const WRITING_SUITES: &[&str] = &[
     "ExtendedCopy",
     "iSCSIdatasn",
     "iSCSIResiduals",
+    // AbortTaskSimpleAsync races a WRITE(10) against ABORT TASK and requires that a
+    // write that wins completes without CHECK CONDITION: impossible when read-only.
+    "iSCSITMF",
     "MultipathIO",
     "OrWrite",
     "Sanitize",
