@@ -98,6 +98,13 @@ struct State {
     stopped: bool,
 }
 
+/// The per-LU state a command runs with, read once under the state lock.
+#[derive(Debug)]
+struct Snapshot {
+    mode: ModeValues,
+    stopped: bool,
+}
+
 /// A direct-access logical unit.
 #[derive(Debug)]
 pub struct LogicalUnit {
@@ -220,10 +227,6 @@ impl LogicalUnit {
         }
     }
 
-    fn descriptor_sense(&self) -> bool {
-        self.state().mode.d_sense
-    }
-
     /// Executes one command. `data_out` holds what the initiator transferred (possibly
     /// less than the CDB asks for, when the Expected Data Transfer Length was short);
     /// Data-In is written to the front of `data_in`, which is grown as needed.
@@ -234,23 +237,27 @@ impl LogicalUnit {
         data_out: &[u8],
         data_in: &mut Vec<u8>,
     ) -> Outcome {
-        let mut out = match self.gate(nexus, &cmd) {
-            Some(early) => early,
-            None => match cmd {
-                Ok(c) => self
-                    .dispatch(nexus, c, data_out, data_in)
-                    .unwrap_or_else(Outcome::check),
-                Err(sense) => Outcome::check(sense),
-            },
+        let (mut out, d_sense) = match self.gate(nexus, &cmd) {
+            Err(early) => return early,
+            Ok(snap) => {
+                let out = match cmd {
+                    Ok(c) => self
+                        .dispatch(nexus, &snap, c, data_out, data_in)
+                        .unwrap_or_else(Outcome::check),
+                    Err(sense) => Outcome::check(sense),
+                };
+                (out, snap.mode.d_sense)
+            }
         };
         if out.sense.is_some() {
-            out.descriptor_sense = self.descriptor_sense();
+            out.descriptor_sense = d_sense;
         }
         out
     }
 
-    /// Unit attention and reservation checks that come before any command runs.
-    fn gate(&self, nexus: &Nexus, cmd: &Result<Command, Sense>) -> Option<Outcome> {
+    /// Unit attention and reservation checks that come before any command runs; on
+    /// success, the state the command runs with, read under the same lock.
+    fn gate(&self, nexus: &Nexus, cmd: &Result<Command, Sense>) -> Result<Snapshot, Outcome> {
         let mut st = self.state();
         // SAM-5 5.14 / SPC-4 5.14: INQUIRY, REPORT LUNS and REQUEST SENSE are not
         // blocked by a pending unit attention; REQUEST SENSE reports it as its data.
@@ -264,7 +271,9 @@ impl LogicalUnit {
                 .get_mut(&nexus.id)
                 .and_then(VecDeque::pop_front)
             {
-                return Some(Outcome::check(ua));
+                let mut out = Outcome::check(ua);
+                out.descriptor_sense = st.mode.d_sense;
+                return Err(out);
             }
         }
         // SPC-2 5.5.1: while another nexus holds a RESERVE, only these pass.
@@ -281,11 +290,14 @@ impl LogicalUnit {
                         | Command::PreventAllow { prevent: 0 })
                 );
                 if !allowed {
-                    return Some(Outcome::status(status::RESERVATION_CONFLICT));
+                    return Err(Outcome::status(status::RESERVATION_CONFLICT));
                 }
             }
         }
-        None
+        Ok(Snapshot {
+            mode: st.mode.clone(),
+            stopped: st.stopped,
+        })
     }
 
     /// Checks `[lba, lba+blocks)` lies on the medium and within the transfer limit.
@@ -306,8 +318,8 @@ impl LogicalUnit {
         Ok(())
     }
 
-    fn check_ready(&self) -> Result<(), Sense> {
-        if self.state().stopped {
+    fn check_ready(snap: &Snapshot) -> Result<(), Sense> {
+        if snap.stopped {
             return Err(Sense::new(
                 SenseKey::NOT_READY,
                 Asc::LU_NOT_READY_INIT_REQUIRED,
@@ -316,15 +328,11 @@ impl LogicalUnit {
         Ok(())
     }
 
-    fn check_writable(&self) -> Result<(), Sense> {
-        if self.read_only || self.state().mode.swp {
+    fn check_writable(&self, snap: &Snapshot) -> Result<(), Sense> {
+        if self.read_only || snap.mode.swp {
             return Err(Sense::write_protected());
         }
         Ok(())
-    }
-
-    fn write_through(&self) -> bool {
-        !self.state().mode.wce
     }
 
     fn byte_range(&self, lba: u64, blocks: u32) -> (u64, usize) {
@@ -335,6 +343,7 @@ impl LogicalUnit {
     fn dispatch(
         &self,
         nexus: &Nexus,
+        snap: &Snapshot,
         cmd: Command,
         data_out: &[u8],
         data_in: &mut Vec<u8>,
@@ -342,7 +351,7 @@ impl LogicalUnit {
         let bs = self.block_size;
         match cmd {
             Command::TestUnitReady => {
-                self.check_ready()?;
+                Self::check_ready(snap)?;
                 Ok(Outcome::good(0))
             }
             Command::RequestSense { desc, alloc } => {
@@ -371,10 +380,9 @@ impl LogicalUnit {
                 subpage,
                 alloc,
             } => {
-                let wp = self.read_only || self.state().mode.swp;
-                let values = self.state().mode.clone();
+                let wp = self.read_only || snap.mode.swp;
                 let bytes = mode::sense(
-                    &values,
+                    &snap.mode,
                     ten,
                     dbd,
                     llbaa,
@@ -462,9 +470,10 @@ impl LogicalUnit {
                 }
                 Ok(Outcome::good(0))
             }
-            Command::ReadCapacity10 { lba, pmi } => {
-                self.check_ready()?;
-                let _ = (lba, pmi);
+            // PMI only asks where the next delay occurs; without one, the answer is the
+            // capacity either way (SBC-3 5.16).
+            Command::ReadCapacity10 { .. } => {
+                Self::check_ready(snap)?;
                 let last = self.num_blocks.saturating_sub(1);
                 let mut b = [0u8; 8];
                 b[..4].copy_from_slice(&u32::try_from(last).unwrap_or(u32::MAX).to_be_bytes());
@@ -472,14 +481,14 @@ impl LogicalUnit {
                 Ok(fill(data_in, &b, 8))
             }
             Command::ReadCapacity16 { alloc } => {
-                self.check_ready()?;
+                Self::check_ready(snap)?;
                 let mut b = [0u8; 32];
                 b[..8].copy_from_slice(&self.num_blocks.saturating_sub(1).to_be_bytes());
                 b[8..12].copy_from_slice(&bs.to_be_bytes());
                 Ok(fill(data_in, &b, alloc))
             }
             Command::Read { lba, blocks, .. } => {
-                self.check_ready()?;
+                Self::check_ready(snap)?;
                 self.check_transfer(blocks, 7)?;
                 self.check_range(lba, blocks)?;
                 let (off, len) = self.byte_range(lba, blocks);
@@ -490,22 +499,22 @@ impl LogicalUnit {
                 Ok(Outcome::good(len))
             }
             Command::Write { lba, blocks, fua } => {
-                self.check_ready()?;
+                Self::check_ready(snap)?;
                 self.check_transfer(blocks, 7)?;
                 self.check_range(lba, blocks)?;
-                self.check_writable()?;
+                self.check_writable(snap)?;
                 let data = self.received_blocks(data_out, blocks)?;
-                let fua = fua || self.write_through();
+                let fua = fua || !snap.mode.wce;
                 self.store
                     .write_at(data, lba * u64::from(bs), fua)
                     .map_err(|e| io_sense(&e, true))?;
                 Ok(Outcome::good(0))
             }
             Command::WriteVerify { lba, blocks, .. } => {
-                self.check_ready()?;
+                Self::check_ready(snap)?;
                 self.check_transfer(blocks, 7)?;
                 self.check_range(lba, blocks)?;
-                self.check_writable()?;
+                self.check_writable(snap)?;
                 let data = self.received_blocks(data_out, blocks)?;
                 let off = lba * u64::from(bs);
                 self.store
@@ -526,7 +535,7 @@ impl LogicalUnit {
                 blocks,
                 bytchk,
             } => {
-                self.check_ready()?;
+                Self::check_ready(snap)?;
                 self.check_transfer(blocks, 7)?;
                 self.check_range(lba, blocks)?;
                 let (off, len) = self.byte_range(lba, blocks);
@@ -564,12 +573,12 @@ impl LogicalUnit {
                 Ok(Outcome::good(0))
             }
             Command::PreFetch { lba, blocks, .. } => {
-                self.check_ready()?;
+                Self::check_ready(snap)?;
                 self.check_range(lba, blocks)?;
                 Ok(Outcome::good(0))
             }
             Command::SynchronizeCache { lba, blocks, .. } => {
-                self.check_ready()?;
+                Self::check_ready(snap)?;
                 self.check_range(lba, blocks)?;
                 self.store.flush().map_err(|e| io_sense(&e, true))?;
                 Ok(Outcome::good(0))
