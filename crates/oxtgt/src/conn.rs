@@ -137,6 +137,7 @@ pub async fn serve(
         params: Arc::new(params),
         nexus: nexus.clone(),
         target,
+        visible_luns: luns.keys().copied().collect(),
         luns,
         tx: tx.clone(),
         shared: shared.clone(),
@@ -168,8 +169,16 @@ pub async fn serve(
         let tasks = conn.tasks.lock().unwrap_or_else(|e| e.into_inner());
         tasks.values().map(|t| t.done.clone()).collect::<Vec<_>>()
     };
-    for mut d in waiters {
-        let _ = tokio::time::timeout(Duration::from_secs(30), d.wait_for(|x| *x)).await;
+    let drained = async {
+        for mut d in waiters {
+            let _ = d.wait_for(|x| *x).await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(30), drained)
+        .await
+        .is_err()
+    {
+        tracing::warn!(initiator = %nexus.initiator, "commands still running 30 s after the session ended");
     }
     for lu in conn.luns.values() {
         lu.detach(nexus.id);
@@ -395,7 +404,7 @@ struct PendingWrite {
 
 /// A non-immediate request that arrived ahead of ExpCmdSN.
 enum Queued {
-    Command(ScsiCommand, Header, PendingBuf),
+    Command(ScsiCommand, PendingBuf),
     Other(Request, Header, Vec<u8>),
 }
 
@@ -409,8 +418,13 @@ struct PendingBuf {
 struct Plan {
     lu: Option<Arc<LogicalUnit>>,
     parsed: Result<Command, Sense>,
+    /// Bytes the target will use: min(EDTL, what the CDB needs).
     transfer: usize,
     needed_out: u64,
+    /// Unsolicited Data-Out PDUs follow the command (F clear, InitialR2T=No).
+    unsolicited_open: bool,
+    /// Where unsolicited data must end: FirstBurstLength, never past EDTL.
+    unsolicited_limit: usize,
 }
 
 struct Conn {
@@ -420,6 +434,8 @@ struct Conn {
     nexus: Arc<Nexus>,
     target: Option<Arc<Target>>,
     luns: BTreeMap<u16, Arc<LogicalUnit>>,
+    /// The LUN numbers this nexus sees, for REPORT LUNS.
+    visible_luns: Arc<[u16]>,
     tx: OutTx,
     shared: Arc<Shared>,
     queued: BTreeMap<u32, Queued>,
@@ -536,7 +552,7 @@ impl Conn {
                         self.pool.put(pb.buf);
                     }
                     CmdSnCheck::Ahead => {
-                        self.queued.insert(cmd.cmd_sn, Queued::Command(cmd, h, pb));
+                        self.queued.insert(cmd.cmd_sn, Queued::Command(cmd, pb));
                     }
                     CmdSnCheck::InOrder => {
                         self.admit();
@@ -598,7 +614,7 @@ impl Conn {
             };
             self.admit();
             match q {
-                Queued::Command(cmd, _h, pb) => self.start_command(cmd, pb, true),
+                Queued::Command(cmd, pb) => self.start_command(cmd, pb, true),
                 Queued::Other(req, h, data) => self.on_other(req, &h, data, true),
             }
         }
@@ -617,17 +633,39 @@ impl Conn {
         } else {
             0
         };
-        // Never buffer more than one command may move, whatever the CDB claims.
-        let transfer = transfer.min(MAX_TRANSFER_BYTES + 65536) as usize;
+        // A command longer than the LU accepts is refused without its data: solicit none.
+        let transfer = if transfer > MAX_TRANSFER_BYTES {
+            0
+        } else {
+            transfer as usize
+        };
         let p = &self.params;
+        let imm = h.layout.prefix.data_segment_len;
         // Unsolicited data the initiator may send (RFC 7143 §13.13-14): up to
         // FirstBurstLength, never past EDTL.
-        let unsolicited = if cmd.write && !cmd.final_ && !p.initial_r2t {
-            (p.first_burst_length as usize).min(cmd.expected_data_len as usize)
-        } else {
-            h.layout.prefix.data_segment_len
-        };
-        let size = transfer.max(unsolicited).max(1);
+        let unsolicited_limit = (p.first_burst_length as usize).min(cmd.expected_data_len as usize);
+        let mut unsolicited_open = cmd.write && !cmd.final_ && !p.initial_r2t;
+        let mut parsed = parsed;
+        let mut transfer = transfer;
+        // Immediate data where none was negotiated, or beyond FirstBurstLength, is the
+        // initiator's protocol error: the command fails without touching the medium.
+        if imm > 0 && (!p.immediate_data || imm > unsolicited_limit) {
+            tracing::warn!(
+                itt = cmd.itt,
+                imm,
+                "immediate data not allowed by the negotiated keys"
+            );
+            parsed = Err(Sense::illegal(Asc::INVALID_FIELD_IN_INFORMATION_UNIT));
+            transfer = 0;
+            unsolicited_open = false;
+        }
+        let size = transfer
+            .max(if unsolicited_open {
+                unsolicited_limit
+            } else {
+                imm
+            })
+            .max(1);
         PendingBuf {
             buf: self.pool.get(size),
             imm_len: 0,
@@ -636,6 +674,8 @@ impl Conn {
                 parsed,
                 transfer,
                 needed_out,
+                unsolicited_open,
+                unsolicited_limit,
             },
         }
     }
@@ -654,19 +694,16 @@ impl Conn {
             data_out: buf,
             data_out_len: imm_len.min(plan.transfer),
         };
-        let p = self.params.clone();
-        let unsolicited_open = cmd.write && !cmd.final_ && !p.initial_r2t;
-        if plan.transfer <= imm_len && !unsolicited_open {
+        if plan.transfer <= imm_len && !plan.unsolicited_open {
             self.execute(exec);
             return;
         }
-        let limit = (p.first_burst_length as usize).min(cmd.expected_data_len as usize);
         let mut pw = PendingWrite {
             exec,
             transfer: plan.transfer,
-            unsolicited_open,
+            unsolicited_open: plan.unsolicited_open,
             unsolicited_next: imm_len,
-            unsolicited_limit: limit,
+            unsolicited_limit: plan.unsolicited_limit,
             unsolicited_data_sn: 0,
             r2ts: VecDeque::new(),
             next_r2t_offset: imm_len,
@@ -827,7 +864,7 @@ impl Conn {
         let pool = self.pool.clone();
         let params = self.params.clone();
         let nexus = self.nexus.clone();
-        let lun_list: Vec<u16> = self.luns.keys().copied().collect();
+        let lun_list = self.visible_luns.clone();
         tokio::spawn(async move {
             let itt = exec.itt;
             let counted = exec.counted;
@@ -1051,11 +1088,11 @@ impl Conn {
                             // RFC 7143 §11.5.1: a command not yet received but inside the
                             // window counts as received; anything else does not exist.
                             let queued = self.queued.iter().find_map(|(sn, q)| match q {
-                                Queued::Command(c, _, _) if c.itt == rtt => Some(*sn),
+                                Queued::Command(c, _) if c.itt == rtt => Some(*sn),
                                 _ => None,
                             });
                             if let Some(sn) = queued {
-                                if let Some(Queued::Command(_, _, pb)) = self.queued.remove(&sn) {
+                                if let Some(Queued::Command(_, pb)) = self.queued.remove(&sn) {
                                     self.pool.put(pb.buf);
                                 }
                                 (tmf_response::COMPLETE, Vec::new())
@@ -1201,11 +1238,7 @@ fn no_lu(parsed: Result<Command, Sense>, buf: &mut Vec<u8>) -> Outcome {
             &Sense::illegal(Asc::LU_NOT_SUPPORTED).encode(desc),
             alloc,
         ),
-        Ok(
-            Command::ReportOpcodes { .. } | Command::ReportTmfs { .. } | Command::Inquiry { .. },
-        )
-        | Ok(_)
-        | Err(_) => Outcome::check(Sense::illegal(Asc::LU_NOT_SUPPORTED)),
+        _ => Outcome::check(Sense::illegal(Asc::LU_NOT_SUPPORTED)),
     }
 }
 

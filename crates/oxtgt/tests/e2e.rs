@@ -464,3 +464,112 @@ fn missing_backing_file_is_a_startup_error_naming_the_path() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.img"));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn immediate_data_without_negotiation_fails_and_writes_nothing() {
+    let s = Server::start("imm", CONFIG);
+    let mut i = session(&s, &[("ImmediateData", "No"), ("InitialR2T", "Yes")]);
+    let before = i.scsi(0, &cdb::read10(60, 1), 512, None).unwrap().data;
+    // Send the data as immediate data anyway.
+    i.immediate_data = true;
+    let r = i
+        .scsi(0, &cdb::write10(60, 1), 0, Some(&[0x5a; 512]))
+        .unwrap();
+    assert_eq!(
+        r.sense_code(),
+        Some((5, 0x0e, 0x03)),
+        "INVALID FIELD IN INFORMATION UNIT"
+    );
+    i.immediate_data = false;
+    assert_eq!(
+        i.scsi(0, &cdb::read10(60, 1), 512, None).unwrap().data,
+        before
+    );
+}
+
+#[test]
+fn command_beyond_max_transfer_is_refused_without_soliciting_data() {
+    let s = Server::start("maxxfer", CONFIG);
+    let mut i = session(&s, &[("ImmediateData", "No"), ("InitialR2T", "Yes")]);
+    // VPD B0 advertises the limit; one block more is refused before any R2T.
+    let vpd = i
+        .scsi(0, &cdb::inquiry(true, 0xb0, 64), 64, None)
+        .unwrap()
+        .data;
+    let max_blocks = u32::from_be_bytes([vpd[8], vpd[9], vpd[10], vpd[11]]);
+    assert_eq!(max_blocks, (8 << 20) / 512);
+    let data = vec![0u8; (max_blocks as usize + 1) * 512];
+    let r = i
+        .scsi(0, &cdb::write16(0, max_blocks + 1), 0, Some(&data))
+        .unwrap();
+    assert_eq!(r.sense_code(), Some((5, 0x24, 0)));
+    assert_eq!(r.r2ts, 0, "no data solicited for a command that is refused");
+    let ok = i
+        .scsi(
+            0,
+            &cdb::write16(0, max_blocks),
+            0,
+            Some(&data[..max_blocks as usize * 512]),
+        )
+        .unwrap();
+    assert_eq!(ok.status, 0, "exactly the advertised maximum is accepted");
+}
+
+#[test]
+fn session_reinstatement_ends_the_old_session() {
+    let s = Server::start("reinst", CONFIG);
+    let mut old = session(&s, &[]);
+    assert_eq!(
+        old.scsi(0, &cdb::TEST_UNIT_READY, 0, None).unwrap().status,
+        0
+    );
+    // Same initiator name, ISID and target, TSIH 0: RFC 7143 §6.3.5 reinstatement.
+    let mut new = session(&s, &[]);
+    let e = old.recv().unwrap_err();
+    assert!(
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+        ),
+        "{e}"
+    );
+    assert_eq!(
+        new.scsi(0, &cdb::TEST_UNIT_READY, 0, None).unwrap().status,
+        0
+    );
+}
+
+#[test]
+fn keepalive_pings_an_idle_initiator_and_drops_a_silent_one() {
+    let config = CONFIG.replacen(
+        "[[target]]",
+        "[server]\nnop_interval_secs = 1\nnop_timeout_secs = 1\n\n[[target]]",
+        1,
+    );
+    let s = Server::start("nop", &config);
+    let mut i = session(&s, &[]);
+    let started = std::time::Instant::now();
+    let f = i.recv().unwrap();
+    assert_eq!(f.bhs[0] & 0x3f, 0x20, "NOP-In");
+    assert_eq!(
+        &f.bhs[16..20],
+        &[0xff; 4],
+        "target-initiated: ITT is the reserved tag"
+    );
+    assert_ne!(&f.bhs[20..24], &[0xff; 4], "and a TTT to answer");
+    // Say nothing: the connection is dropped once the timeout passes.
+    let e = loop {
+        match i.recv() {
+            Ok(f) => assert_eq!(f.bhs[0] & 0x3f, 0x20, "only pings while idle"),
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+        ),
+        "{e}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
