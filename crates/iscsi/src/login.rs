@@ -178,7 +178,6 @@ pub struct Negotiator {
     first: bool,
     pending: Vec<u8>,
     declared_mrdsl: bool,
-    leading_itt: Option<u32>,
 }
 
 impl Negotiator {
@@ -191,7 +190,6 @@ impl Negotiator {
             first: true,
             pending: Vec::new(),
             declared_mrdsl: false,
-            leading_itt: None,
         }
     }
 
@@ -244,7 +242,6 @@ impl Negotiator {
             self.params.isid = req.isid;
             self.params.tsih = req.tsih;
             self.params.first_cmd_sn = req.cmd_sn;
-            self.leading_itt = Some(req.itt);
         }
         self.stage = req.csg;
 
@@ -313,17 +310,10 @@ impl Negotiator {
             }
         }
 
-        if req.csg == STAGE_SECURITY && pairs.get("AuthMethod").is_none() && req.transit {
-            // Skipping authentication is fine while the target requires none.
-        }
-        if req.transit && req.nsg == STAGE_FULL_FEATURE && !self.declared_mrdsl {
-            out.push(
-                "MaxRecvDataSegmentLength",
-                self.params.max_recv_data_segment_length.to_string(),
-            );
-            self.declared_mrdsl = true;
-        }
-        if req.csg == STAGE_OPERATIONAL && !self.declared_mrdsl {
+        // The target's MaxRecvDataSegmentLength is declarative: state it once, in the
+        // operational stage or at the latest on the way to full-feature phase.
+        let entering_ffp = req.transit && req.nsg == STAGE_FULL_FEATURE;
+        if !self.declared_mrdsl && (req.csg == STAGE_OPERATIONAL || entering_ffp) {
             out.push(
                 "MaxRecvDataSegmentLength",
                 self.params.max_recv_data_segment_length.to_string(),
@@ -331,8 +321,8 @@ impl Negotiator {
             self.declared_mrdsl = true;
         }
 
-        resp.data_len = 0;
         let data = out.encode();
+        resp.data_len = data.len();
         if req.transit {
             resp.transit = true;
             resp.nsg = req.nsg;
@@ -340,7 +330,7 @@ impl Negotiator {
         } else {
             resp.nsg = 0;
         }
-        let outcome = if req.transit && req.nsg == STAGE_FULL_FEATURE {
+        let outcome = if entering_ffp {
             let mut p = self.params.clone();
             // FirstBurstLength never exceeds MaxBurstLength (RFC 7143 §13.14).
             p.first_burst_length = p.first_burst_length.min(p.max_burst_length);
@@ -498,11 +488,6 @@ impl Negotiator {
             _ => "NotUnderstood".to_owned(),
         };
         Ok(Some(answer))
-    }
-
-    /// The ITT of the first Login Request, for the caller's bookkeeping.
-    pub fn leading_itt(&self) -> Option<u32> {
-        self.leading_itt
     }
 }
 

@@ -352,7 +352,7 @@ impl Config {
                     }
                 }
             }
-            None => listen.push("127.0.0.1:3260".parse().unwrap_or_else(|_| unreachable!())),
+            None => listen.push(SocketAddr::from(([127, 0, 0, 1], 3260))),
         }
         let mut limits = iscsi::TargetLimits::default();
         let ranged = |cx: &mut Ctx<'_>,

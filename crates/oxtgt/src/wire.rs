@@ -70,6 +70,15 @@ pub struct PduOut {
 }
 
 impl PduOut {
+    /// The bytes of this PDU's data segment; `buf` is the message's shared buffer.
+    fn data_in<'a>(&'a self, buf: Option<&'a [u8]>) -> &'a [u8] {
+        match &self.data {
+            DataRef::None => &[],
+            DataRef::Owned(v) => v,
+            DataRef::Buf(at, len) => buf.and_then(|b| b.get(*at..at + len)).unwrap_or(&[]),
+        }
+    }
+
     pub fn new(bhs: [u8; BHS_LEN], sn: SnMode) -> Self {
         Self {
             bhs,
@@ -165,15 +174,7 @@ pub async fn writer(
             }
             p.bhs[28..32].copy_from_slice(&exp.to_be_bytes());
             p.bhs[32..36].copy_from_slice(&max.to_be_bytes());
-            let data: &[u8] = match &p.data {
-                DataRef::None => &[],
-                DataRef::Owned(v) => v,
-                DataRef::Buf(at, len) => msg
-                    .buf
-                    .as_deref()
-                    .and_then(|b| b.get(*at..at + len))
-                    .unwrap_or(&[]),
-            };
+            let data = p.data_in(msg.buf.as_deref());
             let h0 = meta.len();
             meta.extend_from_slice(&p.bhs);
             if digests.header {
@@ -191,15 +192,7 @@ pub async fn writer(
         let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(pdus.len() * 3);
         for (p, &(h0, h1, t0, t1)) in pdus.iter().zip(&ranges) {
             slices.push(IoSlice::new(&meta[h0..h1]));
-            let data: &[u8] = match &p.data {
-                DataRef::None => &[],
-                DataRef::Owned(v) => v,
-                DataRef::Buf(at, len) => msg
-                    .buf
-                    .as_deref()
-                    .and_then(|b| b.get(*at..at + len))
-                    .unwrap_or(&[]),
-            };
+            let data = p.data_in(msg.buf.as_deref());
             if !data.is_empty() {
                 slices.push(IoSlice::new(data));
             }
@@ -286,10 +279,13 @@ impl PduReader {
         let mut bhs = [0u8; BHS_LEN];
         self.rd.read_exact(&mut bhs).await?;
         let layout = Layout::of(&bhs, self.digests);
-        let mut tail = vec![0u8; layout.header_tail];
-        self.rd.read_exact(&mut tail).await?;
+        // AHS (at most 255 words) and header digest fit on the stack: no allocation
+        // per PDU unless an AHS is present.
+        let mut tail_buf = [0u8; 255 * 4 + 4];
+        let tail = &mut tail_buf[..layout.header_tail];
+        self.rd.read_exact(tail).await?;
         layout
-            .check_header(&bhs, &tail, self.digests)
+            .check_header(&bhs, tail, self.digests)
             .map_err(ReadError::Protocol)?;
         if layout.prefix.data_segment_len > self.max_data {
             return Err(ReadError::Protocol(PduError::DataTooLong {
@@ -297,12 +293,8 @@ impl PduReader {
                 max: self.max_data,
             }));
         }
-        tail.truncate(layout.prefix.total_ahs_len);
-        Ok(Header {
-            bhs,
-            layout,
-            ahs: tail,
-        })
+        let ahs = tail[..layout.prefix.total_ahs_len].to_vec();
+        Ok(Header { bhs, layout, ahs })
     }
 
     /// Reads the data segment into `dst` (exactly the segment length), then padding and
