@@ -44,6 +44,7 @@ OXTGT_LOG=warn target/release/oxtgt serve --config "$work/oxtgt.toml" >/dev/null
 ox_pid=$!
 tgtd -f -C 9 --iscsi portal=127.0.0.1:$tgt_port >/dev/null 2>&1 &
 tgt_pid=$!
+disown "$tgt_pid"  # its SIGKILL at cleanup is expected; keep bash quiet about it
 sleep 1
 tgtadm -C 9 --lld iscsi --op new --mode target --tid 1 -T iqn.2026-11.org.tgt:bench
 tgtadm -C 9 --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$work/tgt.img"
