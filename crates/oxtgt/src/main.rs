@@ -53,9 +53,12 @@ enum Cmd {
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("OXTGT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour only for a terminal: journald and log files get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match format {
         LogFormat::Json => b.json().init(),
         LogFormat::Human => b.init(),
