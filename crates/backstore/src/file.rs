@@ -5,7 +5,7 @@ use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::{check_range, Backstore};
+use crate::{check_range, sys, Backstore};
 
 /// A file or block device.
 #[derive(Debug)]
@@ -106,6 +106,87 @@ impl Backstore for FileBackstore {
     fn flush(&self) -> io::Result<()> {
         self.file.sync_data()
     }
+
+    fn can_deallocate(&self) -> bool {
+        true
+    }
+
+    /// Regular files: punch a hole. Block devices: BLKZEROOUT, which deallocates where
+    /// the device can and always reads back zeros (BLKDISCARD does not promise that).
+    /// A filesystem without hole punching gets zeros written.
+    fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.zero_natively(offset, len, sys::punch_hole)
+    }
+
+    /// Zeros that stay allocated: FALLOC_FL_ZERO_RANGE on files, BLKZEROOUT on devices,
+    /// written zeros where neither is supported.
+    fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.zero_natively(offset, len, sys::zero_range)
+    }
+
+    /// SEEK_DATA / SEEK_HOLE on regular files; a block device reports all mapped.
+    fn provisioning(&self, offset: u64, len: u64) -> io::Result<(bool, u64)> {
+        if self.block_device {
+            return Ok((true, len));
+        }
+        let end = offset.saturating_add(len);
+        let next_data = match sys::seek(&self.file, offset, true) {
+            Ok(d) => d,
+            Err(e) if unsupported(&e) => return Ok((true, len)),
+            Err(e) => return Err(e),
+        };
+        match next_data {
+            None => Ok((false, len)),
+            Some(d) if d > offset => Ok((false, d.min(end) - offset)),
+            Some(_) => {
+                let hole = sys::seek(&self.file, offset, false)?.unwrap_or(self.size);
+                Ok((true, hole.min(end).max(offset + 1).min(end) - offset))
+            }
+        }
+    }
+}
+
+impl FileBackstore {
+    /// Zeroes a range with `file_op` on regular files and BLKZEROOUT on block
+    /// devices, falling back to writing zeros where the call is not supported.
+    fn zero_natively(
+        &self,
+        offset: u64,
+        len: u64,
+        file_op: fn(&File, u64, u64) -> io::Result<()>,
+    ) -> io::Result<()> {
+        check_range(offset, len as usize, self.size)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let r = if self.block_device {
+            sys::block_zero_out(&self.file, offset, len)
+        } else {
+            file_op(&self.file, offset, len)
+        };
+        match r {
+            Err(e) if unsupported(&e) => self.write_zeroes_by_writing(offset, len),
+            r => r,
+        }
+    }
+
+    fn write_zeroes_by_writing(&self, offset: u64, len: u64) -> io::Result<()> {
+        let chunk = vec![0u8; len.min(1 << 20) as usize];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(chunk.len() as u64) as usize;
+            self.file.write_all_at(&chunk[..n], offset + done)?;
+            done += n as u64;
+        }
+        Ok(())
+    }
+}
+
+fn unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP | libc::ENOTTY | libc::EINVAL | libc::ENOSYS)
+    )
 }
 
 #[cfg(test)]
@@ -130,6 +211,35 @@ mod tests {
         assert!(b.write_at(b"x", 1 << 20, false).is_err());
         drop(b);
         assert_eq!(std::fs::read(&p).unwrap()[4096..4099], *b"abc");
+        std::fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn discard_returns_space_and_reads_zero() {
+        use std::os::unix::fs::MetadataExt;
+        let p = tmp("discard");
+        let b = FileBackstore::open(&p, false, Some(8 << 20)).unwrap();
+        b.write_at(&vec![0xa5; 8 << 20], 0, true).unwrap();
+        let allocated = || std::fs::metadata(&p).unwrap().blocks() * 512;
+        assert!(allocated() >= 8 << 20);
+        assert_eq!(b.provisioning(0, 8 << 20).unwrap(), (true, 8 << 20));
+        b.discard(1 << 20, 4 << 20).unwrap();
+        assert!(
+            allocated() <= 4 << 20,
+            "{} bytes still allocated",
+            allocated()
+        );
+        assert_eq!(b.provisioning(0, 8 << 20).unwrap(), (true, 1 << 20));
+        assert_eq!(b.provisioning(1 << 20, 7 << 20).unwrap(), (false, 4 << 20));
+        assert_eq!(b.provisioning(5 << 20, 3 << 20).unwrap(), (true, 3 << 20));
+        let mut back = vec![1u8; 6 << 20];
+        b.read_at(&mut back, 0).unwrap();
+        assert!(back[..1 << 20].iter().all(|&x| x == 0xa5));
+        assert!(back[1 << 20..5 << 20].iter().all(|&x| x == 0));
+        assert!(back[5 << 20..].iter().all(|&x| x == 0xa5));
+        b.write_zeroes(0, 4096).unwrap();
+        b.read_at(&mut back[..8192], 0).unwrap();
+        assert!(back[..4096].iter().all(|&x| x == 0) && back[4096] == 0xa5);
         std::fs::remove_file(&p).unwrap();
     }
 

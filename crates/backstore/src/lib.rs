@@ -8,10 +8,11 @@
 //! Engines: [`FileBackstore`] (regular files, also used for block devices),
 //! [`RamBackstore`] (sparse, allocate on write).
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod file;
 mod ram;
+mod sys;
 
 pub use file::FileBackstore;
 pub use ram::RamBackstore;
@@ -38,9 +39,27 @@ pub trait Backstore: Send + Sync + std::fmt::Debug {
     /// Makes every completed write durable (SYNCHRONIZE CACHE).
     fn flush(&self) -> io::Result<()>;
 
+    /// Whether [`Backstore::discard`] really returns space (thin provisioning).
+    fn can_deallocate(&self) -> bool {
+        false
+    }
+
+    /// The unit, in bytes, in which [`Backstore::discard`] returns space; smaller or
+    /// unaligned ranges are zeroed but stay allocated.
+    fn discard_granularity(&self) -> u64 {
+        4096
+    }
+
     /// Deallocates a byte range; later reads return zeros.
     fn discard(&self, _offset: u64, _len: u64) -> io::Result<()> {
         Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// Provisioning status at `offset`: whether it is mapped (allocated), and for how
+    /// many bytes from `offset` (at most `len`) that status stays the same. Engines that
+    /// cannot tell report everything mapped.
+    fn provisioning(&self, _offset: u64, len: u64) -> io::Result<(bool, u64)> {
+        Ok((true, len))
     }
 
     /// Writes zeros over a byte range, deallocating where the engine can.

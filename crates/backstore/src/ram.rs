@@ -107,8 +107,29 @@ impl Backstore for RamBackstore {
         Ok(())
     }
 
-    fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
-        self.discard(offset, len)
+    fn can_deallocate(&self) -> bool {
+        true
+    }
+
+    fn discard_granularity(&self) -> u64 {
+        PAGE as u64
+    }
+
+    fn provisioning(&self, offset: u64, len: u64) -> io::Result<(bool, u64)> {
+        check_range(offset, 0, self.size)?;
+        let len = len.min(self.size - offset);
+        let mut status = None;
+        let mut run = 0u64;
+        for (page, _, r) in Self::spans(offset, len as usize) {
+            let mapped = self.pages[page].read().map_err(|_| poisoned())?.is_some();
+            match status {
+                None => status = Some(mapped),
+                Some(s) if s != mapped => break,
+                Some(_) => {}
+            }
+            run += r.len() as u64;
+        }
+        Ok((status.unwrap_or(false), run))
     }
 }
 
@@ -126,6 +147,11 @@ mod tests {
         r.read_at(&mut back, PAGE as u64 - 7).unwrap();
         assert_eq!(back, data);
         assert_eq!(r.allocated_bytes(), 5 * PAGE as u64);
+        assert_eq!(r.provisioning(0, 1 << 20).unwrap(), (true, 5 * PAGE as u64));
+        assert_eq!(
+            r.provisioning(5 * PAGE as u64, 1 << 20).unwrap(),
+            (false, 1 << 20)
+        );
         r.discard(0, 1 << 30).unwrap();
         assert_eq!(r.allocated_bytes(), 0);
         r.read_at(&mut back, PAGE as u64 - 7).unwrap();

@@ -56,6 +56,7 @@ struct RawServer {
     initial_r2t: Option<bool>,
     immediate_data: Option<bool>,
     log_format: Option<Spanned<String>>,
+    state_dir: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +82,7 @@ struct RawLun {
     block_size: Option<Spanned<u32>>,
     #[serde(default)]
     read_only: bool,
+    thin: Option<bool>,
     serial: Option<Spanned<String>>,
     wwn: Option<Spanned<String>>,
     vendor: Option<Spanned<String>>,
@@ -149,9 +151,12 @@ pub struct ServerConfig {
     pub nop_timeout_secs: u64,
     pub limits: iscsi::TargetLimits,
     pub log_format: LogFormat,
+    /// Where persistent reservations made with APTPL are kept; without it APTPL is
+    /// refused (PTPL_C 0).
+    pub state_dir: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackstoreKind {
     File,
     Block,
@@ -166,6 +171,8 @@ pub struct LunConfig {
     pub size: Option<u64>,
     pub block_size: u32,
     pub read_only: bool,
+    /// Thin provisioned (UNMAP, LBPME); RAM LUNs are by default.
+    pub thin: bool,
     pub serial: String,
     pub naa: [u8; 16],
     pub vendor: String,
@@ -443,6 +450,7 @@ impl Config {
             nop_timeout_secs: s.nop_timeout_secs.unwrap_or(30),
             limits,
             log_format,
+            state_dir: s.state_dir.clone().map(PathBuf::from),
         };
 
         let mut targets = Vec::new();
@@ -631,6 +639,7 @@ impl Config {
                     size,
                     block_size,
                     read_only: l.read_only,
+                    thin: l.thin.unwrap_or(backstore == BackstoreKind::Ram),
                     serial,
                     naa,
                     vendor,

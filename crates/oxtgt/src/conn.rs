@@ -97,7 +97,7 @@ pub async fn serve(
         relative_port: 1,
     });
     for lu in luns.values() {
-        lu.attach(nexus.id);
+        lu.attach(&nexus);
     }
 
     // Register for reinstatement and for being stopped.
@@ -1202,7 +1202,7 @@ fn run_command(
             Ok(b) => copy_in(&mut data_in, &b, alloc),
             Err(s) => Outcome::check(s),
         },
-        (Some(lu), parsed) => lu.execute(nexus, parsed, data_out, &mut data_in),
+        (Some(lu), parsed) => lu.execute(nexus, parsed, exec.edtl, data_out, &mut data_in),
         (None, parsed) => no_lu(parsed, &mut data_in),
     };
     pool.put(exec.data_out);

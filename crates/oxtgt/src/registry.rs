@@ -73,6 +73,47 @@ pub struct Registry {
     pub sessions: Mutex<HashMap<SessionKey, SessionEntry>>,
 }
 
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// APTPL reservation state in a file: written to a temporary name, synced, renamed
+/// over the old one and the directory synced, so a crash leaves the old or the new
+/// state, never a torn one.
+#[derive(Debug)]
+struct FilePrStore {
+    path: std::path::PathBuf,
+}
+
+impl scsi::pr::PrStore for FilePrStore {
+    fn save(&self, state: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        if state.is_empty() {
+            match std::fs::remove_file(&self.path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        } else {
+            let tmp = self.path.with_extension("tmp");
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(state.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+        }
+        std::fs::File::open(dir)?.sync_all()
+    }
+
+    fn load(&self) -> std::io::Result<Option<String>> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 fn open_backstore(l: &LunConfig) -> anyhow::Result<Arc<dyn Backstore>> {
     Ok(match l.backstore {
         BackstoreKind::Ram => Arc::new(RamBackstore::new(l.size.unwrap_or(0))),
@@ -114,10 +155,17 @@ impl Registry {
                     serial: l.serial.clone(),
                     naa: l.naa,
                 };
-                luns.insert(
-                    l.id,
-                    Arc::new(LogicalUnit::new(identity, store, l.block_size, l.read_only)),
-                );
+                let mut lu =
+                    LogicalUnit::new(identity, store, l.block_size, l.read_only).with_thin(l.thin);
+                if let Some(dir) = &cfg.server.state_dir {
+                    let path = dir.join(format!("pr-{}.txt", hex(&l.naa)));
+                    lu = lu
+                        .with_pr_store(Box::new(FilePrStore { path: path.clone() }))
+                        .map_err(|e| {
+                            anyhow::anyhow!("LUN {}: reservations in {}: {e}", l.id, path.display())
+                        })?;
+                }
+                luns.insert(l.id, Arc::new(lu));
             }
             let access = if t.open_access {
                 Access::Open

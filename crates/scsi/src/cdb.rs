@@ -163,6 +163,22 @@ pub static COMMANDS: &[OpcodeInfo] = &[
         [0x37, 0, 0x1f, 0, 0, 0, 0, FF, FF, 0]
     ),
     op!(
+        0x41,
+        None,
+        "WRITE SAME(10)",
+        60,
+        true,
+        [0x41, 0x18, FF, FF, FF, FF, 0x1f, FF, FF, 0]
+    ),
+    op!(
+        0x42,
+        None,
+        "UNMAP",
+        60,
+        true,
+        [0x42, 0x01, 0, 0, 0, 0, 0x1f, FF, FF, 0]
+    ),
+    op!(
         0x55,
         None,
         "MODE SELECT(10)",
@@ -195,6 +211,102 @@ pub static COMMANDS: &[OpcodeInfo] = &[
         [0x5a, 0x18, FF, FF, 0, 0, 0, FF, FF, 0]
     ),
     op!(
+        0x5e,
+        Some(0x00),
+        "PERSISTENT RESERVE IN / READ KEYS",
+        1,
+        false,
+        [0x5e, 0x00, 0, 0, 0, 0, 0, FF, FF, 0]
+    ),
+    op!(
+        0x5e,
+        Some(0x01),
+        "PERSISTENT RESERVE IN / READ RESERVATION",
+        1,
+        false,
+        [0x5e, 0x01, 0, 0, 0, 0, 0, FF, FF, 0]
+    ),
+    op!(
+        0x5e,
+        Some(0x02),
+        "PERSISTENT RESERVE IN / REPORT CAPABILITIES",
+        1,
+        false,
+        [0x5e, 0x02, 0, 0, 0, 0, 0, FF, FF, 0]
+    ),
+    op!(
+        0x5e,
+        Some(0x03),
+        "PERSISTENT RESERVE IN / READ FULL STATUS",
+        1,
+        false,
+        [0x5e, 0x03, 0, 0, 0, 0, 0, FF, FF, 0]
+    ),
+    op!(
+        0x5f,
+        Some(0x00),
+        "PERSISTENT RESERVE OUT / REGISTER",
+        1,
+        false,
+        [0x5f, 0x00, FF, 0, 0, FF, FF, FF, FF, 0]
+    ),
+    op!(
+        0x5f,
+        Some(0x01),
+        "PERSISTENT RESERVE OUT / RESERVE",
+        1,
+        false,
+        [0x5f, 0x01, FF, 0, 0, FF, FF, FF, FF, 0]
+    ),
+    op!(
+        0x5f,
+        Some(0x02),
+        "PERSISTENT RESERVE OUT / RELEASE",
+        1,
+        false,
+        [0x5f, 0x02, FF, 0, 0, FF, FF, FF, FF, 0]
+    ),
+    op!(
+        0x5f,
+        Some(0x03),
+        "PERSISTENT RESERVE OUT / CLEAR",
+        1,
+        false,
+        [0x5f, 0x03, FF, 0, 0, FF, FF, FF, FF, 0]
+    ),
+    op!(
+        0x5f,
+        Some(0x04),
+        "PERSISTENT RESERVE OUT / PREEMPT",
+        1,
+        false,
+        [0x5f, 0x04, FF, 0, 0, FF, FF, FF, FF, 0]
+    ),
+    op!(
+        0x5f,
+        Some(0x05),
+        "PERSISTENT RESERVE OUT / PREEMPT AND ABORT",
+        1,
+        false,
+        [0x5f, 0x05, FF, 0, 0, FF, FF, FF, FF, 0]
+    ),
+    op!(
+        0x5f,
+        Some(0x06),
+        "PERSISTENT RESERVE OUT / REGISTER AND IGNORE EXISTING KEY",
+        1,
+        false,
+        [0x5f, 0x06, FF, 0, 0, FF, FF, FF, FF, 0]
+    ),
+    op!(
+        0x5f,
+        Some(0x07),
+        "PERSISTENT RESERVE OUT / REGISTER AND MOVE",
+        1,
+        false,
+        [0x5f, 0x07, FF, 0, 0, FF, FF, FF, FF, 0]
+    ),
+    op!(
         0x88,
         None,
         "READ(16)",
@@ -203,12 +315,28 @@ pub static COMMANDS: &[OpcodeInfo] = &[
         [0x88, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, 0]
     ),
     op!(
+        0x89,
+        None,
+        "COMPARE AND WRITE",
+        30,
+        true,
+        [0x89, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0, 0, FF, 0x1f, 0]
+    ),
+    op!(
         0x8a,
         None,
         "WRITE(16)",
         30,
         true,
         [0x8a, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, 0]
+    ),
+    op!(
+        0x8b,
+        None,
+        "ORWRITE(16)",
+        30,
+        true,
+        [0x8b, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, 0]
     ),
     op!(
         0x8e,
@@ -243,12 +371,36 @@ pub static COMMANDS: &[OpcodeInfo] = &[
         [0x91, 0x02, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, 0]
     ),
     op!(
+        0x93,
+        None,
+        "WRITE SAME(16)",
+        60,
+        true,
+        [0x93, 0x19, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, 0]
+    ),
+    op!(
+        0x9c,
+        None,
+        "WRITE ATOMIC(16)",
+        30,
+        true,
+        [0x9c, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0, FF, FF, 0x1f, 0]
+    ),
+    op!(
         0x9e,
         Some(0x10),
         "READ CAPACITY(16)",
         1,
         false,
         [0x9e, 0x10, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x01, 0]
+    ),
+    op!(
+        0x9e,
+        Some(0x12),
+        "GET LBA STATUS",
+        1,
+        false,
+        [0x9e, 0x12, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0]
     ),
     op!(
         0xa0,
@@ -428,6 +580,50 @@ pub enum Command {
         repd: bool,
         alloc: u32,
     },
+    /// COMPARE AND WRITE: `blocks` to compare, then the same number to write.
+    CompareAndWrite {
+        lba: u64,
+        blocks: u32,
+        fua: bool,
+    },
+    /// WRITE SAME(10)/(16); `blocks` 0 means "to the last LBA".
+    WriteSame {
+        lba: u64,
+        blocks: u32,
+        unmap: bool,
+        anchor: bool,
+        ndob: bool,
+        /// Which CDB byte holds NUMBER OF LOGICAL BLOCKS (for field pointers).
+        len_byte: u16,
+    },
+    Unmap {
+        anchor: bool,
+        len: u32,
+    },
+    GetLbaStatus {
+        lba: u64,
+        alloc: u32,
+    },
+    OrWrite {
+        lba: u64,
+        blocks: u32,
+        fua: bool,
+    },
+    WriteAtomic {
+        lba: u64,
+        blocks: u32,
+        fua: bool,
+    },
+    PersistentReserveIn {
+        sa: u8,
+        alloc: u32,
+    },
+    PersistentReserveOut {
+        sa: u8,
+        scope: u8,
+        kind: u8,
+        len: u32,
+    },
 }
 
 fn be16(c: &[u8], at: usize) -> u16 {
@@ -593,7 +789,7 @@ impl Command {
                 format: c[1] & 7,
                 alloc: be32(c, 6),
             },
-            0x9e => Command::ReadCapacity16 { alloc: be32(c, 10) },
+            0x9e if sa == 0x10 => Command::ReadCapacity16 { alloc: be32(c, 10) },
             0xa0 => Command::ReportLuns {
                 select: c[2],
                 alloc: be32(c, 6),
@@ -615,6 +811,62 @@ impl Command {
                 repd: c[2] & 0x80 != 0,
                 alloc: be32(c, 6),
             },
+            0x89 => Command::CompareAndWrite {
+                lba: be64(c, 2),
+                blocks: c[13].into(),
+                fua: c[1] & 0x08 != 0,
+            },
+            0x41 | 0x93 => {
+                let sixteen = opcode == 0x93;
+                let unmap = c[1] & 0x08 != 0;
+                let anchor = c[1] & 0x10 != 0;
+                let ndob = sixteen && c[1] & 0x01 != 0;
+                // SBC-4 5.50: ANCHOR without UNMAP is invalid.
+                if anchor && !unmap {
+                    return Err(Sense::invalid_cdb_field(1, Some(4)));
+                }
+                let (lba, blocks, len_byte) = if sixteen {
+                    (be64(c, 2), be32(c, 10), 10)
+                } else {
+                    (u64::from(be32(c, 2)), u32::from(be16(c, 7)), 7)
+                };
+                Command::WriteSame {
+                    lba,
+                    blocks,
+                    unmap,
+                    anchor,
+                    ndob,
+                    len_byte,
+                }
+            }
+            0x42 => Command::Unmap {
+                anchor: c[1] & 0x01 != 0,
+                len: be16(c, 7).into(),
+            },
+            0x9e => Command::GetLbaStatus {
+                lba: be64(c, 2),
+                alloc: be32(c, 10),
+            },
+            0x8b => Command::OrWrite {
+                lba: be64(c, 2),
+                blocks: be32(c, 10),
+                fua: c[1] & 0x08 != 0,
+            },
+            0x5e => Command::PersistentReserveIn {
+                sa,
+                alloc: be16(c, 7).into(),
+            },
+            0x5f => Command::PersistentReserveOut {
+                sa,
+                scope: c[2] >> 4,
+                kind: c[2] & 0x0f,
+                len: be32(c, 5),
+            },
+            0x9c => Command::WriteAtomic {
+                lba: be64(c, 2),
+                blocks: be16(c, 12).into(),
+                fua: c[1] & 0x08 != 0,
+            },
             _ => return Err(Sense::invalid_opcode()),
         })
     }
@@ -624,8 +876,14 @@ impl Command {
     pub fn data_out_len(&self, block_size: u32) -> u64 {
         let bs = u64::from(block_size);
         match *self {
-            Command::Write { blocks, .. } | Command::WriteVerify { blocks, .. } => {
-                u64::from(blocks) * bs
+            Command::Write { blocks, .. }
+            | Command::WriteVerify { blocks, .. }
+            | Command::OrWrite { blocks, .. }
+            | Command::WriteAtomic { blocks, .. } => u64::from(blocks) * bs,
+            Command::CompareAndWrite { blocks, .. } => 2 * u64::from(blocks) * bs,
+            Command::WriteSame { ndob: false, .. } => bs,
+            Command::Unmap { len, .. } | Command::PersistentReserveOut { len, .. } => {
+                u64::from(len)
             }
             Command::Verify {
                 blocks, bytchk: 1, ..

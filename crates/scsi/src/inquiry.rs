@@ -2,10 +2,11 @@
 //! SBC-3 6.5).
 
 use crate::lu::{LogicalUnit, Nexus, MAX_TRANSFER_BYTES};
+use crate::sbc;
 use crate::sense::Sense;
 
 /// VPD pages this LU returns, in ascending order (SPC-4 7.8.14 requires the order).
-pub const SUPPORTED_VPD: &[u8] = &[0x00, 0x80, 0x83, 0x86, 0xb0, 0xb1];
+pub const SUPPORTED_VPD: &[u8] = &[0x00, 0x80, 0x83, 0x86, 0xb0, 0xb1, 0xb2];
 
 /// Version descriptors (SPC-4 Table 148): SAM-5, iSCSI, SPC-4, SBC-3.
 const VERSION_DESCRIPTORS: [u16; 4] = [0x00a0, 0x0960, 0x0460, 0x04c0];
@@ -61,6 +62,7 @@ pub fn vpd(lu: &LogicalUnit, nexus: &Nexus, page: u8) -> Result<Vec<u8>, Sense> 
         0x86 => extended_inquiry(),
         0xb0 => block_limits(lu),
         0xb1 => block_device_characteristics(),
+        0xb2 => logical_block_provisioning(lu),
         _ => return Err(Sense::invalid_cdb_field(2, None)),
     };
     let mut b = Vec::with_capacity(4 + body.len());
@@ -142,8 +144,35 @@ fn block_limits(lu: &LogicalUnit) -> Vec<u8> {
     let mut b = vec![0u8; 60];
     // Optimal transfer length granularity: 4 KiB worth of blocks.
     b[2..4].copy_from_slice(&((4096 / bs).max(1) as u16).to_be_bytes());
+    // Offsets below are the page's minus the 4-byte header.
+    b[1] = sbc::MAX_COMPARE_AND_WRITE_BLOCKS as u8;
     b[4..8].copy_from_slice(&((MAX_TRANSFER_BYTES / bs) as u32).to_be_bytes());
     b[8..12].copy_from_slice(&(((1 << 20) / bs) as u32).to_be_bytes());
+    if lu.thin() {
+        b[16..20].copy_from_slice(&sbc::MAX_UNMAP_LBA_COUNT.to_be_bytes());
+        b[20..24].copy_from_slice(&sbc::MAX_UNMAP_DESCRIPTORS.to_be_bytes());
+        // Optimal granularity: the backstore's deallocation unit, ≤ 1 MiB and a
+        // divisor of it (what ESXi accepts); UGAVALID with alignment 0.
+        let gran = (lu.backstore().discard_granularity() / bs).max(1) as u32;
+        b[24..28].copy_from_slice(&gran.to_be_bytes());
+        b[28] = 0x80;
+    }
+    b[32..40].copy_from_slice(&lu.max_write_same_blocks().to_be_bytes());
+    let atomic = lu.atomic_unit_blocks() as u32;
+    b[40..44].copy_from_slice(&((sbc::MAX_ATOMIC_BYTES / bs) as u32).to_be_bytes());
+    b[44..48].copy_from_slice(&atomic.to_be_bytes());
+    b[48..52].copy_from_slice(&atomic.to_be_bytes());
+    b
+}
+
+/// Logical Block Provisioning VPD page (SBC-4 6.6.4).
+fn logical_block_provisioning(lu: &LogicalUnit) -> Vec<u8> {
+    let mut b = vec![0u8; 4];
+    if lu.thin() {
+        // LBPU, LBPWS, LBPWS10; LBPRZ (001b: deallocated blocks read as zeros).
+        b[1] = 0x80 | 0x40 | 0x20 | 0x04;
+        b[2] = 0x02; // provisioning type: thin
+    }
     b
 }
 

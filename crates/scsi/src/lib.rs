@@ -14,9 +14,12 @@
 
 pub mod cdb;
 pub mod inquiry;
+pub mod locks;
 pub mod lu;
 pub mod mode;
+pub mod pr;
 pub mod report;
+pub mod sbc;
 pub mod sense;
 
 pub use cdb::Command;

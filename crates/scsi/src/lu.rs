@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use backstore::Backstore;
 
 use crate::cdb::Command;
+use crate::locks::RangeLocks;
 use crate::mode::ModeValues;
+use crate::pr::{NexusKey, PrStore, Reservations};
 use crate::sense::{status, Asc, Sense, SenseKey};
 use crate::{inquiry, mode, report};
 
@@ -29,6 +31,17 @@ pub struct Nexus {
     pub target_name: Arc<str>,
     pub tpgt: u16,
     pub relative_port: u16,
+}
+
+impl Nexus {
+    /// The nexus as persistent reservations identify it.
+    pub fn key(&self) -> NexusKey {
+        NexusKey {
+            initiator: self.initiator.clone(),
+            isid: self.isid,
+            relative_port: self.relative_port,
+        }
+    }
 }
 
 /// What the LU says about itself in INQUIRY and VPD pages.
@@ -87,8 +100,10 @@ impl Outcome {
 #[derive(Debug, Default)]
 struct State {
     mode: ModeValues,
-    /// Nexuses that can reach this LU (logged in with it mapped).
-    attached: HashSet<u64>,
+    /// Nexuses that can reach this LU (logged in with it mapped), by session id.
+    attached: HashMap<u64, NexusKey>,
+    /// SPC-4 persistent reservations.
+    pr: Reservations,
     unit_attentions: HashMap<u64, VecDeque<Sense>>,
     /// SPC-2 RESERVE(6)/(10) holder.
     reserved_by: Option<u64>,
@@ -113,6 +128,11 @@ pub struct LogicalUnit {
     block_size: u32,
     num_blocks: u64,
     read_only: bool,
+    /// Thin provisioned: LBPME, UNMAP and deallocating WRITE SAME.
+    thin: bool,
+    locks: RangeLocks,
+    /// Where APTPL reservation state is kept, when the daemon configured a place.
+    pr_store: Option<Box<dyn PrStore>>,
     state: Mutex<State>,
 }
 
@@ -139,11 +159,42 @@ impl LogicalUnit {
             block_size,
             num_blocks,
             read_only,
+            thin: false,
+            locks: RangeLocks::default(),
+            pr_store: None,
             state: Mutex::new(State {
                 mode,
                 ..State::default()
             }),
         }
+    }
+
+    /// Makes the LU thin provisioned (when its backstore can deallocate).
+    pub fn with_thin(mut self, thin: bool) -> Self {
+        self.thin = thin && self.store.can_deallocate();
+        self
+    }
+
+    /// Gives the LU a place to persist reservations made with APTPL, and restores
+    /// what is stored there.
+    pub fn with_pr_store(mut self, store: Box<dyn PrStore>) -> Result<Self, String> {
+        match store.load() {
+            Ok(Some(text)) if !text.is_empty() => {
+                self.state().pr = Reservations::from_text(&text)?;
+            }
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        self.pr_store = Some(store);
+        Ok(self)
+    }
+
+    pub fn thin(&self) -> bool {
+        self.thin
+    }
+
+    pub(crate) fn locks(&self) -> &RangeLocks {
+        &self.locks
     }
 
     pub fn identity(&self) -> &LuIdentity {
@@ -169,8 +220,8 @@ impl LogicalUnit {
     }
 
     /// A nexus that maps this LU logged in.
-    pub fn attach(&self, nexus: u64) {
-        self.state().attached.insert(nexus);
+    pub fn attach(&self, nexus: &Nexus) {
+        self.state().attached.insert(nexus.id, nexus.key());
     }
 
     /// The nexus is gone (logout, connection loss): its reservation and PREVENT end
@@ -208,10 +259,29 @@ impl LogicalUnit {
         Self::raise_ua(&mut self.state(), except, asc);
     }
 
+    /// Raises `asc` on every session of the I_T nexus `key`.
+    fn raise_ua_for(st: &mut State, key: &NexusKey, asc: Asc) {
+        let ids: Vec<u64> = st
+            .attached
+            .iter()
+            .filter(|(_, k)| *k == key)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let q = st.unit_attentions.entry(id).or_default();
+            if !q.iter().any(|s| s.asc == asc) {
+                if q.len() >= MAX_PENDING_UA {
+                    q.pop_front();
+                }
+                q.push_back(Sense::unit_attention(asc));
+            }
+        }
+    }
+
     fn raise_ua(st: &mut State, except: Option<u64>, asc: Asc) {
         let targets: Vec<u64> = st
             .attached
-            .iter()
+            .keys()
             .copied()
             .filter(|n| Some(*n) != except)
             .collect();
@@ -228,12 +298,13 @@ impl LogicalUnit {
     }
 
     /// Executes one command. `data_out` holds what the initiator transferred (possibly
-    /// less than the CDB asks for, when the Expected Data Transfer Length was short);
-    /// Data-In is written to the front of `data_in`, which is grown as needed.
+    /// less than the CDB asks for, when the Expected Data Transfer Length `edtl` was
+    /// short); Data-In is written to the front of `data_in`, which is grown as needed.
     pub fn execute(
         &self,
         nexus: &Nexus,
         cmd: Result<Command, Sense>,
+        edtl: u32,
         data_out: &[u8],
         data_in: &mut Vec<u8>,
     ) -> Outcome {
@@ -242,7 +313,7 @@ impl LogicalUnit {
             Ok(snap) => {
                 let out = match cmd {
                     Ok(c) => self
-                        .dispatch(nexus, &snap, c, data_out, data_in)
+                        .dispatch(nexus, &snap, c, edtl, data_out, data_in)
                         .unwrap_or_else(Outcome::check),
                     Err(sense) => Outcome::check(sense),
                 };
@@ -292,6 +363,13 @@ impl LogicalUnit {
                 if !allowed {
                     return Err(Outcome::status(status::RESERVATION_CONFLICT));
                 }
+            }
+        }
+        if let Ok(c) = cmd {
+            // SPC-4 5.13.3: RESERVE/RELEASE(6/10) conflict while registrations exist.
+            let spc2 = matches!(c, Command::Reserve | Command::Release);
+            if (spc2 && st.pr.blocks_spc2()) || st.pr.conflicts(&nexus.key(), c) {
+                return Err(Outcome::status(status::RESERVATION_CONFLICT));
             }
         }
         Ok(Snapshot {
@@ -345,6 +423,7 @@ impl LogicalUnit {
         nexus: &Nexus,
         snap: &Snapshot,
         cmd: Command,
+        edtl: u32,
         data_out: &[u8],
         data_in: &mut Vec<u8>,
     ) -> Result<Outcome, Sense> {
@@ -485,6 +564,10 @@ impl LogicalUnit {
                 let mut b = [0u8; 32];
                 b[..8].copy_from_slice(&self.num_blocks.saturating_sub(1).to_be_bytes());
                 b[8..12].copy_from_slice(&bs.to_be_bytes());
+                // LBPME and LBPRZ (SBC-4 5.20.2): deallocated blocks read as zeros.
+                if self.thin {
+                    b[14] = 0x80 | 0x40;
+                }
                 Ok(fill(data_in, &b, alloc))
             }
             Command::Read { lba, blocks, .. } => {
@@ -493,6 +576,7 @@ impl LogicalUnit {
                 self.check_range(lba, blocks)?;
                 let (off, len) = self.byte_range(lba, blocks);
                 grow(data_in, len);
+                let _g = self.locks.lock(lba, blocks.into(), false);
                 self.store
                     .read_at(&mut data_in[..len], off)
                     .map_err(|e| io_sense(&e, false))?;
@@ -504,10 +588,7 @@ impl LogicalUnit {
                 self.check_range(lba, blocks)?;
                 self.check_writable(snap)?;
                 let data = self.received_blocks(data_out, blocks)?;
-                let fua = fua || !snap.mode.wce;
-                self.store
-                    .write_at(data, lba * u64::from(bs), fua)
-                    .map_err(|e| io_sense(&e, true))?;
+                self.write_locked(lba, data, fua || !snap.mode.wce)?;
                 Ok(Outcome::good(0))
             }
             Command::WriteVerify { lba, blocks, .. } => {
@@ -517,6 +598,9 @@ impl LogicalUnit {
                 self.check_writable(snap)?;
                 let data = self.received_blocks(data_out, blocks)?;
                 let off = lba * u64::from(bs);
+                let _g = self
+                    .locks
+                    .lock(lba, (data.len() / bs as usize) as u64, true);
                 self.store
                     .write_at(data, off, true)
                     .map_err(|e| io_sense(&e, true))?;
@@ -540,6 +624,7 @@ impl LogicalUnit {
                 self.check_range(lba, blocks)?;
                 let (off, len) = self.byte_range(lba, blocks);
                 grow(data_in, len);
+                let _g = self.locks.lock(lba, blocks.into(), false);
                 self.store
                     .read_at(&mut data_in[..len], off)
                     .map_err(|e| io_sense(&e, false))?;
@@ -616,7 +701,146 @@ impl LogicalUnit {
             Command::ReportTmfs { repd, alloc } => {
                 Ok(fill(data_in, &report::supported_tmfs(repd), alloc))
             }
+            Command::CompareAndWrite { lba, blocks, fua } => {
+                Self::check_ready(snap)?;
+                self.check_range(lba, blocks)?;
+                self.check_writable(snap)?;
+                let fua = fua || !snap.mode.wce;
+                self.compare_and_write(lba, blocks, fua, edtl, data_out, data_in)?;
+                Ok(Outcome::good(0))
+            }
+            Command::OrWrite { lba, blocks, fua } | Command::WriteAtomic { lba, blocks, fua } => {
+                Self::check_ready(snap)?;
+                self.check_transfer(blocks, 10)?;
+                self.check_range(lba, blocks)?;
+                if matches!(cmd, Command::WriteAtomic { .. }) {
+                    self.check_atomic(lba, blocks)?;
+                }
+                self.check_writable(snap)?;
+                let data = self.received_blocks(data_out, blocks)?;
+                let fua = fua || !snap.mode.wce;
+                if matches!(cmd, Command::OrWrite { .. }) {
+                    self.or_write(lba, data, fua, data_in)?;
+                } else {
+                    self.write_locked(lba, data, fua)?;
+                }
+                Ok(Outcome::good(0))
+            }
+            Command::WriteSame {
+                lba,
+                blocks,
+                unmap,
+                anchor,
+                ndob,
+                len_byte,
+            } => {
+                Self::check_ready(snap)?;
+                // ANC_SUP is 0 in VPD B2: anchored blocks are not offered.
+                if anchor {
+                    return Err(Sense::invalid_cdb_field(1, Some(4)));
+                }
+                let n = self.write_same_extent(lba, blocks, len_byte)?;
+                self.check_writable(snap)?;
+                let pattern = if ndob {
+                    None
+                } else {
+                    if edtl != bs || data_out.len() != bs as usize {
+                        return Err(Sense::invalid_cdb_field(len_byte, None));
+                    }
+                    Some(data_out)
+                };
+                self.write_same(lba, n, unmap, pattern, !snap.mode.wce)?;
+                Ok(Outcome::good(0))
+            }
+            Command::Unmap { anchor, len } => {
+                // Without thin provisioning UNMAP is not supported (LBPU 0).
+                if !self.thin {
+                    return Err(Sense::invalid_opcode());
+                }
+                Self::check_ready(snap)?;
+                if anchor {
+                    return Err(Sense::invalid_cdb_field(1, Some(0)));
+                }
+                self.check_writable(snap)?;
+                let Some(params) = data_out.get(..len as usize) else {
+                    return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
+                };
+                self.unmap(params)?;
+                Ok(Outcome::good(0))
+            }
+            Command::PersistentReserveIn { sa, alloc } => {
+                let bytes = self.state().pr.read(sa, self.pr_store.is_some())?;
+                Ok(fill(data_in, &bytes, alloc))
+            }
+            Command::PersistentReserveOut {
+                sa,
+                scope,
+                kind,
+                len,
+            } => {
+                let Some(params) = data_out.get(..len as usize) else {
+                    return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
+                };
+                self.persistent_reserve_out(nexus, sa, scope, kind, params)
+            }
+            Command::GetLbaStatus { lba, alloc } => {
+                Self::check_ready(snap)?;
+                let bytes = self.lba_status(lba, alloc)?;
+                Ok(fill(data_in, &bytes, alloc))
+            }
         }
+    }
+
+    /// Applies a PERSISTENT RESERVE OUT under the state lock; with APTPL the new state
+    /// is on disk before the command completes, or the change is undone.
+    fn persistent_reserve_out(
+        &self,
+        nexus: &Nexus,
+        sa: u8,
+        scope: u8,
+        kind: u8,
+        params: &[u8],
+    ) -> Result<Outcome, Sense> {
+        let mut st = self.state();
+        let before = st.pr.clone();
+        let fx = match st.pr.out(
+            &nexus.key(),
+            sa,
+            scope,
+            kind,
+            params,
+            self.pr_store.is_some(),
+        ) {
+            Ok(fx) => fx,
+            Err(None) => return Ok(Outcome::status(status::RESERVATION_CONFLICT)),
+            Err(Some(sense)) => return Err(sense),
+        };
+        if let (Some(text), Some(store)) = (&fx.persist, &self.pr_store) {
+            if let Err(e) = store.save(text) {
+                tracing::error!(error = %e, lu = %self.identity.serial, "persisting reservations failed");
+                st.pr = before;
+                return Err(Sense::new(
+                    SenseKey::HARDWARE_ERROR,
+                    Asc::INTERNAL_TARGET_FAILURE,
+                ));
+            }
+        }
+        for (key, asc) in &fx.unit_attentions {
+            Self::raise_ua_for(&mut st, key, *asc);
+        }
+        Ok(Outcome::good(0))
+    }
+
+    /// Writes whole blocks under an exclusive range lock.
+    fn write_locked(&self, lba: u64, data: &[u8], fua: bool) -> Result<(), Sense> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let bs = u64::from(self.block_size);
+        let _g = self.locks.lock(lba, data.len() as u64 / bs, true);
+        self.store
+            .write_at(data, lba * bs, fua)
+            .map_err(|e| io_sense(&e, true))
     }
 
     /// The whole blocks of a write's data that actually arrived. A short Expected
@@ -643,22 +867,22 @@ fn fill(data_in: &mut Vec<u8>, bytes: &[u8], alloc: u32) -> Outcome {
 
 /// Makes the buffer at least `len` long; pooled buffers keep their length, so this
 /// zero-fills only the first time a buffer grows.
-fn grow(buf: &mut Vec<u8>, len: usize) {
+pub(crate) fn grow(buf: &mut Vec<u8>, len: usize) {
     if buf.len() < len {
         buf.resize(len, 0);
     }
 }
 
-fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+pub(crate) fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
     a.iter().zip(b).position(|(x, y)| x != y)
 }
 
-fn miscompare(at: usize) -> Sense {
+pub(crate) fn miscompare(at: usize) -> Sense {
     Sense::new(SenseKey::MISCOMPARE, Asc::MISCOMPARE_DURING_VERIFY).with_information(at as u64)
 }
 
 /// Backstore I/O errors as sense (SPC-4: MEDIUM ERROR with the read/write ASC).
-fn io_sense(e: &std::io::Error, write: bool) -> Sense {
+pub(crate) fn io_sense(e: &std::io::Error, write: bool) -> Sense {
     tracing::warn!(error = %e, write, "backstore I/O failed");
     if e.kind() == std::io::ErrorKind::InvalidInput {
         return Sense::lba_out_of_range();

@@ -38,27 +38,18 @@ impl Server {
         prepare(&dir);
         let cfg = dir.join("oxtgt.toml");
         std::fs::write(&cfg, config.replace("{dir}", dir.to_str().unwrap())).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_oxtgt"))
-            .args(["serve", "--config"])
-            .arg(&cfg)
-            .args(["--listen", "127.0.0.1:0"])
-            .env("OXTGT_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn oxtgt");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("oxtgt printed nothing");
-        let port = line
-            .split("iscsi://127.0.0.1:")
-            .nth(1)
-            .and_then(|r| r.split('/').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        let (child, port) = spawn(&cfg);
         Server { child, port, dir }
+    }
+
+    /// Stops the server (SIGTERM) and starts it again on the same directory and
+    /// config; the port may change.
+    pub fn restart(&mut self) {
+        let st = self.terminate();
+        assert!(st.success(), "oxtgt exited with {st}");
+        let (child, port) = spawn(&self.dir.join("oxtgt.toml"));
+        self.child = child;
+        self.port = port;
     }
 
     pub fn url(&self, lun: u16) -> String {
@@ -84,6 +75,30 @@ impl Server {
         let _ = self.child.kill();
         panic!("oxtgt did not exit within 60 s of SIGTERM");
     }
+}
+
+fn spawn(cfg: &std::path::Path) -> (Child, u16) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oxtgt"))
+        .args(["serve", "--config"])
+        .arg(cfg)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("OXTGT_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn oxtgt");
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("oxtgt printed nothing");
+    let port = line
+        .split("iscsi://127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    (child, port)
 }
 
 impl Drop for Server {
