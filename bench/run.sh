@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Side-by-side read throughput: oxtgt vs tgt (Debian tgtd), same-size file LUNs on the
-# same filesystem, both on loopback, runs alternating. Prints each figure and the
-# ratio oxtgt/tgt. Needs root (tgtd) and the packages tgt and libiscsi-bin.
+# Side-by-side throughput: oxtgt vs tgt (Debian tgtd), same-size file LUNs on the
+# same filesystem, both on loopback, runs alternating. Reads with libiscsi's
+# iscsi-perf (QD32, one session); writes with our own load generator oxload (16
+# sessions, one command each in flight); then the ATS heartbeat: p50/p99 latency of
+# one-block COMPARE AND WRITE idle and while 16 other sessions write. Prints each
+# figure and the ratio oxtgt/tgt. Needs root (tgtd) and the packages tgt and
+# libiscsi-bin.
 #
 #   bench/run.sh [seconds-per-run] [rounds]
 set -euo pipefail
@@ -54,7 +58,7 @@ tgt_url=iscsi://127.0.0.1:$tgt_port/iqn.2026-11.org.tgt:bench/1
 
 # iscsi-perf's last report line reads "iops average N (M MB/s)".
 perf() { timeout $((secs + 20)) iscsi-perf -t "$secs" "$@" 2>&1 | tr '\r' '\n' | grep -E 'iops average' | tail -1; }
-num() { grep -oE "$1" <<<"$2" | grep -oE '[0-9]+' | head -1; }
+num() { grep -oE "$1" <<<"$2" | grep -oE '[0-9]+' | tail -1 || true; }
 
 echo "date: $(date -u +%F) machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r)"
 printf '%-14s %5s %12s %12s %12s %12s %7s\n' test round oxtgt-iops oxtgt-MB/s tgt-iops tgt-MB/s ratio
@@ -66,5 +70,31 @@ for name in "seq-128k-qd32:-b 256 -m 32" "rand-4k-qd32:-b 8 -m 32 -r"; do
         ti=$(num 'average [0-9]+' "$t"); tm=$(num '[0-9]+ MB/s' "$t")
         ratio=$(awk -v a="${oi:-0}" -v b="${ti:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
         printf '%-14s %5s %12s %12s %12s %12s %7s\n' "$label" "$r" "${oi:-?}" "${om:-?}" "${ti:-?}" "${tm:-?}" "$ratio"
+    done
+done
+
+# oxload prints "write iops N MB/s M" / "ats samples N p50_us A p99_us B max_us C".
+ld() { timeout $((secs + 60)) target/release/oxload "$@" 2>&1 | tail -1 || true; }
+ox_ep=(127.0.0.1:$ox_port iqn.2026-11.org.oxtgt:bench 0 512)
+tgt_ep=(127.0.0.1:$tgt_port iqn.2026-11.org.tgt:bench 1 512)
+for name in "write-seq-128k-16s:16 131072 seq" "write-rand-4k-16s:16 4096 rand"; do
+    label=${name%%:*}; read -r -a args <<<"${name#*:}"
+    for r in $(seq 1 "$rounds"); do
+        o=$(ld write "${ox_ep[@]}" "${args[@]}" "$secs"); t=$(ld write "${tgt_ep[@]}" "${args[@]}" "$secs")
+        oi=$(num 'iops [0-9]+' "$o"); om=$(num 'MB/s [0-9]+' "$o")
+        ti=$(num 'iops [0-9]+' "$t"); tm=$(num 'MB/s [0-9]+' "$t")
+        ratio=$(awk -v a="${oi:-0}" -v b="${ti:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+        printf '%-18s %5s %12s %12s %12s %12s %7s\n' "$label" "$r" "${oi:-?}" "${om:-?}" "${ti:-?}" "${tm:-?}" "$ratio"
+    done
+done
+
+printf '\n%-26s %10s %10s %10s %10s\n' "ats (1-block CAW)" samples p50_us p99_us max_us
+for target in ox tgt; do
+    if [ "$target" = ox ]; then ep=("${ox_ep[@]}"); else ep=("${tgt_ep[@]}"); fi
+    for w in 0 16; do
+        a=$(ld ats "${ep[@]}" "$w" 65536 "$secs")
+        printf '%-26s %10s %10s %10s %10s\n' "$target, $w writers of 64k" \
+            "$(num 'samples [0-9]+' "$a")" "$(num 'p50_us [0-9]+' "$a")" "$(num 'p99_us [0-9]+' "$a")" "$(num 'max_us [0-9]+' "$a")"
+        [ -n "$(num 'samples [0-9]+' "$a")" ] || echo "  ($target: $a)"
     done
 done

@@ -17,6 +17,7 @@ mod sys;
 pub use file::FileBackstore;
 pub use ram::RamBackstore;
 
+use std::any::Any;
 use std::io;
 
 /// Byte-addressed storage for one logical unit. Offsets and lengths are validated
@@ -25,6 +26,9 @@ use std::io;
 pub trait Backstore: Send + Sync + std::fmt::Debug {
     /// Engine name for logs and metrics: "file", "block", "ram".
     fn kind(&self) -> &'static str;
+
+    /// For [`copy_native`]: the concrete engine behind the trait object.
+    fn as_any(&self) -> &dyn Any;
 
     /// Capacity in bytes.
     fn size(&self) -> u64;
@@ -73,6 +77,56 @@ pub trait Backstore: Send + Sync + std::fmt::Debug {
         }
         Ok(())
     }
+}
+
+/// Bytes a [`copy_native`] call moved, by the path each part took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CopyReport {
+    /// Shared extents (FICLONERANGE): no data moved.
+    pub reflink: u64,
+    /// In-kernel copies (copy_file_range).
+    pub copy_file_range: u64,
+    /// Page-to-page copies between RAM stores.
+    pub memcpy: u64,
+}
+
+/// Copies `len` bytes from `src` at `src_off` to `dst` at `dst_off` without a
+/// user-space bounce buffer, when the two engines allow it: regular files through
+/// FICLONERANGE for the filesystem-block-aligned middle and copy_file_range for the
+/// edges (or all of it where reflink is refused); two distinct RAM stores page to page
+/// (a source page never written leaves the destination page unallocated). `Ok(None)`
+/// means no native path applies (different engines, block devices, the same RAM
+/// store, filesystems that refuse both calls): the caller copies through memory.
+/// Overlapping ranges of one file are the caller's to avoid.
+pub fn copy_native(
+    src: &dyn Backstore,
+    src_off: u64,
+    dst: &dyn Backstore,
+    dst_off: u64,
+    len: u64,
+) -> io::Result<Option<CopyReport>> {
+    check_range(src_off, len as usize, src.size())?;
+    check_range(dst_off, len as usize, dst.size())?;
+    if let (Some(s), Some(d)) = (
+        src.as_any().downcast_ref::<FileBackstore>(),
+        dst.as_any().downcast_ref::<FileBackstore>(),
+    ) {
+        return file::copy_between(s, src_off, d, dst_off, len);
+    }
+    if let (Some(s), Some(d)) = (
+        src.as_any().downcast_ref::<RamBackstore>(),
+        dst.as_any().downcast_ref::<RamBackstore>(),
+    ) {
+        if std::ptr::eq(s, d) {
+            return Ok(None);
+        }
+        d.copy_from(s, src_off, dst_off, len)?;
+        return Ok(Some(CopyReport {
+            memcpy: len,
+            ..CopyReport::default()
+        }));
+    }
+    Ok(None)
 }
 
 /// Checks `[offset, offset+len)` lies inside a store of `size` bytes.

@@ -86,3 +86,74 @@ fn block_range_ioctl(file: &File, req: libc::c_ulong, offset: u64, len: u64) -> 
 pub fn block_zero_out(file: &File, offset: u64, len: u64) -> io::Result<()> {
     block_range_ioctl(file, BLKZEROOUT, offset, len)
 }
+
+/// `struct file_clone_range` from <linux/fs.h>.
+#[repr(C)]
+struct FileCloneRange {
+    src_fd: i64,
+    src_offset: u64,
+    src_length: u64,
+    dest_offset: u64,
+}
+
+// _IOW(0x94, 13, struct file_clone_range)
+const FICLONERANGE: libc::c_ulong = 0x4020_940d;
+
+/// Shares `len` bytes of `src` at `src_off` into `dst` at `dst_off` (reflink). The
+/// filesystem requires block-aligned offsets and length; it refuses with EINVAL,
+/// EXDEV or EOPNOTSUPP otherwise.
+pub fn clone_range(src: &File, src_off: u64, dst: &File, dst_off: u64, len: u64) -> io::Result<()> {
+    let arg = FileCloneRange {
+        src_fd: i64::from(src.as_raw_fd()),
+        src_offset: src_off,
+        src_length: len,
+        dest_offset: dst_off,
+    };
+    // SAFETY: the ioctl reads one `struct file_clone_range` that lives across the
+    // call; both fds are borrowed from live `File`s.
+    cvt(unsafe {
+        libc::ioctl(
+            dst.as_raw_fd(),
+            FICLONERANGE as _,
+            &arg as *const FileCloneRange,
+        )
+    })
+}
+
+/// copy_file_range(2) of exactly `len` bytes (looping over short copies).
+pub fn copy_file_range(
+    src: &File,
+    src_off: u64,
+    dst: &File,
+    dst_off: u64,
+    len: u64,
+) -> io::Result<()> {
+    let (mut so, mut d_o) = (off(src_off)?, off(dst_off)?);
+    let mut left = len;
+    while left > 0 {
+        let chunk = left.min(1 << 30) as usize;
+        // SAFETY: the offsets are locals passed by pointer and updated by the kernel;
+        // both fds are borrowed from live `File`s.
+        let n = unsafe {
+            libc::copy_file_range(
+                src.as_raw_fd(),
+                &mut so,
+                dst.as_raw_fd(),
+                &mut d_o,
+                chunk,
+                0,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "copy_file_range: end of source",
+            ));
+        }
+        left -= n as u64;
+    }
+    Ok(())
+}

@@ -12,6 +12,8 @@ use iscsi::framer::{self, DigestConfig, Frame};
 use iscsi::keys::TextPairs;
 use iscsi::pdu::{opcode, BhsWriter, BHS_LEN, NO_TAG};
 
+pub mod load;
+
 pub const INITIATOR: &str = "iqn.2026-11.org.oxtgt.testkit:initiator";
 
 /// Result of a login attempt.
@@ -481,6 +483,13 @@ pub mod cdb {
     pub fn write16(lba: u64, blocks: u32) -> [u8; 16] {
         let mut c = read16(lba, blocks);
         c[0] = 0x8a;
+        c
+    }
+    pub fn compare_and_write(lba: u64, blocks: u8) -> [u8; 16] {
+        let mut c = [0u8; 16];
+        c[0] = 0x89;
+        c[2..10].copy_from_slice(&lba.to_be_bytes());
+        c[13] = blocks;
         c
     }
     pub const TEST_UNIT_READY: [u8; 6] = [0; 6];

@@ -56,6 +56,17 @@ impl Server {
         format!("iscsi://127.0.0.1:{}/{}/{}", self.port, TARGET, lun)
     }
 
+    /// The server's resident set size in KiB (VmRSS), read from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc status of oxtgt");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc status")
+    }
+
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }

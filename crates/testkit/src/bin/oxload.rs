@@ -1,0 +1,87 @@
+//! oxload: load generator for oxtgt's benchmarks (writes, ATS latency, soak), driving
+//! any iSCSI target through testkit sessions.
+//!
+//!   oxload write ADDR TARGET LUN BLOCK_SIZE SESSIONS IO_BYTES seq|rand SECS
+//!   oxload ats   ADDR TARGET LUN BLOCK_SIZE WRITERS IO_BYTES SECS
+//!   oxload soak  ADDR TARGET LUN BLOCK_SIZE SESSIONS SECS
+
+use std::process::ExitCode;
+
+use testkit::load::{self, Endpoint, Pattern};
+
+fn arg<T: std::str::FromStr>(a: &[String], i: usize, what: &str) -> Result<T, String> {
+    a.get(i)
+        .ok_or_else(|| format!("missing {what}"))?
+        .parse()
+        .map_err(|_| format!("bad {what}: {:?}", a[i]))
+}
+
+fn run(a: &[String]) -> Result<(), String> {
+    let mode = a.first().ok_or("usage: oxload write|ats|soak ...")?;
+    let ep = Endpoint {
+        addr: arg(a, 1, "ADDR")?,
+        target: arg(a, 2, "TARGET")?,
+        lun: arg(a, 3, "LUN")?,
+        block_size: arg(a, 4, "BLOCK_SIZE")?,
+    };
+    let cap = ep.capacity_blocks().map_err(|e| e.to_string())?;
+    let span = ((1u64 << 30) / u64::from(ep.block_size)).min(cap);
+    match mode.as_str() {
+        "write" => {
+            let pattern = match a.get(7).map(String::as_str) {
+                Some("seq") => Pattern::Sequential,
+                Some("rand") => Pattern::Random,
+                _ => return Err("pattern must be seq or rand".into()),
+            };
+            let t = load::write_throughput(
+                &ep,
+                arg(a, 5, "SESSIONS")?,
+                arg(a, 6, "IO_BYTES")?,
+                span,
+                pattern,
+                arg(a, 8, "SECS")?,
+            )
+            .map_err(|e| e.to_string())?;
+            println!("write iops {:.0} MB/s {:.1}", t.iops(), t.mb_per_sec());
+        }
+        "ats" => {
+            let l = load::ats_latency(
+                &ep,
+                0,
+                arg(a, 5, "WRITERS")?,
+                arg(a, 6, "IO_BYTES")?,
+                span - 2048,
+                arg(a, 7, "SECS")?,
+            )
+            .map_err(|e| e.to_string())?;
+            println!(
+                "ats samples {} p50_us {:.0} p99_us {:.0} max_us {:.0}",
+                l.samples, l.p50_us, l.p99_us, l.max_us
+            );
+        }
+        "soak" => {
+            let s = load::soak(&ep, arg(a, 5, "SESSIONS")?, span, 64, arg(a, 6, "SECS")?)
+                .map_err(|e| e.to_string())?;
+            println!(
+                "soak writes {} reads {} bytes {} errors {}",
+                s.writes, s.reads, s.bytes, s.errors
+            );
+            if s.errors > 0 {
+                return Err(format!("{} verification errors", s.errors));
+            }
+        }
+        other => return Err(format!("unknown mode {other:?}")),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let a: Vec<String> = std::env::args().skip(1).collect();
+    match run(&a) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("oxload: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

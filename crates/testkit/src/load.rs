@@ -1,0 +1,365 @@
+//! Load generation over several testkit sessions: write throughput, COMPARE AND
+//! WRITE latency under load, and a verified random read/write soak. Used by the
+//! `oxload` benchmark binary and by the soak test; works against any iSCSI target.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::{cdb, Initiator, INITIATOR};
+
+/// Where to connect and which LU to drive.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub addr: String,
+    pub target: String,
+    pub lun: u16,
+    pub block_size: u32,
+}
+
+impl Endpoint {
+    /// A logged-in session; `n` makes its ISID (and so its I_T nexus) unique.
+    pub fn session(&self, n: u8) -> io::Result<Initiator> {
+        let mut i = Initiator::connect(&self.addr)?;
+        i.isid[4] = 0x4c;
+        i.isid[5] = n;
+        let r = i.login_as(INITIATOR, Some(&self.target), &[])?;
+        if r.status_class != 0 {
+            return Err(io::Error::other(format!("login refused: {r:?}")));
+        }
+        // Targets that raise a power-on unit attention at login (tgt does) answer
+        // the first command with it: clear it before measuring.
+        for _ in 0..4 {
+            if i.scsi(self.lun, &cdb::TEST_UNIT_READY, 0, None)?.status == 0 {
+                break;
+            }
+        }
+        Ok(i)
+    }
+}
+
+impl Endpoint {
+    /// The LU's size in blocks (READ CAPACITY(16)).
+    pub fn capacity_blocks(&self) -> io::Result<u64> {
+        let mut i = self.session(255)?;
+        let mut c = [0u8; 16];
+        c[0] = 0x9e;
+        c[1] = 0x10;
+        c[13] = 32;
+        let r = i.scsi(self.lun, &c, 32, None)?;
+        if r.status != 0 || r.data.len() < 12 {
+            return Err(io::Error::other("READ CAPACITY(16) failed"));
+        }
+        let last = u64::from_be_bytes(r.data[..8].try_into().unwrap_or_default());
+        let _ = i.logout();
+        Ok(last + 1)
+    }
+}
+
+/// Cheap deterministic PRNG (xorshift64*), so runs are repeatable per seed.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pattern {
+    Sequential,
+    Random,
+}
+
+/// Result of a throughput run.
+#[derive(Debug, Clone, Copy)]
+pub struct Throughput {
+    pub ops: u64,
+    pub bytes: u64,
+    pub secs: f64,
+}
+
+impl Throughput {
+    pub fn iops(&self) -> f64 {
+        self.ops as f64 / self.secs
+    }
+    pub fn mb_per_sec(&self) -> f64 {
+        self.bytes as f64 / self.secs / 1e6
+    }
+}
+
+/// `sessions` sessions each writing `io_bytes` per command for `secs` over the
+/// first `span_blocks` blocks (each session its own slice for sequential runs).
+pub fn write_throughput(
+    ep: &Endpoint,
+    sessions: u8,
+    io_bytes: u32,
+    span_blocks: u64,
+    pattern: Pattern,
+    secs: f64,
+) -> io::Result<Throughput> {
+    let blocks = io_bytes / ep.block_size;
+    let ops = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut handles = Vec::new();
+    for s in 0..sessions {
+        let mut ini = ep.session(s)?;
+        let lun = ep.lun;
+        let (ops, stop) = (ops.clone(), stop.clone());
+        let slice = span_blocks / u64::from(sessions);
+        let base = slice * u64::from(s);
+        let data = vec![s.wrapping_mul(37) | 1; io_bytes as usize];
+        handles.push(std::thread::spawn(move || -> io::Result<()> {
+            let mut rng = Rng::new(u64::from(s) + 1);
+            let mut next = base;
+            while !stop.load(Ordering::Relaxed) {
+                let lba = match pattern {
+                    Pattern::Sequential => {
+                        if next + u64::from(blocks) > base + slice {
+                            next = base;
+                        }
+                        let l = next;
+                        next += u64::from(blocks);
+                        l
+                    }
+                    Pattern::Random => {
+                        rng.below(span_blocks / u64::from(blocks)) * u64::from(blocks)
+                    }
+                };
+                let r = ini.scsi(lun, &cdb::write16(lba, blocks), 0, Some(&data))?;
+                if r.status != 0 {
+                    return Err(io::Error::other(format!("WRITE status {:#x}", r.status)));
+                }
+                ops.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        }));
+    }
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join()
+            .map_err(|_| io::Error::other("writer panicked"))??;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let ops = ops.load(Ordering::Relaxed);
+    Ok(Throughput {
+        ops,
+        bytes: ops * u64::from(io_bytes),
+        secs,
+    })
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Latency {
+    pub samples: usize,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+}
+
+fn percentiles(mut v: Vec<Duration>) -> Latency {
+    v.sort();
+    let at = |q: f64| {
+        v.get(((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1e6)
+    };
+    Latency {
+        samples: v.len(),
+        p50_us: at(0.50),
+        p99_us: at(0.99),
+        max_us: v.last().map_or(0.0, |d| d.as_secs_f64() * 1e6),
+    }
+}
+
+/// An ESXi-style ATS heartbeat: one session doing one-block COMPARE AND WRITE on
+/// `lba` back to back for `secs`, while `writers` other sessions write `io_bytes`
+/// randomly over blocks `[lba + 1024, lba + 1024 + span)`. Every CAW must succeed.
+pub fn ats_latency(
+    ep: &Endpoint,
+    lba: u64,
+    writers: u8,
+    io_bytes: u32,
+    span_blocks: u64,
+    secs: f64,
+) -> io::Result<Latency> {
+    let bs = ep.block_size as usize;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut handles = Vec::new();
+    for w in 0..writers {
+        let mut ini = ep.session(100 + w)?;
+        let lun = ep.lun;
+        let stop = stop.clone();
+        let blocks = io_bytes / ep.block_size;
+        let data = vec![0xeeu8; io_bytes as usize];
+        handles.push(std::thread::spawn(move || -> io::Result<()> {
+            let mut rng = Rng::new(u64::from(w) + 77);
+            while !stop.load(Ordering::Relaxed) {
+                let at =
+                    lba + 1024 + rng.below(span_blocks / u64::from(blocks)) * u64::from(blocks);
+                let r = ini.scsi(lun, &cdb::write16(at, blocks), 0, Some(&data))?;
+                if r.status != 0 {
+                    return Err(io::Error::other(format!("WRITE status {:#x}", r.status)));
+                }
+            }
+            Ok(())
+        }));
+    }
+    let mut hb = ep.session(250)?;
+    let mut current = vec![0u8; bs];
+    let r = hb.scsi(ep.lun, &cdb::write16(lba, 1), 0, Some(&current))?;
+    if r.status != 0 {
+        return Err(io::Error::other("seeding the heartbeat block failed"));
+    }
+    let mut lat = Vec::new();
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let mut n = 0u64;
+    let mut result = Ok(());
+    while Instant::now() < end {
+        n += 1;
+        let mut data = current.clone();
+        let next = vec![(n % 251) as u8 + 1; bs];
+        data.extend_from_slice(&next);
+        let t = Instant::now();
+        let r = hb.scsi(ep.lun, &cdb::compare_and_write(lba, 1), 0, Some(&data))?;
+        lat.push(t.elapsed());
+        if r.status != 0 {
+            result = Err(io::Error::other(format!(
+                "heartbeat CAW failed: status {:#x} sense {:?}",
+                r.status,
+                r.sense_code()
+            )));
+            break;
+        }
+        current = next;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join()
+            .map_err(|_| io::Error::other("writer panicked"))??;
+    }
+    result.map(|()| percentiles(lat))
+}
+
+/// Outcome of a soak run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Soak {
+    pub writes: u64,
+    pub reads: u64,
+    pub bytes: u64,
+    pub errors: u64,
+}
+
+/// Fills block `lba` of a soak write: every 8 bytes hold (lba, generation, session),
+/// so a misplaced, stale or torn block is recognisable.
+fn stamp(buf: &mut [u8], lba: u64, generation: u32, session: u8) {
+    let word = lba ^ (u64::from(generation) << 40) ^ (u64::from(session) << 32);
+    for c in buf.chunks_exact_mut(8) {
+        c.copy_from_slice(&word.to_le_bytes());
+    }
+}
+
+/// `sessions` sessions, each owning a disjoint slice of `span_blocks`, issue random
+/// writes (1–`max_blocks` blocks) and read back random ranges for `secs`, verifying
+/// every block against what that session last wrote there (blocks not yet written
+/// in this run are not checked). Returns the counts; errors are counted and the
+/// first few logged to stderr.
+pub fn soak(
+    ep: &Endpoint,
+    sessions: u8,
+    span_blocks: u64,
+    max_blocks: u32,
+    secs: f64,
+) -> io::Result<Soak> {
+    let bs = ep.block_size as usize;
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let mut handles = Vec::new();
+    for s in 0..sessions {
+        let mut ini = ep.session(s)?;
+        let lun = ep.lun;
+        let slice = span_blocks / u64::from(sessions);
+        let base = slice * u64::from(s);
+        handles.push(std::thread::spawn(move || -> io::Result<Soak> {
+            let mut rng = Rng::new(u64::from(s) * 1000 + 3);
+            // generation 0 = never written (reads as zeros).
+            let mut gens = vec![0u32; slice as usize];
+            let mut out = Soak::default();
+            let mut buf = Vec::new();
+            while Instant::now() < end {
+                let n = 1 + rng.below(u64::from(max_blocks)) as u32;
+                let n = n.min(slice as u32);
+                let off = rng.below(slice - u64::from(n) + 1);
+                let lba = base + off;
+                if rng.below(2) == 0 {
+                    buf.resize(n as usize * bs, 0);
+                    for i in 0..n as usize {
+                        let g = &mut gens[off as usize + i];
+                        *g += 1;
+                        stamp(&mut buf[i * bs..(i + 1) * bs], lba + i as u64, *g, s);
+                    }
+                    let r = ini.scsi(lun, &cdb::write16(lba, n), 0, Some(&buf))?;
+                    out.writes += 1;
+                    out.bytes += buf.len() as u64;
+                    if r.status != 0 {
+                        out.errors += 1;
+                        if out.errors <= 10 {
+                            eprintln!("soak session {s}: WRITE {lba}+{n} status {:#x}", r.status);
+                        }
+                    }
+                } else {
+                    let r = ini.scsi(lun, &cdb::read16(lba, n), n * bs as u32, None)?;
+                    out.reads += 1;
+                    out.bytes += r.data.len() as u64;
+                    if r.status != 0 || r.data.len() != n as usize * bs {
+                        out.errors += 1;
+                        if out.errors <= 10 {
+                            eprintln!("soak session {s}: READ {lba}+{n} status {:#x}", r.status);
+                        }
+                        continue;
+                    }
+                    let mut want = vec![0u8; bs];
+                    for (i, got) in r.data.chunks(bs).enumerate() {
+                        let g = gens[off as usize + i];
+                        if g == 0 {
+                            continue;
+                        }
+                        stamp(&mut want, lba + i as u64, g, s);
+                        if got != want.as_slice() {
+                            out.errors += 1;
+                            if out.errors <= 10 {
+                                eprintln!("soak session {s}: block {} wrong data", lba + i as u64);
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        }));
+    }
+    let mut total = Soak::default();
+    for h in handles {
+        let r = h
+            .join()
+            .map_err(|_| io::Error::other("soak session panicked"))??;
+        total.writes += r.writes;
+        total.reads += r.reads;
+        total.bytes += r.bytes;
+        total.errors += r.errors;
+    }
+    Ok(total)
+}
