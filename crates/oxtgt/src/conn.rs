@@ -26,7 +26,7 @@ use iscsi::{DigestConfig, PduError};
 use scsi::lu::{ResetKind, MAX_TRANSFER_BYTES};
 use scsi::report::{decode_lun, report_luns};
 use scsi::sense::status;
-use scsi::{Asc, Command, LogicalUnit, Nexus, Outcome, Sense, SenseKey};
+use scsi::{Asc, Command, Ctx, LogicalUnit, Nexus, Outcome, Sense, SenseKey};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
@@ -165,9 +165,17 @@ pub async fn serve(
     for w in conn.writes.drain() {
         pool.put(w.1.exec.data_out);
     }
+    // Running commands lose their nexus: long ones (copies) stop at their next
+    // check, the rest finish and their responses are dropped.
     let waiters = {
         let tasks = conn.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        tasks.values().map(|t| t.done.clone()).collect::<Vec<_>>()
+        tasks
+            .values()
+            .map(|t| {
+                t.aborted.store(true, Ordering::Release);
+                t.done.clone()
+            })
+            .collect::<Vec<_>>()
     };
     let drained = async {
         for mut d in waiters {
@@ -183,6 +191,7 @@ pub async fn serve(
     for lu in conn.luns.values() {
         lu.detach(nexus.id);
     }
+    conn.reg.copy.forget_nexus(nexus.id);
     drop(conn);
     drop(tx);
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
@@ -865,11 +874,18 @@ impl Conn {
         let params = self.params.clone();
         let nexus = self.nexus.clone();
         let lun_list = self.visible_luns.clone();
+        let copy = self.reg.copy.clone();
+        let abort = aborted.clone();
         tokio::spawn(async move {
             let itt = exec.itt;
             let counted = exec.counted;
             let joined = tokio::task::spawn_blocking(move || {
-                run_command(exec, &nexus, &lun_list, &params, &pool)
+                let ctx = Ctx {
+                    edtl: exec.edtl,
+                    abort: &abort,
+                    copy: Some(copy.as_ref()),
+                };
+                run_command(exec, ctx, &nexus, &lun_list, &params, &pool)
             })
             .await;
             let mut out = match joined {
@@ -1179,6 +1195,7 @@ impl Conn {
 /// Executes one command (blocking) and builds its response PDUs.
 fn run_command(
     exec: Exec,
+    ctx: Ctx<'_>,
     nexus: &Nexus,
     luns: &[u16],
     params: &NegotiatedParams,
@@ -1202,7 +1219,7 @@ fn run_command(
             Ok(b) => copy_in(&mut data_in, &b, alloc),
             Err(s) => Outcome::check(s),
         },
-        (Some(lu), parsed) => lu.execute(nexus, parsed, exec.edtl, data_out, &mut data_in),
+        (Some(lu), parsed) => lu.execute(nexus, parsed, ctx, data_out, &mut data_in),
         (None, parsed) => no_lu(parsed, &mut data_in),
     };
     pool.put(exec.data_out);

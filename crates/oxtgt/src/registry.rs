@@ -2,7 +2,8 @@
 //! table of live sessions (for reinstatement and shutdown).
 //!
 //! Every LUN lookup goes through [`Target::lun_map`], which applies the initiator's
-//! ACL; nothing resolves an LU by any other route.
+//! ACL; nothing resolves an LU by any other route. The copy manager's CSCD
+//! resolution ([`AclResolver`]) is the union of those maps over every target.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
@@ -65,9 +66,36 @@ pub struct SessionEntry {
     pub ended: watch::Receiver<bool>,
 }
 
+/// What EXTENDED COPY designators resolve against: the LUs the initiator of a nexus
+/// may access, through its ACL entry (or open access) on each target of the server.
+#[derive(Debug)]
+pub struct AclResolver {
+    targets: Vec<Arc<Target>>,
+}
+
+impl copy::Resolver for AclResolver {
+    fn accessible(&self, nexus: &scsi::Nexus) -> Vec<Arc<LogicalUnit>> {
+        let mut out: Vec<Arc<LogicalUnit>> = Vec::new();
+        for t in &self.targets {
+            for lu in t
+                .lun_map(&nexus.initiator)
+                .into_iter()
+                .flat_map(|m| m.into_values())
+            {
+                if !out.iter().any(|o| Arc::ptr_eq(o, &lu)) {
+                    out.push(lu);
+                }
+            }
+        }
+        out
+    }
+}
+
 pub struct Registry {
     pub server: ServerConfig,
     pub targets: Vec<Arc<Target>>,
+    /// The server's copy manager (EXTENDED COPY, RECEIVE COPY RESULTS).
+    pub copy: Arc<copy::Manager>,
     next_nexus: AtomicU64,
     next_tsih: AtomicU16,
     pub sessions: Mutex<HashMap<SessionKey, SessionEntry>>,
@@ -185,8 +213,12 @@ impl Registry {
                 access,
             }));
         }
+        let copy = Arc::new(copy::Manager::new(Arc::new(AclResolver {
+            targets: targets.clone(),
+        })));
         Ok(Self {
             server: cfg.server.clone(),
+            copy,
             targets,
             next_nexus: AtomicU64::new(1),
             next_tsih: AtomicU16::new(1),

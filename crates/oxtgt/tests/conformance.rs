@@ -53,6 +53,8 @@ const WRITING_SUITES: &[&str] = &[
 const WRITING_TESTS: &[&str] = &[
     // Writes 256 blocks to map them before unmapping one at a time.
     "GetLBAStatus.UnmapSingle",
+    // Copies 2048 blocks within the LUN by EXTENDED COPY before asking for status.
+    "ReceiveCopyResults.CopyStatus",
     // verify_write_works() as the reservation holder.
     "ProutReserve.AccessEA",
     "ProutReserve.AccessEAAR",

@@ -307,6 +307,38 @@ pub static COMMANDS: &[OpcodeInfo] = &[
         [0x5f, 0x07, FF, 0, 0, FF, FF, FF, FF, 0]
     ),
     op!(
+        0x83,
+        Some(0x00),
+        "EXTENDED COPY(LID1)",
+        3600,
+        true,
+        [0x83, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0]
+    ),
+    op!(
+        0x84,
+        Some(0x00),
+        "RECEIVE COPY STATUS(LID1)",
+        1,
+        false,
+        [0x84, 0x00, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0]
+    ),
+    op!(
+        0x84,
+        Some(0x03),
+        "RECEIVE COPY OPERATING PARAMETERS",
+        1,
+        false,
+        [0x84, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0]
+    ),
+    op!(
+        0x84,
+        Some(0x04),
+        "RECEIVE COPY FAILURE DETAILS(LID1)",
+        1,
+        false,
+        [0x84, 0x04, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0]
+    ),
+    op!(
         0x88,
         None,
         "READ(16)",
@@ -618,6 +650,14 @@ pub enum Command {
         sa: u8,
         alloc: u32,
     },
+    ExtendedCopy {
+        len: u32,
+    },
+    ReceiveCopyResults {
+        sa: u8,
+        list_id: u8,
+        alloc: u32,
+    },
     PersistentReserveOut {
         sa: u8,
         scope: u8,
@@ -852,6 +892,12 @@ impl Command {
                 blocks: be32(c, 10),
                 fua: c[1] & 0x08 != 0,
             },
+            0x83 => Command::ExtendedCopy { len: be32(c, 10) },
+            0x84 => Command::ReceiveCopyResults {
+                sa,
+                list_id: c[2],
+                alloc: be32(c, 10),
+            },
             0x5e => Command::PersistentReserveIn {
                 sa,
                 alloc: be16(c, 7).into(),
@@ -882,9 +928,9 @@ impl Command {
             | Command::WriteAtomic { blocks, .. } => u64::from(blocks) * bs,
             Command::CompareAndWrite { blocks, .. } => 2 * u64::from(blocks) * bs,
             Command::WriteSame { ndob: false, .. } => bs,
-            Command::Unmap { len, .. } | Command::PersistentReserveOut { len, .. } => {
-                u64::from(len)
-            }
+            Command::Unmap { len, .. }
+            | Command::PersistentReserveOut { len, .. }
+            | Command::ExtendedCopy { len } => u64::from(len),
             Command::Verify {
                 blocks, bytchk: 1, ..
             } => u64::from(blocks) * bs,

@@ -6,7 +6,7 @@ use crate::sbc;
 use crate::sense::Sense;
 
 /// VPD pages this LU returns, in ascending order (SPC-4 7.8.14 requires the order).
-pub const SUPPORTED_VPD: &[u8] = &[0x00, 0x80, 0x83, 0x86, 0xb0, 0xb1, 0xb2];
+pub const SUPPORTED_VPD: &[u8] = &[0x00, 0x80, 0x83, 0x86, 0x8f, 0xb0, 0xb1, 0xb2];
 
 /// Version descriptors (SPC-4 Table 148): SAM-5, iSCSI, SPC-4, SBC-3.
 const VERSION_DESCRIPTORS: [u16; 4] = [0x00a0, 0x0960, 0x0460, 0x04c0];
@@ -32,6 +32,7 @@ pub fn standard(lu: &LogicalUnit) -> Vec<u8> {
     b[2] = 0x06; // SPC-4
     b[3] = 0x10 | 0x02; // HISUP, response data format 2
     b[4] = (b.len() - 5) as u8;
+    b[5] = 0x08; // 3PC: EXTENDED COPY and RECEIVE COPY RESULTS
     b[7] = 0x02; // CMDQUE
     ascii_field(&mut b[8..16], &id.vendor);
     ascii_field(&mut b[16..32], &id.product);
@@ -60,6 +61,7 @@ pub fn vpd(lu: &LogicalUnit, nexus: &Nexus, page: u8) -> Result<Vec<u8>, Sense> 
         0x80 => lu.identity().serial.as_bytes().to_vec(),
         0x83 => device_identification(lu, nexus),
         0x86 => extended_inquiry(),
+        0x8f => crate::tpc::vpd_page(),
         0xb0 => block_limits(lu),
         0xb1 => block_device_characteristics(),
         0xb2 => logical_block_provisioning(lu),
@@ -99,10 +101,11 @@ fn device_identification(lu: &LogicalUnit, nexus: &Nexus) -> Vec<u8> {
     // LU: NAA (type 3), binary.
     designator(&mut d, 0x1, 0x03, &id.naa);
     // LU: T10 vendor ID (type 1), ASCII: vendor padded to 8, then the unit serial.
-    let mut t10 = [b' '; 8].to_vec();
-    ascii_field(&mut t10, &id.vendor);
-    t10.extend_from_slice(id.serial.as_bytes());
-    designator(&mut d, 0x2, 0x01, &t10);
+    designator(&mut d, 0x2, 0x01, &id.t10_vendor_id());
+    // LU: EUI-64 (type 2) and SCSI name string "naa.<hex>" (type 8), both derived
+    // from the NAA, so EXTENDED COPY CSCDs may name the LU any of these ways.
+    designator(&mut d, 0x1, 0x02, &id.eui64());
+    designator(&mut d, 0x3, 0x08, &name_string(&id.scsi_name()));
     // Target port: SCSI name string "<target>,t,0x<tpgt>" (PIV, association 01b, type 8).
     let port = name_string(&format!("{},t,0x{:04x}", nexus.target_name, nexus.tpgt));
     designator(&mut d, 0x3, 0x80 | 0x10 | 0x08, &port);

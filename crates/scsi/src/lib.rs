@@ -21,7 +21,8 @@ pub mod pr;
 pub mod report;
 pub mod sbc;
 pub mod sense;
+pub mod tpc;
 
 pub use cdb::Command;
-pub use lu::{LogicalUnit, LuIdentity, Nexus, Outcome};
+pub use lu::{Ctx, LogicalUnit, LuIdentity, Nexus, Outcome};
 pub use sense::{Asc, Sense, SenseKey};

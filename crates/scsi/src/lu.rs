@@ -2,6 +2,7 @@
 //! reservation, unit attentions, start/stop), and command execution.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use backstore::Backstore;
@@ -44,6 +45,16 @@ impl Nexus {
     }
 }
 
+/// What a command runs with besides its CDB and data: the transport's Expected Data
+/// Transfer Length, the flag that TMFs and session loss raise to abort it, and the
+/// server's copy manager.
+#[derive(Clone, Copy, Debug)]
+pub struct Ctx<'a> {
+    pub edtl: u32,
+    pub abort: &'a AtomicBool,
+    pub copy: Option<&'a dyn crate::tpc::CopyManager>,
+}
+
 /// What the LU says about itself in INQUIRY and VPD pages.
 #[derive(Debug, Clone)]
 pub struct LuIdentity {
@@ -53,6 +64,40 @@ pub struct LuIdentity {
     pub serial: String,
     /// NAA type 6 designator (16 bytes), unique per LU across the server.
     pub naa: [u8; 16],
+}
+
+impl LuIdentity {
+    /// EUI-64 designator: the NAA's company ID, then its last 40 bits.
+    pub fn eui64(&self) -> [u8; 8] {
+        let company = u32::from_be_bytes([self.naa[0], self.naa[1], self.naa[2], self.naa[3]]) >> 4;
+        let c = (company & 0x00ff_ffff).to_be_bytes();
+        let mut e = [0u8; 8];
+        e[..3].copy_from_slice(&c[1..]);
+        e[3..].copy_from_slice(&self.naa[11..]);
+        e
+    }
+
+    /// SCSI name string designator of the LU: "naa." and the NAA in hex.
+    pub fn scsi_name(&self) -> String {
+        let mut s = String::from("naa.");
+        for b in self.naa {
+            s.push_str(&format!("{b:02X}"));
+        }
+        s
+    }
+
+    /// T10 vendor ID designator: vendor padded to 8 bytes, then the serial.
+    pub fn t10_vendor_id(&self) -> Vec<u8> {
+        let mut t10 = vec![b' '; 8];
+        for (d, c) in t10
+            .iter_mut()
+            .zip(self.vendor.bytes().filter(|b| (0x20..0x7f).contains(b)))
+        {
+            *d = c;
+        }
+        t10.extend_from_slice(self.serial.as_bytes());
+        t10
+    }
 }
 
 /// Result of one command. Data-In, if any, is the first `data_in_len` bytes of the
@@ -136,6 +181,14 @@ pub struct LogicalUnit {
     state: Mutex<State>,
 }
 
+/// Why the copy manager may not touch an LU for an initiator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    Sense(Sense),
+    /// RESERVATION CONFLICT.
+    Conflict,
+}
+
 /// Which events raise which unit attention (SAM-5 6.3, SPC-4 5.14).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResetKind {
@@ -193,7 +246,7 @@ impl LogicalUnit {
         self.thin
     }
 
-    pub(crate) fn locks(&self) -> &RangeLocks {
+    pub fn locks(&self) -> &RangeLocks {
         &self.locks
     }
 
@@ -304,7 +357,7 @@ impl LogicalUnit {
         &self,
         nexus: &Nexus,
         cmd: Result<Command, Sense>,
-        edtl: u32,
+        ctx: Ctx<'_>,
         data_out: &[u8],
         data_in: &mut Vec<u8>,
     ) -> Outcome {
@@ -313,7 +366,7 @@ impl LogicalUnit {
             Ok(snap) => {
                 let out = match cmd {
                     Ok(c) => self
-                        .dispatch(nexus, &snap, c, edtl, data_out, data_in)
+                        .dispatch(nexus, &snap, c, ctx, data_out, data_in)
                         .unwrap_or_else(Outcome::check),
                     Err(sense) => Outcome::check(sense),
                 };
@@ -423,11 +476,12 @@ impl LogicalUnit {
         nexus: &Nexus,
         snap: &Snapshot,
         cmd: Command,
-        edtl: u32,
+        ctx: Ctx<'_>,
         data_out: &[u8],
         data_in: &mut Vec<u8>,
     ) -> Result<Outcome, Sense> {
         let bs = self.block_size;
+        let edtl = ctx.edtl;
         match cmd {
             Command::TestUnitReady => {
                 Self::check_ready(snap)?;
@@ -783,11 +837,79 @@ impl LogicalUnit {
                 };
                 self.persistent_reserve_out(nexus, sa, scope, kind, params)
             }
+            Command::ExtendedCopy { len } => {
+                let Some(copy) = ctx.copy else {
+                    return Err(Sense::invalid_opcode());
+                };
+                Self::check_ready(snap)?;
+                let Some(params) = data_out.get(..len as usize) else {
+                    return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
+                };
+                if params.is_empty() {
+                    return Ok(Outcome::good(0));
+                }
+                copy.extended_copy(self, nexus, params, ctx.abort)?;
+                Ok(Outcome::good(0))
+            }
+            Command::ReceiveCopyResults { sa, list_id, alloc } => {
+                let Some(copy) = ctx.copy else {
+                    return Err(Sense::invalid_opcode());
+                };
+                let bytes = copy.receive_copy_results(self, nexus, sa, list_id)?;
+                Ok(fill(data_in, &bytes, alloc))
+            }
             Command::GetLbaStatus { lba, alloc } => {
                 Self::check_ready(snap)?;
                 let bytes = self.lba_status(lba, alloc)?;
                 Ok(fill(data_in, &bytes, alloc))
             }
+        }
+    }
+
+    /// Whether the copy manager may read (or, with `write`, write) this LU on behalf
+    /// of `nexus`: ready, not write protected, no reservation in the way.
+    pub fn check_copy_access(&self, nexus: &Nexus, write: bool) -> Result<(), Denied> {
+        let st = self.state();
+        if st.stopped {
+            return Err(Denied::Sense(Sense::new(
+                SenseKey::NOT_READY,
+                Asc::LU_NOT_READY_INIT_REQUIRED,
+            )));
+        }
+        if write && (self.read_only || st.mode.swp) {
+            return Err(Denied::Sense(Sense::write_protected()));
+        }
+        if st.reserved_by.is_some_and(|h| h != nexus.id) {
+            return Err(Denied::Conflict);
+        }
+        let probe = if write {
+            Command::Write {
+                lba: 0,
+                blocks: 0,
+                fua: false,
+            }
+        } else {
+            Command::Read {
+                lba: 0,
+                blocks: 0,
+                fua: false,
+            }
+        };
+        if st.pr.conflicts(&nexus.key(), &probe) {
+            return Err(Denied::Conflict);
+        }
+        Ok(())
+    }
+
+    /// PERSISTENT RESERVE OUT / REGISTER for `nexus` (the copy manager's segment 14h).
+    pub fn pr_register(&self, nexus: &Nexus, key: u64, sark: u64) -> Result<(), Denied> {
+        let mut p = [0u8; 24];
+        p[..8].copy_from_slice(&key.to_be_bytes());
+        p[8..16].copy_from_slice(&sark.to_be_bytes());
+        match self.persistent_reserve_out(nexus, 0, 0, 0, &p) {
+            Ok(o) if o.status == status::GOOD => Ok(()),
+            Ok(_) => Err(Denied::Conflict),
+            Err(s) => Err(Denied::Sense(s)),
         }
     }
 

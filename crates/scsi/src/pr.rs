@@ -166,6 +166,10 @@ fn access(cmd: &Command) -> Access {
         | ReadCapacity16 { .. }
         | PersistentReserveIn { .. }
         | PersistentReserveOut { .. }
+        // The copy manager checks each CSCD's reservation for the reads and
+        // writes it does on the initiator's behalf.
+        | ExtendedCopy { .. }
+        | ReceiveCopyResults { .. }
         | PreventAllow { prevent: 0 } => Access::Any,
         Read { .. }
         | Verify { .. }

@@ -45,6 +45,16 @@ impl std::fmt::Debug for Asc {
 
 impl Asc {
     pub const NO_ADDITIONAL_SENSE: Self = Self(0x0000);
+    pub const OPERATION_IN_PROGRESS: Self = Self(0x0016);
+    pub const UNREACHABLE_COPY_TARGET: Self = Self(0x0804);
+    pub const THIRD_PARTY_DEVICE_FAILURE: Self = Self(0x0d01);
+    pub const COPY_TARGET_DEVICE_NOT_REACHABLE: Self = Self(0x0d02);
+    pub const TOO_MANY_TARGET_DESCRIPTORS: Self = Self(0x2606);
+    pub const UNSUPPORTED_TARGET_DESCRIPTOR_TYPE: Self = Self(0x2607);
+    pub const TOO_MANY_SEGMENT_DESCRIPTORS: Self = Self(0x2608);
+    pub const UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE: Self = Self(0x2609);
+    pub const INLINE_DATA_LENGTH_EXCEEDED: Self = Self(0x260b);
+    pub const INSUFFICIENT_RESOURCES: Self = Self(0x5503);
     pub const LU_NOT_READY_INIT_REQUIRED: Self = Self(0x0402);
     pub const INVALID_FIELD_IN_INFORMATION_UNIT: Self = Self(0x0e03);
     pub const DATA_PHASE_ERROR: Self = Self(0x4b00);

@@ -64,6 +64,8 @@ pub struct Initiator {
     pub first_burst: usize,
     pub immediate_data: bool,
     pub initial_r2t: bool,
+    /// Completed responses of other tasks seen while waiting for one.
+    stash: std::collections::HashMap<u32, ScsiResult>,
 }
 
 impl Initiator {
@@ -83,6 +85,7 @@ impl Initiator {
             first_burst: 65536,
             immediate_data: true,
             initial_r2t: true,
+            stash: std::collections::HashMap::new(),
         })
     }
 
@@ -308,10 +311,49 @@ impl Initiator {
             off += len;
             sn += 1;
         }
+        self.collect(itt, wdata)
+    }
+
+    /// Sends a command with all of `data` as immediate data and returns its ITT
+    /// without waiting: several tasks can then be in flight on this session. The
+    /// data must fit FirstBurstLength and the target's MaxRecvDataSegmentLength.
+    pub fn start(&mut self, lun: u16, cdb: &[u8], read_len: u32, data: &[u8]) -> io::Result<u32> {
+        let itt = self.itt();
+        let write = !data.is_empty();
+        let edtl = if write { data.len() as u32 } else { read_len };
+        let mut bhs = self.command_bhs(itt, lun, cdb, edtl, read_len > 0, write, true);
+        bhs[5..8].copy_from_slice(&(data.len() as u32).to_be_bytes()[1..]);
+        self.send(&bhs, data)?;
+        Ok(itt)
+    }
+
+    /// Waits for the task `itt` started with [`Initiator::start`].
+    pub fn wait(&mut self, itt: u32) -> io::Result<ScsiResult> {
+        if let Some(r) = self.stash.remove(&itt) {
+            return Ok(r);
+        }
+        self.collect(itt, &[])
+    }
+
+    /// Runs the target's side of task `itt` to its status: answers its R2Ts from
+    /// `wdata`, gathers its Data-In, and keeps other tasks' responses for later.
+    fn collect(&mut self, itt: u32, wdata: &[u8]) -> io::Result<ScsiResult> {
         let mut res = ScsiResult::default();
+        let mut others: std::collections::HashMap<u32, ScsiResult> = Default::default();
         loop {
             let f = self.recv()?;
             let op = f.bhs[0] & 0x3f;
+            let fitt = be32(&f.bhs, 16);
+            if fitt != itt && matches!(op, opcode::DATA_IN | opcode::SCSI_RESPONSE) {
+                let o = others.entry(fitt).or_default();
+                let done = Self::absorb(o, &f);
+                if done {
+                    if let Some(r) = others.remove(&fitt) {
+                        self.stash.insert(fitt, r);
+                    }
+                }
+                continue;
+            }
             match op {
                 opcode::R2T => {
                     res.r2ts += 1;
@@ -330,29 +372,10 @@ impl Initiator {
                         dsn += 1;
                     }
                 }
-                opcode::DATA_IN => {
-                    res.data_in_pdus += 1;
-                    let offset = be32(&f.bhs, 40) as usize;
-                    if res.data.len() < offset + f.data.len() {
-                        res.data.resize(offset + f.data.len(), 0);
-                    }
-                    res.data[offset..offset + f.data.len()].copy_from_slice(&f.data);
-                    if f.bhs[1] & 0x01 != 0 {
-                        res.status = f.bhs[3];
-                        res.residual_flags = f.bhs[1] & 0x06;
-                        res.residual = be32(&f.bhs, 44);
+                opcode::DATA_IN | opcode::SCSI_RESPONSE => {
+                    if Self::absorb(&mut res, &f) {
                         return Ok(res);
                     }
-                }
-                opcode::SCSI_RESPONSE => {
-                    res.status = f.bhs[3];
-                    res.residual_flags = f.bhs[1] & 0x06;
-                    res.residual = be32(&f.bhs, 44);
-                    if f.data.len() >= 2 {
-                        let n = usize::from(u16::from_be_bytes([f.data[0], f.data[1]]));
-                        res.sense = f.data.get(2..2 + n).unwrap_or(&[]).to_vec();
-                    }
-                    return Ok(res);
                 }
                 opcode::NOP_IN | opcode::ASYNC_MSG => {}
                 other => {
@@ -363,6 +386,33 @@ impl Initiator {
                 }
             }
         }
+    }
+
+    /// Adds a Data-In or SCSI Response PDU to `res`; true when it carried status.
+    fn absorb(res: &mut ScsiResult, f: &Frame) -> bool {
+        if f.bhs[0] & 0x3f == opcode::DATA_IN {
+            res.data_in_pdus += 1;
+            let offset = be32(&f.bhs, 40) as usize;
+            if res.data.len() < offset + f.data.len() {
+                res.data.resize(offset + f.data.len(), 0);
+            }
+            res.data[offset..offset + f.data.len()].copy_from_slice(&f.data);
+            if f.bhs[1] & 0x01 != 0 {
+                res.status = f.bhs[3];
+                res.residual_flags = f.bhs[1] & 0x06;
+                res.residual = be32(&f.bhs, 44);
+                return true;
+            }
+            return false;
+        }
+        res.status = f.bhs[3];
+        res.residual_flags = f.bhs[1] & 0x06;
+        res.residual = be32(&f.bhs, 44);
+        if f.data.len() >= 2 {
+            let n = usize::from(u16::from_be_bytes([f.data[0], f.data[1]]));
+            res.sense = f.data.get(2..2 + n).unwrap_or(&[]).to_vec();
+        }
+        true
     }
 
     /// NOP-Out ping with data; returns the echoed data.

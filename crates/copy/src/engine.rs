@@ -1,0 +1,209 @@
+//! Moves one segment's bytes from a source LU to a destination LU, straight through
+//! their backstores, never through SCSI or iSCSI.
+//!
+//! Work goes in windows of [`WINDOW`] bytes. Before each window the abort flag is
+//! checked (TMF, LU reset, session loss stop a copy within one window) and the
+//! window's blocks are range-locked like a write: source shared, destination
+//! exclusive, always in one global order so two copies cannot deadlock. Inside a
+//! window the fastest path wins: reflink / copy_file_range between files, page
+//! copies between RAM stores, otherwise a pipeline of bounce buffers with a reader
+//! thread running ahead of the writer ([`PIPELINE_DEPTH`] × [`BOUNCE_CHUNK`] of
+//! memory at most).
+//!
+//! Overlapping ranges on one LU behave like memmove: windows run backwards when the
+//! destination is above the source, and each window is read whole before it is
+//! written.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::sync_channel;
+
+use backstore::{copy_native, CopyReport};
+use scsi::locks::RangeGuard;
+use scsi::LogicalUnit;
+
+/// Bytes per lock/abort window.
+pub const WINDOW: u64 = 32 << 20;
+/// Window for overlapping copies on one LU (read whole, then written).
+const OVERLAP_WINDOW: u64 = 4 << 20;
+/// Bounce buffer size and how many may be in flight.
+pub const BOUNCE_CHUNK: usize = 2 << 20;
+pub const PIPELINE_DEPTH: usize = 4;
+
+/// Bytes moved per path, for the per-LU counters.
+#[derive(Debug, Default)]
+pub struct PathCounters {
+    pub reflink: AtomicU64,
+    pub copy_file_range: AtomicU64,
+    pub memcpy: AtomicU64,
+    pub bounce: AtomicU64,
+}
+
+impl PathCounters {
+    fn add(&self, r: CopyReport) {
+        self.reflink.fetch_add(r.reflink, Ordering::Relaxed);
+        self.copy_file_range
+            .fetch_add(r.copy_file_range, Ordering::Relaxed);
+        self.memcpy.fetch_add(r.memcpy, Ordering::Relaxed);
+    }
+}
+
+/// Why a segment stopped.
+#[derive(Debug)]
+pub enum Stop {
+    Aborted,
+    /// Backstore I/O error: which side, and the error.
+    Io {
+        write: bool,
+        error: std::io::Error,
+    },
+}
+
+/// One byte range to copy.
+#[derive(Debug, Clone, Copy)]
+pub struct Range {
+    pub src_off: u64,
+    pub dst_off: u64,
+    pub len: u64,
+}
+
+fn block_span(lu: &LogicalUnit, off: u64, len: u64) -> (u64, u64) {
+    let bs = u64::from(lu.block_size());
+    let first = off / bs;
+    let last = (off + len).div_ceil(bs);
+    (first, last - first)
+}
+
+/// Takes the window's locks in a global order (LU address, then block).
+fn lock_window<'a>(src: &'a LogicalUnit, dst: &'a LogicalUnit, r: Range) -> Vec<RangeGuard<'a>> {
+    let (s_lba, s_n) = block_span(src, r.src_off, r.len);
+    let (d_lba, d_n) = block_span(dst, r.dst_off, r.len);
+    if std::ptr::eq(src, dst) {
+        let start = s_lba.min(d_lba);
+        let end = (s_lba + s_n).max(d_lba + d_n);
+        if s_lba < d_lba + d_n && d_lba < s_lba + s_n {
+            // Overlapping: one exclusive lock over both.
+            return vec![dst.locks().lock(start, end - start, true)];
+        }
+    }
+    let mut reqs = [
+        (src as *const LogicalUnit as usize, s_lba, s_n, false, src),
+        (dst as *const LogicalUnit as usize, d_lba, d_n, true, dst),
+    ];
+    reqs.sort_by_key(|r| (r.0, r.1));
+    reqs.iter()
+        .map(|&(_, lba, n, excl, lu)| lu.locks().lock(lba, n, excl))
+        .collect()
+}
+
+/// Copies `r` from `src` to `dst`, adding to `progress` as windows complete.
+pub fn copy_range(
+    src: &LogicalUnit,
+    dst: &LogicalUnit,
+    r: Range,
+    abort: &AtomicBool,
+    progress: &AtomicU64,
+    paths: &PathCounters,
+) -> Result<(), Stop> {
+    let same = std::ptr::eq(src, dst);
+    let overlap = same && r.src_off < r.dst_off + r.len && r.dst_off < r.src_off + r.len;
+    let window = if overlap { OVERLAP_WINDOW } else { WINDOW };
+    let count = r.len.div_ceil(window);
+    let backwards = overlap && r.dst_off > r.src_off;
+    for i in 0..count {
+        if abort.load(Ordering::Acquire) {
+            return Err(Stop::Aborted);
+        }
+        let k = if backwards { count - 1 - i } else { i };
+        let at = k * window;
+        let w = Range {
+            src_off: r.src_off + at,
+            dst_off: r.dst_off + at,
+            len: window.min(r.len - at),
+        };
+        let _locks = lock_window(src, dst, w);
+        if overlap {
+            copy_whole(src, dst, w)?;
+            paths.bounce.fetch_add(w.len, Ordering::Relaxed);
+        } else {
+            match copy_native(
+                src.backstore().as_ref(),
+                w.src_off,
+                dst.backstore().as_ref(),
+                w.dst_off,
+                w.len,
+            ) {
+                Ok(Some(rep)) => paths.add(rep),
+                Ok(None) => {
+                    bounce(src, dst, w)?;
+                    paths.bounce.fetch_add(w.len, Ordering::Relaxed);
+                }
+                Err(error) => return Err(Stop::Io { write: true, error }),
+            }
+        }
+        progress.fetch_add(w.len, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Reads the window whole, then writes it (memmove semantics within a window).
+fn copy_whole(src: &LogicalUnit, dst: &LogicalUnit, w: Range) -> Result<(), Stop> {
+    let mut buf = vec![0u8; w.len as usize];
+    src.backstore()
+        .read_at(&mut buf, w.src_off)
+        .map_err(|error| Stop::Io {
+            write: false,
+            error,
+        })?;
+    dst.backstore()
+        .write_at(&buf, w.dst_off, false)
+        .map_err(|error| Stop::Io { write: true, error })
+}
+
+/// Reader thread fills bounce buffers ahead of the writer; buffers are recycled, so
+/// memory stays at PIPELINE_DEPTH × BOUNCE_CHUNK whatever the window.
+fn bounce(src: &LogicalUnit, dst: &LogicalUnit, w: Range) -> Result<(), Stop> {
+    let (full_tx, full_rx) = sync_channel::<(u64, Vec<u8>)>(PIPELINE_DEPTH);
+    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(PIPELINE_DEPTH);
+    for _ in 0..PIPELINE_DEPTH {
+        let _ = free_tx.send(vec![0u8; BOUNCE_CHUNK]);
+    }
+    std::thread::scope(|s| {
+        let reader = s.spawn(move || -> Result<(), std::io::Error> {
+            let mut at = 0u64;
+            while at < w.len {
+                let Ok(mut buf) = free_rx.recv() else {
+                    return Ok(()); // writer stopped
+                };
+                let n = (w.len - at).min(BOUNCE_CHUNK as u64) as usize;
+                buf.resize(n, 0);
+                src.backstore().read_at(&mut buf, w.src_off + at)?;
+                if full_tx.send((at, buf)).is_err() {
+                    return Ok(());
+                }
+                at += n as u64;
+            }
+            Ok(())
+        });
+        let mut result = Ok(());
+        for (at, buf) in full_rx.iter() {
+            if let Err(error) = dst.backstore().write_at(&buf, w.dst_off + at, false) {
+                result = Err(Stop::Io { write: true, error });
+                break;
+            }
+            let _ = free_tx.send(buf);
+        }
+        drop(free_tx);
+        drop(full_rx);
+        match reader.join() {
+            Ok(Ok(())) => result,
+            Ok(Err(error)) => Err(Stop::Io {
+                write: false,
+                error,
+            }),
+            Err(_) => Err(Stop::Io {
+                write: false,
+                error: std::io::Error::other("copy reader panicked"),
+            }),
+        }
+    })
+}

@@ -1,0 +1,154 @@
+//! Third-party copy as the device server sees it (SPC-4 6.3-6.4, 7.8.17): the limits
+//! the copy manager enforces, what VPD 0x8F and RECEIVE COPY OPERATING PARAMETERS say
+//! about them, and the [`CopyManager`] interface the daemon plugs in. The parser and
+//! engine live in the `copy` crate; every number advertised here is the constant its
+//! parser checks.
+
+use std::sync::atomic::AtomicBool;
+
+use crate::lu::{LogicalUnit, Nexus};
+use crate::sense::Sense;
+
+/// Most CSCD descriptors in one parameter list.
+pub const MAX_CSCD_DESCRIPTORS: u16 = 64;
+/// Most segment descriptors in one parameter list.
+pub const MAX_SEGMENT_DESCRIPTORS: u16 = 64;
+/// Largest CSCD + segment descriptor lists, in bytes.
+pub const MAX_DESCRIPTOR_LIST_LENGTH: u32 = 8192;
+/// Largest segment, in bytes: a block→block segment may name 65535 blocks of up to
+/// 4096 bytes (the 16-bit count), so the limit is what that field allows.
+pub const MAX_SEGMENT_LENGTH: u32 = 65535 * 4096;
+/// Inline data is not used by any implemented segment type.
+pub const MAX_INLINE_DATA_LENGTH: u32 = 0;
+/// Concurrent copies per logical unit that received them.
+pub const MAX_CONCURRENT_COPIES: u16 = 64;
+/// Segment descriptor codes implemented, then CSCD codes (SPC-4 Table 109, 110).
+pub const IMPLEMENTED_DESCRIPTORS: &[u8] = &[0x02, 0x07, 0x0a, 0x14, 0xe4];
+/// CSCD ID 0xFFFF: the logical unit that received the EXTENDED COPY.
+pub const CSCD_ID_RECEIVING_LU: u16 = 0xffff;
+
+/// The daemon's copy manager: resolves CSCDs through the nexus's access rights and
+/// moves the data. Runs on the blocking pool; `abort` becomes true when the command
+/// is aborted (ABORT TASK, LU reset, session loss).
+pub trait CopyManager: Send + Sync + std::fmt::Debug {
+    fn extended_copy(
+        &self,
+        lu: &LogicalUnit,
+        nexus: &Nexus,
+        params: &[u8],
+        abort: &AtomicBool,
+    ) -> Result<(), Sense>;
+
+    /// RECEIVE COPY RESULTS service actions 00h (status), 03h (operating parameters)
+    /// and 04h (failure details).
+    fn receive_copy_results(
+        &self,
+        lu: &LogicalUnit,
+        nexus: &Nexus,
+        sa: u8,
+        list_id: u8,
+    ) -> Result<Vec<u8>, Sense>;
+}
+
+/// RECEIVE COPY OPERATING PARAMETERS data (SPC-4 6.22.4).
+pub fn operating_parameters() -> Vec<u8> {
+    let mut b = vec![0u8; 44];
+    b[4] = 0x01; // SNLID: LIST ID USAGE 11b supported
+    b[8..10].copy_from_slice(&MAX_CSCD_DESCRIPTORS.to_be_bytes());
+    b[10..12].copy_from_slice(&MAX_SEGMENT_DESCRIPTORS.to_be_bytes());
+    b[12..16].copy_from_slice(&MAX_DESCRIPTOR_LIST_LENGTH.to_be_bytes());
+    b[16..20].copy_from_slice(&MAX_SEGMENT_LENGTH.to_be_bytes());
+    b[20..24].copy_from_slice(&MAX_INLINE_DATA_LENGTH.to_be_bytes());
+    // HELD DATA LIMIT 0 (no hold-data segments), stream size 0.
+    b[34..36].copy_from_slice(&MAX_CONCURRENT_COPIES.to_be_bytes());
+    b[36] = MAX_CONCURRENT_COPIES.min(255) as u8;
+    b[37] = 9; // data segment granularity 2^9: one 512-byte block
+    b[43] = IMPLEMENTED_DESCRIPTORS.len() as u8;
+    b.extend_from_slice(IMPLEMENTED_DESCRIPTORS);
+    let avail = (b.len() - 4) as u32;
+    b[..4].copy_from_slice(&avail.to_be_bytes());
+    b
+}
+
+fn tpc_descriptor(out: &mut Vec<u8>, kind: u16, mut body: Vec<u8>) {
+    while !(body.len() + 4).is_multiple_of(4) {
+        body.push(0);
+    }
+    out.extend_from_slice(&kind.to_be_bytes());
+    out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    out.extend_from_slice(&body);
+}
+
+/// Third Party Copy VPD page body (SPC-4 7.8.17): Supported Commands, Parameter Data,
+/// Supported Descriptors, Supported CSCD IDs and General Copy Operations descriptors.
+pub fn vpd_page() -> Vec<u8> {
+    let mut d = Vec::new();
+    // Supported Commands (0001h): list length, then opcode, SA count, SAs.
+    let cmds: &[(u8, &[u8])] = &[(0x83, &[0x00]), (0x84, &[0x00, 0x03, 0x04])];
+    let mut list = Vec::new();
+    for (op, sas) in cmds {
+        list.push(*op);
+        list.push(sas.len() as u8);
+        list.extend_from_slice(sas);
+    }
+    let mut body = vec![list.len() as u8];
+    body.extend_from_slice(&list);
+    tpc_descriptor(&mut d, 0x0001, body);
+    // Parameter Data (0008h).
+    let mut body = vec![0u8; 28];
+    body[4..6].copy_from_slice(&MAX_CSCD_DESCRIPTORS.to_be_bytes());
+    body[6..8].copy_from_slice(&MAX_SEGMENT_DESCRIPTORS.to_be_bytes());
+    body[8..12].copy_from_slice(&MAX_DESCRIPTOR_LIST_LENGTH.to_be_bytes());
+    body[12..16].copy_from_slice(&MAX_INLINE_DATA_LENGTH.to_be_bytes());
+    tpc_descriptor(&mut d, 0x0008, body);
+    // Supported Descriptors (0004h).
+    let mut body = vec![IMPLEMENTED_DESCRIPTORS.len() as u8];
+    body.extend_from_slice(IMPLEMENTED_DESCRIPTORS);
+    tpc_descriptor(&mut d, 0x0004, body);
+    // Supported CSCD IDs (000Ch).
+    let mut body = 2u16.to_be_bytes().to_vec();
+    body.extend_from_slice(&CSCD_ID_RECEIVING_LU.to_be_bytes());
+    tpc_descriptor(&mut d, 0x000c, body);
+    // General Copy Operations (8001h).
+    let mut body = vec![0u8; 28];
+    body[0..4].copy_from_slice(&u32::from(MAX_CONCURRENT_COPIES).to_be_bytes());
+    body[4..8].copy_from_slice(&u32::from(MAX_CONCURRENT_COPIES).to_be_bytes());
+    body[8..12].copy_from_slice(&MAX_SEGMENT_LENGTH.to_be_bytes());
+    body[12] = 9;
+    tpc_descriptor(&mut d, 0x8001, body);
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vpd_descriptors_are_well_formed() {
+        let d = vpd_page();
+        let mut at = 0;
+        let mut kinds = Vec::new();
+        while at < d.len() {
+            let kind = u16::from_be_bytes([d[at], d[at + 1]]);
+            let len = usize::from(u16::from_be_bytes([d[at + 2], d[at + 3]]));
+            assert_eq!((len + 4) % 4, 0, "descriptor {kind:#x} padded");
+            kinds.push(kind);
+            at += 4 + len;
+        }
+        assert_eq!(at, d.len());
+        assert_eq!(kinds, vec![0x0001, 0x0008, 0x0004, 0x000c, 0x8001]);
+        // 0x84 lists SA 00h (what libiscsi's CopyStatus test looks for).
+        assert_eq!(&d[4..12], &[8, 0x83, 1, 0x00, 0x84, 3, 0x00, 0x03][..]);
+    }
+
+    #[test]
+    fn operating_parameters_match_the_constants() {
+        let p = operating_parameters();
+        assert_eq!(
+            u32::from_be_bytes(p[..4].try_into().unwrap()) as usize,
+            p.len() - 4
+        );
+        assert_eq!(u16::from_be_bytes([p[8], p[9]]), MAX_CSCD_DESCRIPTORS);
+        assert_eq!(&p[44..], IMPLEMENTED_DESCRIPTORS);
+    }
+}
