@@ -30,8 +30,8 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-# 1 GiB files, fully written so neither target reads holes.
-for f in ox tgt; do dd if=/dev/urandom of="$work/$f.img" bs=1M count=1024 status=none; done
+# 1 GiB files, fully written so neither target reads holes (copy-src feeds the ATS-under-copy run).
+for f in ox tgt copy-src; do dd if=/dev/urandom of="$work/$f.img" bs=1M count=1024 status=none; done
 
 cat >"$work/oxtgt.toml" <<EOC
 [server]
@@ -43,6 +43,16 @@ open_access = true
 id = 0
 backstore = "file"
 path = "$work/ox.img"
+# Two 1 GiB RAM LUNs copied back and forth by EXTENDED COPY during the ATS run.
+[[target.lun]]
+id = 1
+backstore = "file"
+path = "$work/copy-src.img"
+size = "1GiB"
+[[target.lun]]
+id = 2
+backstore = "ram"
+size = "1GiB"
 EOC
 OXTGT_LOG=warn target/release/oxtgt serve --config "$work/oxtgt.toml" >/dev/null &
 ox_pid=$!
@@ -91,8 +101,13 @@ done
 printf '\n%-26s %10s %10s %10s %10s\n' "ats (1-block CAW)" samples p50_us p99_us max_us
 for target in ox tgt; do
     if [ "$target" = ox ]; then ep=("${ox_ep[@]}"); else ep=("${tgt_ep[@]}"); fi
-    for w in 0 16; do
-        a=$(ld ats "${ep[@]}" "$w" 65536 "$secs")
+    for w in 0 16 16+copy; do
+        [ "$w" = 16+copy ] && [ "$target" = tgt ] && continue
+        if [ "$w" = 16+copy ]; then
+            a=$(ld ats "${ep[@]}" 16 65536 "$secs" 1 2)
+        else
+            a=$(ld ats "${ep[@]}" "$w" 65536 "$secs")
+        fi
         printf '%-26s %10s %10s %10s %10s\n' "$target, $w writers of 64k" \
             "$(num 'samples [0-9]+' "$a")" "$(num 'p50_us [0-9]+' "$a")" "$(num 'p99_us [0-9]+' "$a")" "$(num 'max_us [0-9]+' "$a")"
         [ -n "$(num 'samples [0-9]+' "$a")" ] || echo "  ($target: $a)"

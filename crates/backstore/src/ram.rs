@@ -78,11 +78,11 @@ impl RamBackstore {
                 let sp = src.pages[(from / PAGE as u64) as usize]
                     .read()
                     .map_err(|_| poisoned())?;
-                match sp.as_deref() {
-                    None => *g = None,
-                    Some(p) => g
-                        .get_or_insert_with(|| vec![0u8; PAGE].into_boxed_slice())
-                        .copy_from_slice(p),
+                match (sp.as_deref(), g.as_mut()) {
+                    (None, _) => *g = None,
+                    (Some(p), Some(d)) => d.copy_from_slice(p),
+                    // A fresh page is one copy of the source, not zeroed first.
+                    (Some(p), None) => *g = Some(Box::from(p)),
                 }
                 continue;
             }

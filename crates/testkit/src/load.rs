@@ -189,7 +189,9 @@ fn percentiles(mut v: Vec<Duration>) -> Latency {
 
 /// An ESXi-style ATS heartbeat: one session doing one-block COMPARE AND WRITE on
 /// `lba` back to back for `secs`, while `writers` other sessions write `io_bytes`
-/// randomly over blocks `[lba + 1024, lba + 1024 + span)`. Every CAW must succeed.
+/// randomly over blocks `[lba + 1024, lba + 1024 + span)`, and, with `copy` =
+/// (source LUN, destination LUN, blocks), another session runs EXTENDED COPY of
+/// that LU pair over and over. Every CAW must succeed.
 pub fn ats_latency(
     ep: &Endpoint,
     lba: u64,
@@ -197,10 +199,22 @@ pub fn ats_latency(
     io_bytes: u32,
     span_blocks: u64,
     secs: f64,
+    copy: Option<(u16, u16, u64)>,
 ) -> io::Result<Latency> {
     let bs = ep.block_size as usize;
     let stop = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::new();
+    let copies = Arc::new(AtomicU64::new(0));
+    if let Some((src, dst, blocks)) = copy {
+        let (ep, stop, copies) = (ep.clone(), stop.clone(), copies.clone());
+        handles.push(std::thread::spawn(move || -> io::Result<()> {
+            while !stop.load(Ordering::Relaxed) {
+                xcopy(&ep, src, dst, blocks)?;
+                copies.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        }));
+    }
     for w in 0..writers {
         let mut ini = ep.session(100 + w)?;
         let lun = ep.lun;
@@ -362,4 +376,114 @@ pub fn soak(
         total.errors += r.errors;
     }
     Ok(total)
+}
+
+/// The NAA designator (VPD 0x83, LU association) of LUN `lun`.
+pub fn naa(i: &mut Initiator, lun: u16) -> io::Result<[u8; 16]> {
+    let r = i.scsi(lun, &cdb::inquiry(true, 0x83, 1024), 1024, None)?;
+    let d = &r.data;
+    let mut at = 4;
+    while at + 4 <= d.len() {
+        let (kind, assoc, len) = (
+            d[at + 1] & 0x0f,
+            (d[at + 1] >> 4) & 3,
+            usize::from(d[at + 3]),
+        );
+        if kind == 3 && assoc == 0 && len == 16 && at + 20 <= d.len() {
+            let mut n = [0u8; 16];
+            n.copy_from_slice(&d[at + 4..at + 20]);
+            return Ok(n);
+        }
+        at += 4 + len;
+    }
+    Err(io::Error::other(format!("LUN {lun} has no NAA designator")))
+}
+
+/// Copies `blocks` blocks from LUN `src` to LUN `dst` (same LBAs) with EXTENDED
+/// COPY(LID1): one parameter list of 0x02 segments of up to 65535 blocks, sent to
+/// the destination, usage 10b. Returns the elapsed time.
+pub fn xcopy(ep: &Endpoint, src: u16, dst: u16, blocks: u64) -> io::Result<Duration> {
+    let mut i = ep.session(7)?;
+    let (ns, nd) = (naa(&mut i, src)?, naa(&mut i, dst)?);
+    let mut p = vec![0u8; 16];
+    p[1] = 2 << 3;
+    p[2..4].copy_from_slice(&64u16.to_be_bytes());
+    for n in [ns, nd] {
+        let mut d = [0u8; 32];
+        d[0] = 0xe4;
+        d[4] = 0x01;
+        d[5] = 0x03;
+        d[7] = 16;
+        d[8..24].copy_from_slice(&n);
+        d[29..32].copy_from_slice(&ep.block_size.to_be_bytes()[1..]);
+        p.extend_from_slice(&d);
+    }
+    let mut lba = 0u64;
+    let mut segs = 0u32;
+    while lba < blocks {
+        let n = (blocks - lba).min(0xffff);
+        let mut d = [0u8; 28];
+        d[0] = 0x02;
+        d[3] = 0x18;
+        d[7] = 1;
+        d[10..12].copy_from_slice(&(n as u16).to_be_bytes());
+        d[12..20].copy_from_slice(&lba.to_be_bytes());
+        d[20..28].copy_from_slice(&lba.to_be_bytes());
+        p.extend_from_slice(&d);
+        lba += n;
+        segs += 1;
+    }
+    p[8..12].copy_from_slice(&(segs * 28).to_be_bytes());
+    let mut c = [0u8; 16];
+    c[0] = 0x83;
+    c[10..14].copy_from_slice(&(p.len() as u32).to_be_bytes());
+    let t = Instant::now();
+    let r = i.scsi(dst, &c, 0, Some(&p))?;
+    let took = t.elapsed();
+    if r.status != 0 {
+        return Err(io::Error::other(format!(
+            "EXTENDED COPY failed: {:?}",
+            r.sense_code()
+        )));
+    }
+    Ok(took)
+}
+
+/// The same copy done by the host: READ then WRITE of 8 MiB at a time through
+/// `sessions` sessions, each taking every n-th chunk. Returns the elapsed time.
+pub fn host_copy(
+    ep: &Endpoint,
+    src: u16,
+    dst: u16,
+    blocks: u64,
+    sessions: u8,
+) -> io::Result<Duration> {
+    let chunk = (8u64 << 20) / u64::from(ep.block_size);
+    let t = Instant::now();
+    let mut handles = Vec::new();
+    for s in 0..sessions {
+        let mut i = ep.session(20 + s)?;
+        let bs = ep.block_size;
+        handles.push(std::thread::spawn(move || -> io::Result<()> {
+            let mut lba = u64::from(s) * chunk;
+            while lba < blocks {
+                let n = (blocks - lba).min(chunk) as u32;
+                let r = i.scsi(src, &cdb::read16(lba, n), n * bs, None)?;
+                if r.status != 0 {
+                    return Err(io::Error::other("READ failed"));
+                }
+                let w = i.scsi(dst, &cdb::write16(lba, n), 0, Some(&r.data))?;
+                if w.status != 0 {
+                    return Err(io::Error::other("WRITE failed"));
+                }
+                lba += chunk * u64::from(sessions);
+            }
+            Ok(())
+        }));
+    }
+    for h in handles {
+        h.join()
+            .map_err(|_| io::Error::other("copier panicked"))??;
+    }
+    Ok(t.elapsed())
 }

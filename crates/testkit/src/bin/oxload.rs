@@ -2,8 +2,10 @@
 //! any iSCSI target through testkit sessions.
 //!
 //!   oxload write ADDR TARGET LUN BLOCK_SIZE SESSIONS IO_BYTES seq|rand SECS
-//!   oxload ats   ADDR TARGET LUN BLOCK_SIZE WRITERS IO_BYTES SECS
+//!   oxload ats   ADDR TARGET LUN BLOCK_SIZE WRITERS IO_BYTES SECS [COPY_SRC COPY_DST]
 //!   oxload soak  ADDR TARGET LUN BLOCK_SIZE SESSIONS SECS
+//!   oxload xcopy ADDR TARGET SRC_LUN BLOCK_SIZE DST_LUN      (whole LU, EXTENDED COPY)
+//!   oxload hostcopy ADDR TARGET SRC_LUN BLOCK_SIZE DST_LUN SESSIONS (READ + WRITE)
 
 use std::process::ExitCode;
 
@@ -52,6 +54,19 @@ fn run(a: &[String]) -> Result<(), String> {
                 arg(a, 6, "IO_BYTES")?,
                 span - 2048,
                 arg(a, 7, "SECS")?,
+                match (a.get(8), a.get(9)) {
+                    (Some(_), Some(_)) => {
+                        let src: u16 = arg(a, 8, "COPY_SRC")?;
+                        let mut e = ep.clone();
+                        e.lun = src;
+                        Some((
+                            src,
+                            arg(a, 9, "COPY_DST")?,
+                            e.capacity_blocks().map_err(|e| e.to_string())?,
+                        ))
+                    }
+                    _ => None,
+                },
             )
             .map_err(|e| e.to_string())?;
             println!(
@@ -69,6 +84,32 @@ fn run(a: &[String]) -> Result<(), String> {
             if s.errors > 0 {
                 return Err(format!("{} verification errors", s.errors));
             }
+        }
+        "xcopy" => {
+            let t =
+                load::xcopy(&ep, ep.lun, arg(a, 5, "DST_LUN")?, cap).map_err(|e| e.to_string())?;
+            let bytes = cap * u64::from(ep.block_size);
+            println!(
+                "xcopy bytes {bytes} ms {:.3} GB/s {:.2}",
+                t.as_secs_f64() * 1e3,
+                bytes as f64 / t.as_secs_f64() / 1e9
+            );
+        }
+        "hostcopy" => {
+            let t = load::host_copy(
+                &ep,
+                ep.lun,
+                arg(a, 5, "DST_LUN")?,
+                cap,
+                arg(a, 6, "SESSIONS")?,
+            )
+            .map_err(|e| e.to_string())?;
+            let bytes = cap * u64::from(ep.block_size);
+            println!(
+                "hostcopy bytes {bytes} ms {:.3} GB/s {:.2}",
+                t.as_secs_f64() * 1e3,
+                bytes as f64 / t.as_secs_f64() / 1e9
+            );
         }
         other => return Err(format!("unknown mode {other:?}")),
     }
