@@ -80,6 +80,7 @@ struct RawLun {
     path: Option<Spanned<String>>,
     size: Option<Spanned<toml::Value>>,
     block_size: Option<Spanned<u32>>,
+    physical_block_size: Option<Spanned<u32>>,
     #[serde(default)]
     read_only: bool,
     thin: Option<bool>,
@@ -170,6 +171,9 @@ pub struct LunConfig {
     pub path: Option<PathBuf>,
     pub size: Option<u64>,
     pub block_size: u32,
+    /// Reported physical block size (READ CAPACITY(16) LBPPBE); 4096 over 512-byte
+    /// blocks is "512e".
+    pub physical_block_size: u32,
     pub read_only: bool,
     /// Thin provisioned (UNMAP, LBPME); RAM LUNs are by default.
     pub thin: bool,
@@ -518,6 +522,24 @@ impl Config {
                     let span = l.block_size.as_ref().map(|b| b.span());
                     cx.err(span, &format!("{key}.block_size"), "must be 512 or 4096");
                 }
+                let physical_block_size = match &l.physical_block_size {
+                    None => block_size,
+                    Some(p) => {
+                        let v = *p.get_ref();
+                        let ok = v >= block_size
+                            && v % block_size == 0
+                            && (v / block_size).is_power_of_two()
+                            && v / block_size <= 1 << 15;
+                        if !ok {
+                            cx.err(
+                                Some(p.span()),
+                                &format!("{key}.physical_block_size"),
+                                "must be the block size times a power of two",
+                            );
+                        }
+                        v
+                    }
+                };
                 let path = l.path.as_ref().map(|p| PathBuf::from(p.get_ref()));
                 match backstore {
                     BackstoreKind::Ram => {
@@ -638,6 +660,7 @@ impl Config {
                     path,
                     size,
                     block_size,
+                    physical_block_size,
                     read_only: l.read_only,
                     thin: l.thin.unwrap_or(backstore == BackstoreKind::Ram),
                     serial,

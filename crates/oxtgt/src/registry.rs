@@ -183,8 +183,9 @@ impl Registry {
                     serial: l.serial.clone(),
                     naa: l.naa,
                 };
-                let mut lu =
-                    LogicalUnit::new(identity, store, l.block_size, l.read_only).with_thin(l.thin);
+                let mut lu = LogicalUnit::new(identity, store, l.block_size, l.read_only)
+                    .with_thin(l.thin)
+                    .with_physical_block_size(l.physical_block_size);
                 if let Some(dir) = &cfg.server.state_dir {
                     let path = dir.join(format!("pr-{}.txt", hex(&l.naa)));
                     lu = lu

@@ -175,6 +175,8 @@ pub struct LogicalUnit {
     read_only: bool,
     /// Thin provisioned: LBPME, UNMAP and deallocating WRITE SAME.
     thin: bool,
+    /// LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT.
+    lbppbe: u8,
     locks: RangeLocks,
     /// Where APTPL reservation state is kept, when the daemon configured a place.
     pr_store: Option<Box<dyn PrStore>>,
@@ -213,6 +215,7 @@ impl LogicalUnit {
             num_blocks,
             read_only,
             thin: false,
+            lbppbe: 0,
             locks: RangeLocks::default(),
             pr_store: None,
             state: Mutex::new(State {
@@ -240,6 +243,16 @@ impl LogicalUnit {
         }
         self.pr_store = Some(store);
         Ok(self)
+    }
+
+    /// Reports `physical` bytes per physical block (a power-of-two multiple of the
+    /// logical block size; anything else is ignored).
+    pub fn with_physical_block_size(mut self, physical: u32) -> Self {
+        let ratio = physical / self.block_size;
+        if physical.is_multiple_of(self.block_size) && ratio.is_power_of_two() {
+            self.lbppbe = ratio.trailing_zeros().min(15) as u8;
+        }
+        self
     }
 
     pub fn thin(&self) -> bool {
@@ -618,6 +631,7 @@ impl LogicalUnit {
                 let mut b = [0u8; 32];
                 b[..8].copy_from_slice(&self.num_blocks.saturating_sub(1).to_be_bytes());
                 b[8..12].copy_from_slice(&bs.to_be_bytes());
+                b[13] = self.lbppbe;
                 // LBPME and LBPRZ (SBC-4 5.20.2): deallocated blocks read as zeros.
                 if self.thin {
                     b[14] = 0x80 | 0x40;
@@ -795,7 +809,10 @@ impl LogicalUnit {
                 }
                 let n = self.write_same_extent(lba, blocks, len_byte)?;
                 self.check_writable(snap)?;
-                let pattern = if ndob {
+                // One block of Data-Out unless NDOB. With UNMAP on a thin LU the
+                // pattern is not used, and no Data-Out at all is accepted too (as
+                // LIO does; libiscsi's WriteSame*.UnmapUnaligned sends none).
+                let pattern = if ndob || (unmap && self.thin && edtl == 0) {
                     None
                 } else {
                     if edtl != bs || data_out.len() != bs as usize {
