@@ -111,6 +111,44 @@ size = "64MiB"
     let wins = Arc::new(std::sync::Mutex::new(vec![0u32; ROUNDS as usize]));
 
     let mut hammer = Vec::new();
+    // EXTENDED COPY of blocks 4000..6048 to 8000..10048 in a loop, beside the ATS
+    // block and the writers, with the copy manager taking the same range locks.
+    {
+        let (server, stop) = (server.clone(), stop.clone());
+        hammer.push(std::thread::spawn(move || {
+            let mut s = session_as(&server, testkit::INITIATOR, 30);
+            let naa = testkit::load::naa(&mut s, 0).unwrap();
+            let mut p = vec![0u8; 16];
+            p[1] = 2 << 3;
+            p[3] = 32;
+            p[11] = 28;
+            let mut cscd = [0u8; 32];
+            cscd[0] = 0xe4;
+            cscd[4] = 1;
+            cscd[5] = 3;
+            cscd[7] = 16;
+            cscd[8..24].copy_from_slice(&naa);
+            cscd[30] = 2;
+            p.extend_from_slice(&cscd);
+            let mut seg = [0u8; 28];
+            seg[0] = 0x02;
+            seg[3] = 0x18;
+            seg[10..12].copy_from_slice(&2048u16.to_be_bytes());
+            seg[12..20].copy_from_slice(&4000u64.to_be_bytes());
+            seg[20..28].copy_from_slice(&8000u64.to_be_bytes());
+            p.extend_from_slice(&seg);
+            let mut c = [0u8; 16];
+            c[0] = 0x83;
+            c[13] = p.len() as u8;
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let r = s.scsi(0, &c, 0, Some(&p)).unwrap();
+                assert_eq!(r.status, GOOD, "{:?}", r.sense_code());
+                n += 1;
+            }
+            n
+        }));
+    }
     for w in 0..2u8 {
         let (server, stop) = (server.clone(), stop.clone());
         hammer.push(std::thread::spawn(move || {

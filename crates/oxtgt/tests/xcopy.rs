@@ -386,6 +386,100 @@ fn copies_cross_targets_under_one_acl_and_never_reach_unmapped_lus() {
     assert_eq!(read(&mut s, 0, 700, 16, BS), zero, "first segment ran");
 }
 
+/// The copy manager reads and writes as the initiator that sent EXTENDED COPY: a
+/// persistent reservation another initiator holds, or a read-only LU, fails the
+/// segment with COPY ABORTED and leaves the destination alone.
+#[test]
+fn reservations_and_write_protection_apply_to_copies() {
+    const RO: &str = r#"
+[[target]]
+name = "iqn.2026-11.org.oxtgt:test"
+open_access = true
+[[target.lun]]
+id = 0
+backstore = "ram"
+size = "16MiB"
+[[target.lun]]
+id = 1
+backstore = "ram"
+size = "16MiB"
+[[target.lun]]
+id = 2
+backstore = "file"
+path = "{dir}/ro.img"
+read_only = true
+"#;
+    let server = Server::start_with("xres", RO, |d| {
+        std::fs::write(d.join("ro.img"), vec![0x44u8; 1 << 20]).unwrap();
+    });
+    let mut a = me(&server, 1);
+    let mut b = login(&server, STRANGER, TARGET, 2);
+    let (n0, n1, n2) = (naa(&mut a, 0), naa(&mut a, 1), naa(&mut a, 2));
+    write(&mut a, 0, 0, &pattern(8 * BS, 1));
+    // B registers and takes WRITE EXCLUSIVE on LU 1.
+    let mut reg = vec![0u8; 24];
+    reg[8..16].copy_from_slice(&0xbu64.to_be_bytes());
+    assert_eq!(
+        b.scsi(1, &[0x5f, 6, 0, 0, 0, 0, 0, 0, 24, 0], 0, Some(&reg))
+            .unwrap()
+            .status,
+        GOOD
+    );
+    let mut res = vec![0u8; 24];
+    res[..8].copy_from_slice(&0xbu64.to_be_bytes());
+    assert_eq!(
+        b.scsi(1, &[0x5f, 1, 1, 0, 0, 0, 0, 0, 24, 0], 0, Some(&res))
+            .unwrap()
+            .status,
+        GOOD
+    );
+    let before = read(&mut a, 1, 0, 8, BS);
+    let p = list(
+        1,
+        2,
+        &[cscd(&n0, 512), cscd(&n1, 512)],
+        &[seg_blocks(0, 1, 8, 0, 0, false)],
+    );
+    let r = xcopy(&mut a, 0, &p);
+    assert_eq!(
+        r.sense_code(),
+        Some((0x0a, 0x0d, 0x01)),
+        "write into B's reservation"
+    );
+    assert_eq!(read(&mut a, 1, 0, 8, BS), before);
+    // Reading from it is allowed under WRITE EXCLUSIVE: LU 1 → LU 0 works.
+    let p = list(
+        2,
+        2,
+        &[cscd(&n1, 512), cscd(&n0, 512)],
+        &[seg_blocks(0, 1, 8, 0, 100, false)],
+    );
+    assert_eq!(xcopy(&mut a, 0, &p).status, GOOD);
+    // B, the holder, may copy into it.
+    let p = list(
+        3,
+        2,
+        &[cscd(&n0, 512), cscd(&n1, 512)],
+        &[seg_blocks(0, 1, 8, 0, 0, false)],
+    );
+    assert_eq!(xcopy(&mut b, 0, &p).status, GOOD);
+    assert_eq!(read(&mut a, 1, 0, 8, BS), pattern(8 * BS, 1));
+    // A read-only destination.
+    let p = list(
+        4,
+        2,
+        &[cscd(&n0, 512), cscd(&n2, 512)],
+        &[seg_blocks(0, 1, 8, 0, 0, false)],
+    );
+    let r = xcopy(&mut a, 0, &p);
+    assert_eq!(
+        r.sense_code(),
+        Some((0x0a, 0x0d, 0x01)),
+        "write into a read-only LU"
+    );
+    assert_eq!(read(&mut a, 2, 0, 8, BS), vec![0x44u8; 8 * BS]);
+}
+
 /// A copy of the 1 GiB file LUN to itself in 32 segments of 32 MiB, long enough to
 /// be observed, started without waiting for it.
 fn start_long_copy(s: &mut Initiator, list_id: u8, usage: u8, dst_base: u64) -> u32 {
