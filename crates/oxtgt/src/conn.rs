@@ -876,6 +876,10 @@ impl Conn {
         let lun_list = self.visible_luns.clone();
         let copy = self.reg.copy.clone();
         let abort = aborted.clone();
+        let tracked = exec
+            .lu
+            .clone()
+            .map(|lu| (lu.track_task(self.nexus.id, aborted.clone()), lu));
         tokio::spawn(async move {
             let itt = exec.itt;
             let counted = exec.counted;
@@ -896,6 +900,9 @@ impl Conn {
                 }
             };
             out.completes_command = counted;
+            if let Some((token, lu)) = tracked {
+                lu.untrack_task(token);
+            }
             if aborted.load(Ordering::Acquire) {
                 out.pdus.clear();
             }
@@ -1119,19 +1126,32 @@ impl Conn {
                     }
                 }
             }
-            TmfFunction::AbortTaskSet | TmfFunction::ClearTaskSet => {
-                if lu.is_none() {
-                    (tmf_response::LUN_DOES_NOT_EXIST, Vec::new())
-                } else {
+            TmfFunction::AbortTaskSet | TmfFunction::ClearTaskSet => match &lu {
+                None => (tmf_response::LUN_DOES_NOT_EXIST, Vec::new()),
+                Some(lu) => {
                     let lun = t.lun;
-                    (tmf_response::COMPLETE, self.abort_where(|l| l == lun))
+                    let w = self.abort_where(|l| l == lun);
+                    if t.function == TmfFunction::ClearTaskSet {
+                        // CLEAR TASK SET clears every nexus's tasks; those nexuses
+                        // learn of it by unit attention (control page TAS is 0).
+                        let me = self.nexus.id;
+                        for n in lu.abort_tasks(|n| n != me) {
+                            lu.raise_unit_attention_for(
+                                n,
+                                Asc::COMMANDS_CLEARED_BY_ANOTHER_INITIATOR,
+                            );
+                        }
+                    }
+                    (tmf_response::COMPLETE, w)
                 }
-            }
+            },
             TmfFunction::LogicalUnitReset => match lu.clone() {
                 None => (tmf_response::LUN_DOES_NOT_EXIST, Vec::new()),
                 Some(lu) => {
                     let lun = t.lun;
                     let w = self.abort_where(|l| l == lun);
+                    let me = self.nexus.id;
+                    lu.abort_tasks(|n| n != me);
                     after_reset = Some(Box::new(move || lu.reset(ResetKind::LogicalUnit)));
                     (tmf_response::COMPLETE, w)
                 }
@@ -1141,6 +1161,10 @@ impl Conn {
                 let w = self.abort_where(|_| true);
                 let lus: Vec<Arc<LogicalUnit>> =
                     self.target.iter().flat_map(|t| t.luns().cloned()).collect();
+                let me = self.nexus.id;
+                for lu in &lus {
+                    lu.abort_tasks(|n| n != me);
+                }
                 let kind = if cold {
                     ResetKind::TargetCold
                 } else {

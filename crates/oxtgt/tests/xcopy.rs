@@ -934,3 +934,97 @@ fn reflink_clone_on_xfs_shares_extents() {
         lba += u64::from(CHUNK);
     }
 }
+
+/// LOGICAL UNIT RESET from another session reaches a running copy: it stops within a
+/// window, its initiator gets no response for it (TAS 0) and sees the reset as a
+/// unit attention on its next command.
+#[test]
+fn lu_reset_from_another_session_stops_a_copy() {
+    let server = Server::start("xreset", CONFIG);
+    let mut a = me(&server, 1);
+    let mut b = me(&server, 2);
+    fill_big(&mut a);
+    let dst = 1u64 << 20;
+    let last_seg = dst + 15 * 0xffff;
+    let itt = start_long_copy(&mut b, 9, 2, dst);
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(
+        a.tmf(5, 4, 0xffff_ffff, 0).unwrap(),
+        0,
+        "LU reset: complete"
+    );
+    // A first sees its own reset's unit attention.
+    let r = a.scsi(4, &cdb::TEST_UNIT_READY, 0, None).unwrap();
+    assert_eq!(r.sense_code(), Some((0x06, 0x29, 0x03)));
+    let snap = read(&mut a, 4, last_seg, 8, BS);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        read(&mut a, 4, last_seg, 8, BS),
+        snap,
+        "the copy went on after the reset"
+    );
+    assert!(
+        snap.iter().all(|&x| x == 0),
+        "the copy finished before the reset reached it"
+    );
+    // B: no response for the aborted copy, the reset as a unit attention.
+    let r = b.scsi(4, &cdb::TEST_UNIT_READY, 0, None).unwrap();
+    assert_eq!(r.sense_code(), Some((0x06, 0x29, 0x03)));
+    b.set_read_timeout(Duration::from_millis(300));
+    assert!(b.wait(itt).is_err(), "an aborted copy answered");
+}
+
+/// PREEMPT AND ABORT takes the preempted initiator's registration and aborts its
+/// running tasks: its copy stops, with no response.
+#[test]
+fn preempt_and_abort_stops_the_preempted_initiators_copy() {
+    let server = Server::start("xpreempt", CONFIG);
+    let mut a = me(&server, 1);
+    let mut b = me(&server, 2);
+    fill_big(&mut a);
+    let basic = |key: u64, sark: u64| {
+        let mut p = vec![0u8; 24];
+        p[..8].copy_from_slice(&key.to_be_bytes());
+        p[8..16].copy_from_slice(&sark.to_be_bytes());
+        p
+    };
+    let prout = |sa: u8, kind: u8| [0x5f, sa, kind, 0, 0, 0, 0, 0, 24, 0];
+    assert_eq!(
+        a.scsi(4, &prout(6, 0), 0, Some(&basic(0, 0xa)))
+            .unwrap()
+            .status,
+        GOOD
+    );
+    assert_eq!(
+        b.scsi(4, &prout(6, 0), 0, Some(&basic(0, 0xb)))
+            .unwrap()
+            .status,
+        GOOD
+    );
+    let dst = 1u64 << 20;
+    let last_seg = dst + 15 * 0xffff;
+    let itt = start_long_copy(&mut a, 9, 2, dst);
+    std::thread::sleep(Duration::from_millis(30));
+    // B preempts A's key and aborts A's tasks, taking EXCLUSIVE ACCESS.
+    let r = b.scsi(4, &prout(5, 3), 0, Some(&basic(0xb, 0xa))).unwrap();
+    assert_eq!(r.status, GOOD, "{:?}", r.sense_code());
+    let snap = read(&mut b, 4, last_seg, 8, BS);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        read(&mut b, 4, last_seg, 8, BS),
+        snap,
+        "the preempted copy went on"
+    );
+    assert!(
+        snap.iter().all(|&x| x == 0),
+        "the copy finished before the preempt"
+    );
+    let r = a.scsi(4, &cdb::TEST_UNIT_READY, 0, None).unwrap();
+    assert_eq!(
+        r.sense_code(),
+        Some((0x06, 0x2a, 0x05)),
+        "REGISTRATIONS PREEMPTED"
+    );
+    a.set_read_timeout(Duration::from_millis(300));
+    assert!(a.wait(itt).is_err(), "an aborted copy answered");
+}

@@ -2,7 +2,7 @@
 //! reservation, unit attentions, start/stop), and command execution.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use backstore::Backstore;
@@ -180,6 +180,10 @@ pub struct LogicalUnit {
     locks: RangeLocks,
     /// Where APTPL reservation state is kept, when the daemon configured a place.
     pr_store: Option<Box<dyn PrStore>>,
+    /// Running tasks from every nexus (token → nexus, abort flag): what LU resets,
+    /// target resets and CLEAR TASK SET reach beyond the issuing session.
+    tasks: Mutex<HashMap<u64, (u64, Arc<AtomicBool>)>>,
+    next_task: AtomicU64,
     state: Mutex<State>,
 }
 
@@ -218,6 +222,8 @@ impl LogicalUnit {
             lbppbe: 0,
             locks: RangeLocks::default(),
             pr_store: None,
+            tasks: Mutex::new(HashMap::new()),
+            next_task: AtomicU64::new(1),
             state: Mutex::new(State {
                 mode,
                 ..State::default()
@@ -285,6 +291,38 @@ impl LogicalUnit {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Registers a running task of `nexus` whose `abort` flag other sessions' task
+    /// management may raise; returns the token for [`LogicalUnit::untrack_task`].
+    pub fn track_task(&self, nexus: u64, abort: Arc<AtomicBool>) -> u64 {
+        let token = self.next_task.fetch_add(1, Ordering::Relaxed);
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(token, (nexus, abort));
+        token
+    }
+
+    pub fn untrack_task(&self, token: u64) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&token);
+    }
+
+    /// Raises the abort flag of every running task whose nexus `pred` selects, and
+    /// returns those nexuses (SAM-5 7.3: LU reset and CLEAR TASK SET reach every
+    /// I_T nexus; a copy stops at its next window, other commands lose their
+    /// response).
+    pub fn abort_tasks(&self, pred: impl Fn(u64) -> bool) -> HashSet<u64> {
+        let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut hit = HashSet::new();
+        for (nexus, flag) in tasks.values().filter(|(n, _)| pred(*n)) {
+            flag.store(true, Ordering::Release);
+            hit.insert(*nexus);
+        }
+        hit
+    }
+
     /// A nexus that maps this LU logged in.
     pub fn attach(&self, nexus: &Nexus) {
         self.state().attached.insert(nexus.id, nexus.key());
@@ -323,6 +361,21 @@ impl LogicalUnit {
     /// Raises a unit attention for every attached nexus except `except`.
     pub fn raise_unit_attention(&self, except: Option<u64>, asc: Asc) {
         Self::raise_ua(&mut self.state(), except, asc);
+    }
+
+    /// Raises a unit attention for one nexus (by session id).
+    pub fn raise_unit_attention_for(&self, nexus: u64, asc: Asc) {
+        let mut st = self.state();
+        if !st.attached.contains_key(&nexus) {
+            return;
+        }
+        let q = st.unit_attentions.entry(nexus).or_default();
+        if !q.iter().any(|s| s.asc == asc) {
+            if q.len() >= MAX_PENDING_UA {
+                q.pop_front();
+            }
+            q.push_back(Sense::unit_attention(asc));
+        }
     }
 
     /// Raises `asc` on every session of the I_T nexus `key`.
@@ -966,6 +1019,19 @@ impl LogicalUnit {
         }
         for (key, asc) in &fx.unit_attentions {
             Self::raise_ua_for(&mut st, key, *asc);
+        }
+        if sa == 5 {
+            // PREEMPT AND ABORT: the preempted nexuses' running tasks are aborted too.
+            let doomed: HashSet<u64> = st
+                .attached
+                .iter()
+                .filter(|(_, k)| fx.unit_attentions.iter().any(|(p, _)| p == *k))
+                .map(|(id, _)| *id)
+                .collect();
+            drop(st);
+            if !doomed.is_empty() {
+                self.abort_tasks(|n| doomed.contains(&n));
+            }
         }
         Ok(Outcome::good(0))
     }
