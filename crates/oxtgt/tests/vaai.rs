@@ -78,6 +78,18 @@ fn prout(sa: u8, kind: u8, key: u64, sark: u64, aptpl: bool) -> ([u8; 10], Vec<u
 
 const BS: usize = 512;
 
+/// Status of WRITE(16) / READ(16) of one block at LBA 0 of LUN 0.
+fn write0(i: &mut Initiator) -> u8 {
+    i.scsi(0, &cdb::write16(0, 1), 0, Some(&[7u8; BS]))
+        .unwrap()
+        .status
+}
+fn read0(i: &mut Initiator) -> u8 {
+    i.scsi(0, &cdb::read16(0, 1), BS as u32, None)
+        .unwrap()
+        .status
+}
+
 /// Several sessions race COMPARE AND WRITE on one block, round after round, while
 /// two more rewrite a neighbouring range with large writes and a reader checks it:
 /// exactly one CAW wins each round, the block always holds a winner's whole data,
@@ -117,29 +129,15 @@ size = "64MiB"
         let (server, stop) = (server.clone(), stop.clone());
         hammer.push(std::thread::spawn(move || {
             let mut s = session_as(&server, testkit::INITIATOR, 30);
-            let naa = testkit::load::naa(&mut s, 0).unwrap();
-            let mut p = vec![0u8; 16];
-            p[1] = 2 << 3;
-            p[3] = 32;
-            p[11] = 28;
-            let mut cscd = [0u8; 32];
-            cscd[0] = 0xe4;
-            cscd[4] = 1;
-            cscd[5] = 3;
-            cscd[7] = 16;
-            cscd[8..24].copy_from_slice(&naa);
-            cscd[30] = 2;
-            p.extend_from_slice(&cscd);
-            let mut seg = [0u8; 28];
-            seg[0] = 0x02;
-            seg[3] = 0x18;
-            seg[10..12].copy_from_slice(&2048u16.to_be_bytes());
-            seg[12..20].copy_from_slice(&4000u64.to_be_bytes());
-            seg[20..28].copy_from_slice(&8000u64.to_be_bytes());
-            p.extend_from_slice(&seg);
-            let mut c = [0u8; 16];
-            c[0] = 0x83;
-            c[13] = p.len() as u8;
+            use testkit::xcopy::{command, cscd, list, naa, seg_blocks};
+            let naa = naa(&mut s, 0).unwrap();
+            let p = list(
+                0,
+                2,
+                &[cscd(&naa, 512)],
+                &[seg_blocks(0, 0, 2048, 4000, 8000, false)],
+            );
+            let c = command(p.len());
             let mut n = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 let r = s.scsi(0, &c, 0, Some(&p)).unwrap();
@@ -360,7 +358,6 @@ size = "16MiB"
     let mut server = Server::start("pr", CONFIG);
     let mut a = session_as(&server, A, 1);
     let mut b = session_as(&server, B, 2);
-    let blk = vec![7u8; BS];
     let run = |i: &mut Initiator, (c, p): ([u8; 10], Vec<u8>)| i.scsi(0, &c, 0, Some(&p)).unwrap();
 
     assert_eq!(run(&mut a, prout(6, 0, 0, 0xaaaa, true)).status, GOOD);
@@ -368,24 +365,9 @@ size = "16MiB"
     // RESERVE with a key that is not ours conflicts; with ours, WRITE EXCLUSIVE.
     assert_eq!(run(&mut a, prout(1, 1, 0xbbbb, 0, true)).status, CONFLICT);
     assert_eq!(run(&mut a, prout(1, 1, 0xaaaa, 0, true)).status, GOOD);
-    assert_eq!(
-        b.scsi(0, &cdb::write16(0, 1), 0, Some(&blk))
-            .unwrap()
-            .status,
-        CONFLICT
-    );
-    assert_eq!(
-        b.scsi(0, &cdb::read16(0, 1), BS as u32, None)
-            .unwrap()
-            .status,
-        GOOD
-    );
-    assert_eq!(
-        a.scsi(0, &cdb::write16(0, 1), 0, Some(&blk))
-            .unwrap()
-            .status,
-        GOOD
-    );
+    assert_eq!(write0(&mut b), CONFLICT);
+    assert_eq!(read0(&mut b), GOOD);
+    assert_eq!(write0(&mut a), GOOD);
     assert_eq!(run(&mut b, prout(1, 1, 0xbbbb, 0, true)).status, CONFLICT);
     // RESERVE(6) conflicts while registrations exist.
     assert_eq!(
@@ -421,38 +403,18 @@ size = "16MiB"
         (&res.data[8..16], res.data[21]),
         (&0xaaaau64.to_be_bytes()[..], 1)
     );
-    assert_eq!(
-        b.scsi(0, &cdb::write16(0, 1), 0, Some(&blk))
-            .unwrap()
-            .status,
-        CONFLICT
-    );
+    assert_eq!(write0(&mut b), CONFLICT);
 
     // B preempts A: A loses its registration, gets REGISTRATIONS PREEMPTED, and
     // now conflicts on writes under B's EXCLUSIVE ACCESS.
     assert_eq!(run(&mut b, prout(4, 3, 0xbbbb, 0xaaaa, true)).status, GOOD);
     let r = a.scsi(0, &[0, 0, 0, 0, 0, 0], 0, None).unwrap();
     assert_eq!(r.sense_code(), Some((0x06, 0x2a, 0x05)));
-    assert_eq!(
-        a.scsi(0, &cdb::read16(0, 1), BS as u32, None)
-            .unwrap()
-            .status,
-        CONFLICT
-    );
-    assert_eq!(
-        b.scsi(0, &cdb::write16(0, 1), 0, Some(&blk))
-            .unwrap()
-            .status,
-        GOOD
-    );
+    assert_eq!(read0(&mut a), CONFLICT);
+    assert_eq!(write0(&mut b), GOOD);
     // CLEAR by B ends everything; A's writes go through again.
     assert_eq!(run(&mut b, prout(3, 0, 0xbbbb, 0, true)).status, GOOD);
-    assert_eq!(
-        a.scsi(0, &cdb::write16(0, 1), 0, Some(&blk))
-            .unwrap()
-            .status,
-        GOOD
-    );
+    assert_eq!(write0(&mut a), GOOD);
     let keys = a.scsi(0, &prin(0), 8192, None).unwrap();
     assert_eq!(u32::from_be_bytes(keys.data[4..8].try_into().unwrap()), 0);
 }

@@ -7,7 +7,13 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Server, TARGET};
+use testkit::xcopy::{command as xcopy_cdb, cscd, list, seg_blocks};
 use testkit::{cdb, Initiator};
+
+/// The LU's NAA designator from VPD 0x83.
+fn naa(i: &mut Initiator, lun: u16) -> [u8; 16] {
+    testkit::xcopy::naa(i, lun).unwrap()
+}
 
 const GOOD: u8 = 0;
 const BS: usize = 512;
@@ -82,52 +88,6 @@ fn me(server: &Server, isid: u8) -> Initiator {
     login(server, testkit::INITIATOR, TARGET, isid)
 }
 
-/// The LU's NAA designator from VPD 0x83.
-fn naa(i: &mut Initiator, lun: u16) -> [u8; 16] {
-    let r = i
-        .scsi(lun, &cdb::inquiry(true, 0x83, 1024), 1024, None)
-        .unwrap();
-    assert_eq!(r.status, GOOD);
-    let d = &r.data;
-    let mut at = 4;
-    while at + 4 <= d.len() {
-        let (kind, assoc, len) = (
-            d[at + 1] & 0x0f,
-            (d[at + 1] >> 4) & 3,
-            usize::from(d[at + 3]),
-        );
-        if kind == 3 && assoc == 0 && len == 16 {
-            return d[at + 4..at + 20].try_into().unwrap();
-        }
-        at += 4 + len;
-    }
-    panic!("no NAA designator for LUN {lun}");
-}
-
-fn cscd(naa: &[u8; 16], block: u32) -> Vec<u8> {
-    let mut d = vec![0u8; 32];
-    d[0] = 0xe4;
-    d[4] = 0x01; // binary
-    d[5] = 0x03; // LU association, NAA
-    d[7] = 16;
-    d[8..24].copy_from_slice(naa);
-    d[29..32].copy_from_slice(&block.to_be_bytes()[1..]);
-    d
-}
-
-fn seg_blocks(src: u16, dst: u16, blocks: u16, src_lba: u64, dst_lba: u64, dc: bool) -> Vec<u8> {
-    let mut d = vec![0u8; 28];
-    d[0] = 0x02;
-    d[1] = u8::from(dc) << 1;
-    d[3] = 0x18;
-    d[4..6].copy_from_slice(&src.to_be_bytes());
-    d[6..8].copy_from_slice(&dst.to_be_bytes());
-    d[10..12].copy_from_slice(&blocks.to_be_bytes());
-    d[12..20].copy_from_slice(&src_lba.to_be_bytes());
-    d[20..28].copy_from_slice(&dst_lba.to_be_bytes());
-    d
-}
-
 fn seg_bytes(
     src: u16,
     dst: u16,
@@ -167,27 +127,6 @@ fn seg_register(dst: u16, key: u64, sark: u64) -> Vec<u8> {
     d[8..16].copy_from_slice(&key.to_be_bytes());
     d[16..24].copy_from_slice(&sark.to_be_bytes());
     d
-}
-
-/// LID1 parameter list: header (list ID, usage), CSCDs, segments.
-fn list(list_id: u8, usage: u8, cscds: &[Vec<u8>], segs: &[Vec<u8>]) -> Vec<u8> {
-    let c: Vec<u8> = cscds.concat();
-    let s: Vec<u8> = segs.concat();
-    let mut p = vec![0u8; 16];
-    p[0] = list_id;
-    p[1] = usage << 3;
-    p[2..4].copy_from_slice(&(c.len() as u16).to_be_bytes());
-    p[8..12].copy_from_slice(&(s.len() as u32).to_be_bytes());
-    p.extend_from_slice(&c);
-    p.extend_from_slice(&s);
-    p
-}
-
-fn xcopy_cdb(len: usize) -> [u8; 16] {
-    let mut c = [0u8; 16];
-    c[0] = 0x83;
-    c[10..14].copy_from_slice(&(len as u32).to_be_bytes());
-    c
 }
 
 fn xcopy(i: &mut Initiator, lun: u16, params: &[u8]) -> testkit::ScsiResult {
@@ -491,6 +430,22 @@ fn start_long_copy(s: &mut Initiator, list_id: u8, usage: u8, dst_base: u64) -> 
     s.start(4, &xcopy_cdb(p.len()), 0, &p).unwrap()
 }
 
+/// After an abort of `start_long_copy`: the last segment's destination blocks stay
+/// as they were (zeros) while `observer` watches for 300 ms.
+fn assert_copy_stopped(observer: &mut Initiator, last_seg: u64, what: &str) {
+    let snap = read(observer, 4, last_seg, 8, BS);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        read(observer, 4, last_seg, 8, BS),
+        snap,
+        "the copy went on after the {what}"
+    );
+    assert!(
+        snap.iter().all(|&x| x == 0),
+        "the copy finished before the {what} reached it"
+    );
+}
+
 fn fill_big(s: &mut Initiator) {
     // WRITE SAME fills the source half of the big LU server-side.
     let blk = pattern(BS, 5);
@@ -592,17 +547,7 @@ fn status_is_readable_while_a_copy_runs_and_abort_stops_it() {
         "abort took {:?}",
         t.elapsed()
     );
-    let after_abort = read(&mut s, 4, last_seg, 8, BS);
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        read(&mut s, 4, last_seg, 8, BS),
-        after_abort,
-        "copy went on after the abort"
-    );
-    assert!(
-        after_abort.iter().all(|&b| b == 0),
-        "the last segment ran: the abort came too late"
-    );
+    assert_copy_stopped(&mut s, last_seg, "abort");
     // The session is fine afterwards.
     assert_eq!(
         s.scsi(4, &cdb::TEST_UNIT_READY, 0, None).unwrap().status,
@@ -655,44 +600,27 @@ fn overlapping_copy_on_one_lu_behaves_like_memmove() {
         write(&mut s, 2, (k * 8192) as u64, chunk);
     }
     // Up by 3000 blocks (overlapping, larger than one 4 MiB window), then down.
-    let p = list(
-        1,
-        2,
-        &[cscd(&n2, 512)],
-        &[seg_blocks(0, 0, 20_000, 0, 3000, false)],
-    );
-    assert_eq!(xcopy(&mut s, 2, &p).status, GOOD);
-    let got: Vec<u8> = (0..3)
-        .flat_map(|k| {
-            read(
-                &mut s,
-                2,
-                3000 + k * 8192,
-                8192.min(20_000 - k as u32 * 8192),
-                BS,
-            )
-        })
-        .collect();
-    assert!(got == data, "forward overlap is not a memmove");
-    let p = list(
-        2,
-        2,
-        &[cscd(&n2, 512)],
-        &[seg_blocks(0, 0, 20_000, 3000, 100, false)],
-    );
-    assert_eq!(xcopy(&mut s, 2, &p).status, GOOD);
-    let got: Vec<u8> = (0..3)
-        .flat_map(|k| {
-            read(
-                &mut s,
-                2,
-                100 + k * 8192,
-                8192.min(20_000 - k as u32 * 8192),
-                BS,
-            )
-        })
-        .collect();
-    assert!(got == data, "backward overlap is not a memmove");
+    for (id, from, to, what) in [(1, 0, 3000, "forward"), (2, 3000, 100, "backward")] {
+        let p = list(
+            id,
+            2,
+            &[cscd(&n2, 512)],
+            &[seg_blocks(0, 0, 20_000, from, to, false)],
+        );
+        assert_eq!(xcopy(&mut s, 2, &p).status, GOOD);
+        let got: Vec<u8> = (0..3u32)
+            .flat_map(|k| {
+                read(
+                    &mut s,
+                    2,
+                    to + u64::from(k) * 8192,
+                    8192.min(20_000 - k * 8192),
+                    BS,
+                )
+            })
+            .collect();
+        assert!(got == data, "{what} overlap is not a memmove");
+    }
 }
 
 const GIB_CONFIG: &str = r#"
@@ -956,17 +884,7 @@ fn lu_reset_from_another_session_stops_a_copy() {
     // A first sees its own reset's unit attention.
     let r = a.scsi(4, &cdb::TEST_UNIT_READY, 0, None).unwrap();
     assert_eq!(r.sense_code(), Some((0x06, 0x29, 0x03)));
-    let snap = read(&mut a, 4, last_seg, 8, BS);
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        read(&mut a, 4, last_seg, 8, BS),
-        snap,
-        "the copy went on after the reset"
-    );
-    assert!(
-        snap.iter().all(|&x| x == 0),
-        "the copy finished before the reset reached it"
-    );
+    assert_copy_stopped(&mut a, last_seg, "reset");
     // B: no response for the aborted copy, the reset as a unit attention.
     let r = b.scsi(4, &cdb::TEST_UNIT_READY, 0, None).unwrap();
     assert_eq!(r.sense_code(), Some((0x06, 0x29, 0x03)));
@@ -1008,17 +926,7 @@ fn preempt_and_abort_stops_the_preempted_initiators_copy() {
     // B preempts A's key and aborts A's tasks, taking EXCLUSIVE ACCESS.
     let r = b.scsi(4, &prout(5, 3), 0, Some(&basic(0xb, 0xa))).unwrap();
     assert_eq!(r.status, GOOD, "{:?}", r.sense_code());
-    let snap = read(&mut b, 4, last_seg, 8, BS);
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        read(&mut b, 4, last_seg, 8, BS),
-        snap,
-        "the preempted copy went on"
-    );
-    assert!(
-        snap.iter().all(|&x| x == 0),
-        "the copy finished before the preempt"
-    );
+    assert_copy_stopped(&mut b, last_seg, "preempt");
     let r = a.scsi(4, &cdb::TEST_UNIT_READY, 0, None).unwrap();
     assert_eq!(
         r.sense_code(),

@@ -13,6 +13,7 @@ use iscsi::keys::TextPairs;
 use iscsi::pdu::{opcode, BhsWriter, BHS_LEN, NO_TAG};
 
 pub mod load;
+pub mod xcopy;
 
 pub const INITIATOR: &str = "iqn.2026-11.org.oxtgt.testkit:initiator";
 

@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::xcopy::{command, cscd, list, seg_blocks};
 use crate::{cdb, Initiator, INITIATOR};
+
+pub use crate::xcopy::naa;
 
 /// Where to connect and which LU to drive.
 #[derive(Debug, Clone)]
@@ -378,65 +381,26 @@ pub fn soak(
     Ok(total)
 }
 
-/// The NAA designator (VPD 0x83, LU association) of LUN `lun`.
-pub fn naa(i: &mut Initiator, lun: u16) -> io::Result<[u8; 16]> {
-    let r = i.scsi(lun, &cdb::inquiry(true, 0x83, 1024), 1024, None)?;
-    let d = &r.data;
-    let mut at = 4;
-    while at + 4 <= d.len() {
-        let (kind, assoc, len) = (
-            d[at + 1] & 0x0f,
-            (d[at + 1] >> 4) & 3,
-            usize::from(d[at + 3]),
-        );
-        if kind == 3 && assoc == 0 && len == 16 && at + 20 <= d.len() {
-            let mut n = [0u8; 16];
-            n.copy_from_slice(&d[at + 4..at + 20]);
-            return Ok(n);
-        }
-        at += 4 + len;
-    }
-    Err(io::Error::other(format!("LUN {lun} has no NAA designator")))
-}
-
 /// Copies `blocks` blocks from LUN `src` to LUN `dst` (same LBAs) with EXTENDED
 /// COPY(LID1): one parameter list of 0x02 segments of up to 65535 blocks, sent to
 /// the destination, usage 10b. Returns the elapsed time.
 pub fn xcopy(ep: &Endpoint, src: u16, dst: u16, blocks: u64) -> io::Result<Duration> {
     let mut i = ep.session(7)?;
     let (ns, nd) = (naa(&mut i, src)?, naa(&mut i, dst)?);
-    let mut p = vec![0u8; 16];
-    p[1] = 2 << 3;
-    p[2..4].copy_from_slice(&64u16.to_be_bytes());
-    for n in [ns, nd] {
-        let mut d = [0u8; 32];
-        d[0] = 0xe4;
-        d[4] = 0x01;
-        d[5] = 0x03;
-        d[7] = 16;
-        d[8..24].copy_from_slice(&n);
-        d[29..32].copy_from_slice(&ep.block_size.to_be_bytes()[1..]);
-        p.extend_from_slice(&d);
-    }
+    let mut segs = Vec::new();
     let mut lba = 0u64;
-    let mut segs = 0u32;
     while lba < blocks {
         let n = (blocks - lba).min(0xffff);
-        let mut d = [0u8; 28];
-        d[0] = 0x02;
-        d[3] = 0x18;
-        d[7] = 1;
-        d[10..12].copy_from_slice(&(n as u16).to_be_bytes());
-        d[12..20].copy_from_slice(&lba.to_be_bytes());
-        d[20..28].copy_from_slice(&lba.to_be_bytes());
-        p.extend_from_slice(&d);
+        segs.push(seg_blocks(0, 1, n as u16, lba, lba, false));
         lba += n;
-        segs += 1;
     }
-    p[8..12].copy_from_slice(&(segs * 28).to_be_bytes());
-    let mut c = [0u8; 16];
-    c[0] = 0x83;
-    c[10..14].copy_from_slice(&(p.len() as u32).to_be_bytes());
+    let p = list(
+        0,
+        2,
+        &[cscd(&ns, ep.block_size), cscd(&nd, ep.block_size)],
+        &segs,
+    );
+    let c = command(p.len());
     let t = Instant::now();
     let r = i.scsi(dst, &c, 0, Some(&p))?;
     let took = t.elapsed();
