@@ -315,6 +315,9 @@ thin = true
     let r = s.scsi(0, &c, 0, Some(&p)).unwrap();
     assert_eq!(r.status, GOOD, "{:?}", r.sense_code());
     let after = allocated();
+    println!(
+        "unmap: 1 GiB file LU allocated {full} bytes after WRITE SAME, {after} after one UNMAP"
+    );
     assert!(
         after < 1 << 20,
         "after UNMAP: {after} bytes still allocated"
