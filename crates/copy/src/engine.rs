@@ -51,6 +51,12 @@ impl PathCounters {
 #[derive(Debug)]
 pub enum Stop {
     Aborted,
+    /// The per-window access check refused (a reservation taken, write protection
+    /// turned on, the LU stopped while the copy ran): which side, and why.
+    Denied {
+        write: bool,
+        why: scsi::lu::Denied,
+    },
     /// Backstore I/O error: which side, and the error.
     Io {
         write: bool,
@@ -96,11 +102,15 @@ fn lock_window<'a>(src: &'a LogicalUnit, dst: &'a LogicalUnit, r: Range) -> Vec<
 }
 
 /// Copies `r` from `src` to `dst`, adding to `progress` as windows complete.
+/// `permit(write)` is asked before every window whether the initiator may still read
+/// the source (`false`) and write the destination (`true`), so a reservation taken
+/// while a long copy runs stops it like any other command of that initiator.
 pub fn copy_range(
     src: &LogicalUnit,
     dst: &LogicalUnit,
     r: Range,
     abort: &AtomicBool,
+    permit: &dyn Fn(bool) -> Result<(), scsi::lu::Denied>,
     progress: &AtomicU64,
     paths: &PathCounters,
 ) -> Result<(), Stop> {
@@ -121,6 +131,9 @@ pub fn copy_range(
             len: window.min(r.len - at),
         };
         let _locks = lock_window(src, dst, w);
+        for write in [false, true] {
+            permit(write).map_err(|why| Stop::Denied { write, why })?;
+        }
         if overlap {
             copy_whole(src, dst, w)?;
             paths.bounce.fetch_add(w.len, Ordering::Relaxed);

@@ -298,8 +298,26 @@ impl Manager {
                     dst.check_copy_access(nexus, true)
                         .map_err(|d| denied(d, seg.offset + 6))?;
                     let counters = self.counters(&dst.identity().naa);
-                    match engine::copy_range(src, dst, r, abort, &rec.bytes, &counters.paths) {
+                    let permit = |write: bool| {
+                        if write {
+                            dst.check_copy_access(nexus, true)
+                        } else {
+                            src.check_copy_access(nexus, false)
+                        }
+                    };
+                    match engine::copy_range(
+                        src,
+                        dst,
+                        r,
+                        abort,
+                        &permit,
+                        &rec.bytes,
+                        &counters.paths,
+                    ) {
                         Ok(()) => {}
+                        Err(Stop::Denied { write, why }) => {
+                            return Err(denied(why, seg.offset + if write { 6 } else { 4 }))
+                        }
                         Err(Stop::Aborted) => {
                             return Err(Sense::new(
                                 SenseKey::ABORTED_COMMAND,

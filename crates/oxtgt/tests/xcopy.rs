@@ -936,3 +936,31 @@ fn preempt_and_abort_stops_the_preempted_initiators_copy() {
     a.set_read_timeout(Duration::from_millis(300));
     assert!(a.wait(itt).is_err(), "an aborted copy answered");
 }
+
+/// A reservation taken while a long copy runs stops it at its next window, like any
+/// other command of the initiator that sent it.
+#[test]
+fn a_reservation_taken_mid_copy_stops_it() {
+    let server = Server::start("xmidres", CONFIG);
+    let mut a = me(&server, 1);
+    let mut b = me(&server, 2);
+    fill_big(&mut a);
+    let dst = 1u64 << 20;
+    let itt = start_long_copy(&mut a, 9, 2, dst);
+    std::thread::sleep(Duration::from_millis(30));
+    let mut p = vec![0u8; 24];
+    p[8..16].copy_from_slice(&0xbu64.to_be_bytes());
+    let reg = [0x5f, 6, 0, 0, 0, 0, 0, 0, 24, 0];
+    assert_eq!(b.scsi(4, &reg, 0, Some(&p)).unwrap().status, GOOD);
+    let mut p = vec![0u8; 24];
+    p[..8].copy_from_slice(&0xbu64.to_be_bytes());
+    let reserve_ea = [0x5f, 1, 3, 0, 0, 0, 0, 0, 24, 0];
+    assert_eq!(b.scsi(4, &reserve_ea, 0, Some(&p)).unwrap().status, GOOD);
+    let r = a.wait(itt).unwrap();
+    assert_eq!(
+        r.sense_code(),
+        Some((0x0a, 0x0d, 0x01)),
+        "copy under B's reservation"
+    );
+    assert_copy_stopped(&mut b, dst + 15 * 0xffff, "reservation");
+}
