@@ -36,6 +36,14 @@ pub trait Backstore: Send + Sync + std::fmt::Debug {
     /// Fills `buf` from `offset`.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
 
+    /// Fills `buf` from `offset` only if that cannot block (the data is in memory):
+    /// `Ok(true)` when filled, `Ok(false)` when the caller must use
+    /// [`Backstore::read_at`] on a thread that may block. Lets the daemon answer
+    /// cached reads without a thread handoff.
+    fn read_at_nowait(&self, _buf: &mut [u8], _offset: u64) -> io::Result<bool> {
+        Ok(false)
+    }
+
     /// Writes `buf` at `offset`; with `fua`, returns only once the data is on stable
     /// storage (SBC-3 FUA).
     fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()>;

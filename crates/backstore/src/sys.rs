@@ -157,3 +157,20 @@ pub fn copy_file_range(
     }
     Ok(())
 }
+
+/// preadv2(RWF_NOWAIT): reads only what the page cache already holds. `Ok(n)` bytes
+/// were read (possibly fewer than asked); `Err` with EAGAIN when reading would block.
+pub fn pread_nowait(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: `iov` describes `buf`, which is live and exclusively borrowed for the
+    // call; the fd is borrowed from `file`.
+    let r = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, off(offset)?, libc::RWF_NOWAIT) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}

@@ -84,6 +84,28 @@ impl RangeLocks {
         }
     }
 
+    /// Takes the range only if that needs no waiting (nothing earlier conflicts);
+    /// otherwise leaves no trace and returns `None`.
+    pub fn try_lock(&self, start: u64, len: u64, exclusive: bool) -> Option<RangeGuard<'_>> {
+        let mut t = self.table();
+        let me = Entry {
+            ticket: t.next,
+            start,
+            end: start.saturating_add(len),
+            exclusive,
+            granted: true,
+        };
+        if t.entries.iter().any(|e| e.conflicts(&me)) {
+            return None;
+        }
+        t.next += 1;
+        t.entries.push(me);
+        Some(RangeGuard {
+            locks: self,
+            ticket: me.ticket,
+        })
+    }
+
     /// Requests currently held (for tests and metrics).
     pub fn held(&self) -> usize {
         self.table().entries.iter().filter(|e| e.granted).count()
@@ -113,6 +135,20 @@ mod tests {
         let _b = l.lock(10, 10, true);
         let _c = l.lock(100, 1, false);
         assert_eq!(l.held(), 3);
+    }
+
+    #[test]
+    fn try_lock_never_waits() {
+        let l = RangeLocks::default();
+        let w = l.lock(10, 10, true);
+        assert!(l.try_lock(15, 1, false).is_none());
+        assert!(l.try_lock(20, 5, false).is_some());
+        drop(w);
+        let r = l.try_lock(15, 1, false).unwrap();
+        assert!(l.try_lock(0, 100, false).is_some(), "shared with shared");
+        assert!(l.try_lock(15, 1, true).is_none());
+        drop(r);
+        assert_eq!(l.held(), 0);
     }
 
     #[test]

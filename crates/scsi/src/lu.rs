@@ -445,6 +445,45 @@ impl LogicalUnit {
         out
     }
 
+    /// A READ answered without blocking, for the transport to run inline instead of
+    /// handing the command to the blocking pool: `None` when it cannot be (not a
+    /// read, larger than `max_bytes`, its blocks locked by a writer, or data not in
+    /// memory); the caller then runs [`LogicalUnit::execute`] as usual. Checks and
+    /// their answers are exactly those of `execute`.
+    pub fn try_read_nowait(
+        &self,
+        nexus: &Nexus,
+        cmd: &Result<Command, Sense>,
+        max_bytes: usize,
+        data_in: &mut Vec<u8>,
+    ) -> Option<Outcome> {
+        let Ok(Command::Read { lba, blocks, .. }) = *cmd else {
+            return None;
+        };
+        let (off, len) = self.byte_range(lba, blocks.min(1 << 24));
+        if len > max_bytes {
+            return None;
+        }
+        let snap = match self.gate(nexus, cmd) {
+            Err(early) => return Some(early),
+            Ok(snap) => snap,
+        };
+        let checked = Self::check_ready(&snap)
+            .and_then(|()| self.check_transfer(blocks, 7))
+            .and_then(|()| self.check_range(lba, blocks));
+        if let Err(sense) = checked {
+            let mut out = Outcome::check(sense);
+            out.descriptor_sense = snap.mode.d_sense;
+            return Some(out);
+        }
+        let _g = self.locks.try_lock(lba, blocks.into(), false)?;
+        grow(data_in, len);
+        match self.store.read_at_nowait(&mut data_in[..len], off) {
+            Ok(true) => Some(Outcome::good(len)),
+            Ok(false) | Err(_) => None,
+        }
+    }
+
     /// Unit attention and reservation checks that come before any command runs; on
     /// success, the state the command runs with, read under the same lock.
     fn gate(&self, nexus: &Nexus, cmd: &Result<Command, Sense>) -> Result<Snapshot, Outcome> {
