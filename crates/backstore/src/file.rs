@@ -117,6 +117,25 @@ impl Backstore for FileBackstore {
         Ok(true)
     }
 
+    fn write_at_nowait(&self, buf: &[u8], offset: u64) -> io::Result<bool> {
+        check_range(offset, buf.len(), self.size)?;
+        let mut done = 0;
+        while done < buf.len() {
+            match sys::pwrite_nowait(&self.file, &buf[done..], offset + done as u64) {
+                Ok(0) => return Ok(false),
+                Ok(n) => done += n,
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL)) =>
+                {
+                    return Ok(false)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
     fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
         check_range(offset, buf.len(), self.size)?;
         self.file.write_all_at(buf, offset)?;
@@ -360,6 +379,12 @@ mod tests {
         // Just written: in the page cache, so the read does not need to block.
         assert!(b.read_at_nowait(&mut buf, 4096).unwrap());
         assert_eq!(buf, [9u8; 8192]);
+        // A non-blocking overwrite of cached pages either happens or declines.
+        if b.write_at_nowait(&[3u8; 4096], 4096).unwrap() {
+            b.read_at(&mut buf, 4096).unwrap();
+            assert_eq!(&buf[..4096], &[3u8; 4096][..]);
+            assert_eq!(&buf[4096..], &[9u8; 4096][..]);
+        }
         std::fs::remove_file(&p).unwrap();
     }
 

@@ -44,6 +44,13 @@ pub trait Backstore: Send + Sync + std::fmt::Debug {
         Ok(false)
     }
 
+    /// Writes `buf` at `offset` (no FUA) only if that cannot block: `Ok(true)` when
+    /// written, `Ok(false)` when the caller must use [`Backstore::write_at`] on a
+    /// thread that may block (part of the range may have been written already).
+    fn write_at_nowait(&self, _buf: &[u8], _offset: u64) -> io::Result<bool> {
+        Ok(false)
+    }
+
     /// Writes `buf` at `offset`; with `fua`, returns only once the data is on stable
     /// storage (SBC-3 FUA).
     fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()>;

@@ -174,3 +174,20 @@ pub fn pread_nowait(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usiz
         Ok(r as usize)
     }
 }
+
+/// pwritev2(RWF_NOWAIT): writes only if that needs no waiting (page cache space,
+/// no block allocation wait). `Ok(n)` bytes written; EAGAIN when it would block.
+pub fn pwrite_nowait(file: &File, buf: &[u8], offset: u64) -> io::Result<usize> {
+    let iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: `iov` describes `buf`, live for the call and only read by the kernel;
+    // the fd is borrowed from `file`.
+    let r = unsafe { libc::pwritev2(file.as_raw_fd(), &iov, 1, off(offset)?, libc::RWF_NOWAIT) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}

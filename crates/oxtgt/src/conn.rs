@@ -856,13 +856,23 @@ impl Conn {
         Ok(())
     }
 
-    /// Runs a command on the blocking pool and queues its response. Small reads whose
-    /// data is already in memory are answered right here instead: a thread handoff
-    /// costs more than the read (`LogicalUnit::try_read_nowait` never blocks).
+    /// Runs a command on the blocking pool and queues its response. Small reads and
+    /// writes that can complete without blocking (page cache, RAM) are done right
+    /// here instead: a thread handoff costs more than the I/O
+    /// (`LogicalUnit::try_read_nowait` / `try_write_nowait` never block).
     fn execute(&mut self, exec: Exec) {
-        if let (Some(lu), Ok(Command::Read { .. })) = (&exec.lu, &exec.parsed) {
-            let mut data_in = self.pool.get(INLINE_READ_MAX);
-            match lu.try_read_nowait(&self.nexus, &exec.parsed, INLINE_READ_MAX, &mut data_in) {
+        if let (Some(lu), Ok(Command::Read { .. } | Command::Write { .. })) =
+            (&exec.lu, &exec.parsed)
+        {
+            let is_read = matches!(exec.parsed, Ok(Command::Read { .. }));
+            let mut data_in = self.pool.get(if is_read { INLINE_IO_MAX } else { 1 });
+            let data_out = &exec.data_out[..exec.data_out_len.min(exec.data_out.len())];
+            let done = if is_read {
+                lu.try_read_nowait(&self.nexus, &exec.parsed, INLINE_IO_MAX, &mut data_in)
+            } else {
+                lu.try_write_nowait(&self.nexus, &exec.parsed, data_out, INLINE_IO_MAX)
+            };
+            match done {
                 Some(outcome) => {
                     let mut out = build_response(
                         exec.itt,
@@ -1240,8 +1250,8 @@ impl Conn {
     }
 }
 
-/// Largest READ answered inline on the connection task when its data is in memory.
-const INLINE_READ_MAX: usize = 64 * 1024;
+/// Largest READ or WRITE done inline on the connection task when it cannot block.
+const INLINE_IO_MAX: usize = 64 * 1024;
 
 /// Executes one command (blocking) and builds its response PDUs.
 fn run_command(

@@ -484,6 +484,52 @@ impl LogicalUnit {
         }
     }
 
+    /// A WRITE (without FUA, write cache on) done without blocking, like
+    /// [`LogicalUnit::try_read_nowait`]: `None` sends the command to `execute`.
+    pub fn try_write_nowait(
+        &self,
+        nexus: &Nexus,
+        cmd: &Result<Command, Sense>,
+        data_out: &[u8],
+        max_bytes: usize,
+    ) -> Option<Outcome> {
+        let Ok(Command::Write { lba, blocks, fua }) = *cmd else {
+            return None;
+        };
+        if data_out.len() > max_bytes || fua {
+            return None;
+        }
+        let snap = match self.gate(nexus, cmd) {
+            Err(early) => return Some(early),
+            Ok(snap) => snap,
+        };
+        if !snap.mode.wce {
+            return None;
+        }
+        let checked = Self::check_ready(&snap)
+            .and_then(|()| self.check_transfer(blocks, 7))
+            .and_then(|()| self.check_range(lba, blocks))
+            .and_then(|()| self.check_writable(&snap))
+            .and_then(|()| self.received_blocks(data_out, blocks));
+        let data = match checked {
+            Ok(d) => d,
+            Err(sense) => {
+                let mut out = Outcome::check(sense);
+                out.descriptor_sense = snap.mode.d_sense;
+                return Some(out);
+            }
+        };
+        if data.is_empty() {
+            return Some(Outcome::good(0));
+        }
+        let bs = u64::from(self.block_size);
+        let _g = self.locks.try_lock(lba, data.len() as u64 / bs, true)?;
+        match self.store.write_at_nowait(data, lba * bs) {
+            Ok(true) => Some(Outcome::good(0)),
+            Ok(false) | Err(_) => None,
+        }
+    }
+
     /// Unit attention and reservation checks that come before any command runs; on
     /// success, the state the command runs with, read under the same lock.
     fn gate(&self, nexus: &Nexus, cmd: &Result<Command, Sense>) -> Result<Snapshot, Outcome> {
