@@ -359,7 +359,7 @@ impl Manager {
         let (src_off, dst_off, len) = match *kind {
             SegmentKind::BlockToBlock {
                 dc,
-                cat,
+                cat: _,
                 blocks,
                 src_lba,
                 dst_lba,
@@ -368,7 +368,6 @@ impl Manager {
                 // A destination block left partly filled needs CAT, which is not
                 // offered: the bytes must fill whole blocks on both sides.
                 if len % sbs != 0 || len % dbs != 0 {
-                    let _ = cat;
                     return Err(copy_aborted(Asc::NO_ADDITIONAL_SENSE, i, at + 10));
                 }
                 (src_lba.checked_mul(sbs), dst_lba.checked_mul(dbs), len)
@@ -393,7 +392,8 @@ impl Manager {
                     u64::from(bytes),
                 )
             }
-            _ => unreachable!("only block→block segments move data"),
+            // Only block→block segments move data; the caller never asks for others.
+            _ => return Err(copy_aborted(Asc::NO_ADDITIONAL_SENSE, i, at)),
         };
         let fits = |off: Option<u64>, lu: &LogicalUnit| {
             off.and_then(|o| o.checked_add(len))
