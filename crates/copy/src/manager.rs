@@ -56,6 +56,8 @@ struct Record {
     segments_done: AtomicU32,
     bytes: AtomicU64,
     end: Mutex<Option<(Status, Instant, Option<Sense>)>>,
+    /// Data of 0Dh segments, for RECEIVE COPY DATA.
+    held: Mutex<Vec<u8>>,
 }
 
 impl Record {
@@ -228,6 +230,7 @@ impl Manager {
             segments_done: AtomicU32::new(0),
             bytes: AtomicU64::new(0),
             end: Mutex::new(None),
+            held: Mutex::new(Vec::new()),
         });
         q.push_back(rec.clone());
         Ok(rec)
@@ -270,6 +273,15 @@ impl Manager {
             let src = lookup.resolve(seg.src, i, seg.offset + 4)?;
             let dst = lookup.resolve(seg.dst, i, seg.offset + 6)?;
             plan.push((seg, src, dst));
+        }
+        let mut held = 0u64;
+        for (i, (seg, src, dst)) in plan.iter().enumerate().filter(|(_, p)| p.0.hold) {
+            held += self
+                .byte_range(src.lu(), dst.lu(), &seg.kind, i, seg.offset)?
+                .len;
+            if held > u64::from(tpc::HELD_DATA_LIMIT) {
+                return Err(Sense::invalid_param_field((seg.offset + 10) as u16, None));
+            }
         }
         for (i, (seg, src, dst)) in plan.iter().enumerate() {
             let (src, dst) = (src.lu(), dst.lu());
@@ -339,6 +351,19 @@ impl Manager {
                             return Err(c);
                         }
                     }
+                }
+            }
+            if seg.hold {
+                let r = self.byte_range(src, dst, &seg.kind, i, seg.offset)?;
+                let mut held = rec.held.lock().unwrap_or_else(|e| e.into_inner());
+                let at = held.len();
+                held.resize(at + r.len as usize, 0);
+                if let Err(error) = src.backstore().read_at(&mut held[at..], r.src_off) {
+                    tracing::warn!(%error, segment = i, "reading data to hold failed");
+                    held.truncate(at);
+                    let mut c = copy_aborted(Asc::THIRD_PARTY_DEVICE_FAILURE, i, seg.offset + 4);
+                    c.information = Some(u64::from(Asc::UNRECOVERED_READ_ERROR.0));
+                    return Err(c);
                 }
             }
             rec.segments_done.fetch_add(1, Ordering::Relaxed);
@@ -524,6 +549,16 @@ impl CopyManager for Manager {
                 }
                 b[7] = unit;
                 b[8..12].copy_from_slice(&(count as u32).to_be_bytes());
+                Ok(b)
+            }
+            0x01 => {
+                if end.is_none() {
+                    return Err(Sense::illegal(Asc::OPERATION_IN_PROGRESS));
+                }
+                let held = rec.held.lock().unwrap_or_else(|e| e.into_inner());
+                let mut b = Vec::with_capacity(4 + held.len());
+                b.extend_from_slice(&(held.len() as u32).to_be_bytes());
+                b.extend_from_slice(&held);
                 Ok(b)
             }
             0x04 => {

@@ -67,6 +67,8 @@ pub enum SegmentKind {
 pub struct Segment {
     /// Byte offset of the descriptor in the parameter list (for sense pointers).
     pub offset: usize,
+    /// 0Dh: a 02h copy whose data is also held for RECEIVE COPY DATA.
+    pub hold: bool,
     pub src: u16,
     pub dst: u16,
     pub kind: SegmentKind,
@@ -161,7 +163,7 @@ pub fn parse(p: &[u8]) -> Result<CopyList, Sense> {
         let code = p[at];
         let desc_len = 4 + usize::from(be16(p, at + 2));
         let expected = match code {
-            0x02 => 28,
+            0x02 | 0x0d => 28,
             0x0a => 32,
             0x07 => 12,
             0x14 => 28,
@@ -175,7 +177,7 @@ pub fn parse(p: &[u8]) -> Result<CopyList, Sense> {
         }
         let d = &p[at..at + desc_len];
         let (src, dst, kind) = match code {
-            0x02 => (
+            0x02 | 0x0d => (
                 be16(d, 4),
                 be16(d, 6),
                 SegmentKind::BlockToBlock {
@@ -214,12 +216,18 @@ pub fn parse(p: &[u8]) -> Result<CopyList, Sense> {
             ),
         };
         segments.push(Segment {
+            hold: code == 0x0d,
             offset: at,
             src,
             dst,
             kind,
         });
         at += desc_len;
+    }
+    // Held data is retrieved by list ID: only a held list (00b) may ask for it.
+    // (Its size against HELD DATA LIMIT is checked once block sizes are known.)
+    if usage != ListIdUsage::Hold && segments.iter().any(|s| s.hold) {
+        return Err(Sense::invalid_param_field(1, Some(4)));
     }
     Ok(CopyList {
         list_id,

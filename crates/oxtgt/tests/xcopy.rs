@@ -703,6 +703,7 @@ fn esxi_and_sg_xcopy_styles_copy_a_gib_identically() {
 
     // sg_xcopy: operating parameters of both LUs, then segments of what they allow.
     let mut max_blocks = u64::from(u16::MAX);
+    let mut held_limit = u32::MAX;
     for lun in [0, 2] {
         let op = s.scsi(lun, &rcr_cdb(3, 0), 1024, None).unwrap();
         assert_eq!(op.status, GOOD);
@@ -712,11 +713,7 @@ fn esxi_and_sg_xcopy_styles_copy_a_gib_identically() {
             codes.contains(&0x02) && codes.contains(&0xe4),
             "implemented descriptors {codes:x?}"
         );
-        assert_eq!(
-            u32::from_be_bytes(op.data[24..28].try_into().unwrap()),
-            0,
-            "held data limit"
-        );
+        held_limit = held_limit.min(u32::from_be_bytes(op.data[24..28].try_into().unwrap()));
         let max_seg = u64::from(u32::from_be_bytes(op.data[16..20].try_into().unwrap()));
         if max_seg > 0 {
             max_blocks = max_blocks.min(max_seg / BS as u64);
@@ -726,12 +723,14 @@ fn esxi_and_sg_xcopy_styles_copy_a_gib_identically() {
         max_blocks, 0xffff,
         "a segment may use the whole 16-bit block count"
     );
+    // sg_xcopy discards results (usage 10b) only when nothing can be held.
+    let usage = if held_limit == 0 { 2 } else { 0 };
     let mut lba = 0;
     while lba < GIB_BLOCKS {
         let n = max_blocks.min(GIB_BLOCKS - lba) as u16;
         let p = list(
             1,
-            2,
+            usage,
             &[cscd(&n0, 512), cscd(&n2, 512)],
             &[seg_blocks(0, 1, n, lba, lba, false)],
         );
@@ -963,4 +962,43 @@ fn a_reservation_taken_mid_copy_stops_it() {
         "copy under B's reservation"
     );
     assert_copy_stopped(&mut b, dst + 15 * 0xffff, "reservation");
+}
+
+/// Segment 0Dh copies like 02h and holds the data for RECEIVE COPY DATA, up to the
+/// advertised HELD DATA LIMIT, in held lists only.
+#[test]
+fn held_data_segment_and_receive_copy_data() {
+    let server = Server::start("xheld", CONFIG);
+    let mut s = me(&server, 1);
+    let (n0, n1) = (naa(&mut s, 0), naa(&mut s, 1));
+    let data = pattern(32 * BS, 21);
+    write(&mut s, 0, 0, &data);
+    let mut hold = seg_blocks(0, 1, 16, 0, 500, false);
+    hold[0] = 0x0d;
+    let mut hold2 = seg_blocks(0, 1, 16, 16, 516, false);
+    hold2[0] = 0x0d;
+    let p = list(
+        5,
+        0,
+        &[cscd(&n0, 512), cscd(&n1, 512)],
+        &[hold.clone(), hold2],
+    );
+    assert_eq!(xcopy(&mut s, 0, &p).status, GOOD);
+    assert_eq!(read(&mut s, 1, 500, 32, BS), data, "0Dh copies like 02h");
+    let mut c = rcr_cdb(1, 5);
+    c[10..14].copy_from_slice(&(64 * 1024u32).to_be_bytes());
+    let r = s.scsi(0, &c, 64 * 1024, None).unwrap();
+    assert_eq!(r.status, GOOD);
+    assert_eq!(
+        u32::from_be_bytes(r.data[..4].try_into().unwrap()) as usize,
+        32 * BS
+    );
+    assert!(r.data[4..] == data[..], "held data is what was copied");
+    // Held data needs a held list; and must fit HELD DATA LIMIT (1 MiB).
+    let p = list(6, 2, &[cscd(&n0, 512), cscd(&n1, 512)], &[hold]);
+    assert_eq!(xcopy(&mut s, 0, &p).sense_code(), Some((0x05, 0x26, 0x00)));
+    let mut big = seg_blocks(0, 1, 4096, 0, 0, false);
+    big[0] = 0x0d;
+    let p = list(7, 0, &[cscd(&n0, 512), cscd(&n1, 512)], &[big]);
+    assert_eq!(xcopy(&mut s, 0, &p).sense_code(), Some((0x05, 0x26, 0x00)));
 }

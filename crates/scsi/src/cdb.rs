@@ -324,6 +324,14 @@ pub static COMMANDS: &[OpcodeInfo] = &[
     ),
     op!(
         0x84,
+        Some(0x01),
+        "RECEIVE COPY DATA(LID1)",
+        1,
+        false,
+        [0x84, 0x01, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0]
+    ),
+    op!(
+        0x84,
         Some(0x03),
         "RECEIVE COPY OPERATING PARAMETERS",
         1,

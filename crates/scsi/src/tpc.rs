@@ -23,7 +23,9 @@ pub const MAX_INLINE_DATA_LENGTH: u32 = 0;
 /// Concurrent copies per logical unit that received them.
 pub const MAX_CONCURRENT_COPIES: u16 = 64;
 /// Segment descriptor codes implemented, then CSCD codes (SPC-4 Table 109, 110).
-pub const IMPLEMENTED_DESCRIPTORS: &[u8] = &[0x02, 0x07, 0x0a, 0x14, 0xe4];
+pub const IMPLEMENTED_DESCRIPTORS: &[u8] = &[0x02, 0x07, 0x0a, 0x0d, 0x14, 0xe4];
+/// Bytes a held list may keep for RECEIVE COPY DATA (segment 0Dh), in total.
+pub const HELD_DATA_LIMIT: u32 = 1 << 20;
 /// CSCD ID 0xFFFF: the logical unit that received the EXTENDED COPY.
 pub const CSCD_ID_RECEIVING_LU: u16 = 0xffff;
 
@@ -39,8 +41,8 @@ pub trait CopyManager: Send + Sync + std::fmt::Debug {
         abort: &AtomicBool,
     ) -> Result<(), Sense>;
 
-    /// RECEIVE COPY RESULTS service actions 00h (status), 03h (operating parameters)
-    /// and 04h (failure details).
+    /// RECEIVE COPY RESULTS service actions 00h (status), 01h (held data), 03h
+    /// (operating parameters) and 04h (failure details).
     fn receive_copy_results(
         &self,
         lu: &LogicalUnit,
@@ -59,10 +61,11 @@ pub fn operating_parameters() -> Vec<u8> {
     b[12..16].copy_from_slice(&MAX_DESCRIPTOR_LIST_LENGTH.to_be_bytes());
     b[16..20].copy_from_slice(&MAX_SEGMENT_LENGTH.to_be_bytes());
     b[20..24].copy_from_slice(&MAX_INLINE_DATA_LENGTH.to_be_bytes());
-    // HELD DATA LIMIT 0 (no hold-data segments), stream size 0.
+    b[24..28].copy_from_slice(&HELD_DATA_LIMIT.to_be_bytes());
     b[34..36].copy_from_slice(&MAX_CONCURRENT_COPIES.to_be_bytes());
     b[36] = MAX_CONCURRENT_COPIES.min(255) as u8;
     b[37] = 9; // data segment granularity 2^9: one 512-byte block
+    b[39] = 9; // held data granularity
     b[43] = IMPLEMENTED_DESCRIPTORS.len() as u8;
     b.extend_from_slice(IMPLEMENTED_DESCRIPTORS);
     let avail = (b.len() - 4) as u32;
@@ -84,7 +87,7 @@ fn tpc_descriptor(out: &mut Vec<u8>, kind: u16, mut body: Vec<u8>) {
 pub fn vpd_page() -> Vec<u8> {
     let mut d = Vec::new();
     // Supported Commands (0001h): list length, then opcode, SA count, SAs.
-    let cmds: &[(u8, &[u8])] = &[(0x83, &[0x00]), (0x84, &[0x00, 0x03, 0x04])];
+    let cmds: &[(u8, &[u8])] = &[(0x83, &[0x00]), (0x84, &[0x00, 0x01, 0x03, 0x04])];
     let mut list = Vec::new();
     for (op, sas) in cmds {
         list.push(*op);
@@ -138,7 +141,10 @@ mod tests {
         assert_eq!(at, d.len());
         assert_eq!(kinds, vec![0x0001, 0x0008, 0x0004, 0x000c, 0x8001]);
         // 0x84 lists SA 00h (what libiscsi's CopyStatus test looks for).
-        assert_eq!(&d[4..12], &[8, 0x83, 1, 0x00, 0x84, 3, 0x00, 0x03][..]);
+        assert_eq!(
+            &d[4..13],
+            &[9, 0x83, 1, 0x00, 0x84, 4, 0x00, 0x01, 0x03][..]
+        );
     }
 
     #[test]
