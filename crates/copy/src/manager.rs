@@ -326,6 +326,19 @@ impl Manager {
                         &rec.bytes,
                         &counters.paths,
                     ) {
+                        // Like a WRITE with the write cache off: durable before done.
+                        Ok(()) if !dst.write_cache_enabled() => {
+                            if let Err(error) = dst.backstore().flush() {
+                                tracing::warn!(%error, segment = i, "copy flush failed");
+                                let mut c = copy_aborted(
+                                    Asc::THIRD_PARTY_DEVICE_FAILURE,
+                                    i,
+                                    seg.offset + 6,
+                                );
+                                c.information = Some(u64::from(Asc::WRITE_ERROR.0));
+                                return Err(c);
+                            }
+                        }
                         Ok(()) => {}
                         Err(Stop::Denied { write, why }) => {
                             return Err(denied(why, seg.offset + if write { 6 } else { 4 }))

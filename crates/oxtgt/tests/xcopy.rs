@@ -1002,3 +1002,40 @@ fn held_data_segment_and_receive_copy_data() {
     let p = list(7, 0, &[cscd(&n0, 512), cscd(&n1, 512)], &[big]);
     assert_eq!(xcopy(&mut s, 0, &p).sense_code(), Some((0x05, 0x26, 0x00)));
 }
+
+/// With the write cache off (caching page WCE 0), a copy is flushed to stable
+/// storage before EXTENDED COPY completes, like a WRITE; the data is all there.
+#[test]
+fn copy_into_an_lu_with_the_write_cache_off() {
+    let server = Server::start("xwce", CONFIG);
+    let mut s = me(&server, 1);
+    // MODE SENSE(6) of the caching page, WCE cleared, MODE SELECT(6) back.
+    let r = s
+        .scsi(2, &[0x1a, 0x08, 0x08, 0, 255, 0], 255, None)
+        .unwrap();
+    assert_eq!(r.status, GOOD);
+    let page_len = 2 + usize::from(r.data[4 + 1]);
+    let mut page = r.data[4..4 + page_len].to_vec();
+    page[0] &= 0x3f;
+    page[2] &= !0x04;
+    let mut params = vec![0u8, 0, 0, 0];
+    params.extend_from_slice(&page);
+    let sel = [0x15, 0x10, 0, 0, params.len() as u8, 0];
+    assert_eq!(s.scsi(2, &sel, 0, Some(&params)).unwrap().status, GOOD);
+    let r = s
+        .scsi(2, &[0x1a, 0x08, 0x08, 0, 255, 0], 255, None)
+        .unwrap();
+    assert_eq!(r.data[4 + 2] & 0x04, 0, "WCE is off");
+
+    let (n0, n2) = (naa(&mut s, 0), naa(&mut s, 2));
+    let data = pattern(2048 * BS, 8);
+    write(&mut s, 0, 0, &data);
+    let p = list(
+        1,
+        2,
+        &[cscd(&n0, 512), cscd(&n2, 512)],
+        &[seg_blocks(0, 1, 2048, 0, 4096, false)],
+    );
+    assert_eq!(xcopy(&mut s, 2, &p).status, GOOD);
+    assert_eq!(read(&mut s, 2, 4096, 2048, BS), data);
+}

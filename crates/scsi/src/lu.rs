@@ -281,6 +281,11 @@ impl LogicalUnit {
     pub fn read_only(&self) -> bool {
         self.read_only
     }
+    /// The caching mode page's WCE: with it off, writes reach stable storage before
+    /// they complete.
+    pub fn write_cache_enabled(&self) -> bool {
+        self.state().mode.wce
+    }
     pub fn backstore(&self) -> &Arc<dyn Backstore> {
         &self.store
     }
