@@ -865,7 +865,12 @@ impl Conn {
             (&exec.lu, &exec.parsed)
         {
             let is_read = matches!(exec.parsed, Ok(Command::Read { .. }));
-            let mut data_in = self.pool.get(if is_read { INLINE_IO_MAX } else { 1 });
+            // Writes return no data: no buffer to take from the pool.
+            let mut data_in = if is_read {
+                self.pool.get(INLINE_IO_MAX)
+            } else {
+                Vec::new()
+            };
             let data_out = &exec.data_out[..exec.data_out_len.min(exec.data_out.len())];
             let done = if is_read {
                 lu.try_read_nowait(&self.nexus, &exec.parsed, INLINE_IO_MAX, &mut data_in)
