@@ -215,6 +215,13 @@ pub fn parse(p: &[u8]) -> Result<CopyList, Sense> {
                 },
             ),
         };
+        // MAXIMUM SEGMENT LENGTH as advertised: only a 0Ah byte count can exceed it
+        // (65535 blocks of at most 4096 bytes is the limit itself).
+        if let SegmentKind::BlockToBlockBytes { bytes, .. } = kind {
+            if bytes > scsi::tpc::MAX_SEGMENT_LENGTH {
+                return Err(Sense::invalid_param_field((at + 8) as u16, None));
+            }
+        }
         segments.push(Segment {
             hold: code == 0x0d,
             offset: at,
@@ -337,6 +344,19 @@ pub(crate) mod tests {
             asc(&full[..full.len() - 1]),
             Asc::PARAMETER_LIST_LENGTH_ERROR
         );
+        // A 0Ah byte count above MAXIMUM SEGMENT LENGTH.
+        let mut long = list(0, 1, 0);
+        let mut d = [0u8; 32];
+        d[0] = 0x0a;
+        d[3] = 0x1c;
+        d[8..12].copy_from_slice(&(scsi::tpc::MAX_SEGMENT_LENGTH + 1).to_be_bytes());
+        long.extend_from_slice(&d);
+        long[8..12].copy_from_slice(&32u32.to_be_bytes());
+        let e = parse(&long).unwrap_err();
+        assert_eq!(
+            (e.asc, e.field.unwrap().byte),
+            (Asc::INVALID_FIELD_IN_PARAMETER_LIST, 16 + 32 + 8)
+        );
         // Unsupported descriptor types.
         let mut fc = full.clone();
         fc[16] = 0xe0;
@@ -396,6 +416,8 @@ pub(crate) mod tests {
                         (d, (src, dst, SegmentKind::BlockToBlock { dc: f1, cat: f2, blocks: count as u16, src_lba: a, dst_lba: b }))
                     }
                     1 => {
+                        // Byte counts within MAXIMUM SEGMENT LENGTH (above it is an error).
+                        let count = count % (scsi::tpc::MAX_SEGMENT_LENGTH + 1);
                         let mut d = vec![0u8; 32];
                         d[0] = 0x0a;
                         d[3] = 0x1c;

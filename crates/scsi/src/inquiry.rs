@@ -14,7 +14,8 @@ const VERSION_DESCRIPTORS: [u16; 4] = [0x00a0, 0x0960, 0x0460, 0x04c0];
 /// Protocol identifier for iSCSI (SPC-4 7.6.1).
 const PROTOCOL_ISCSI: u8 = 0x5;
 
-fn ascii_field(out: &mut [u8], s: &str) {
+/// Fills a fixed-width ASCII field: printable characters of `s`, space padded.
+pub(crate) fn ascii_field(out: &mut [u8], s: &str) {
     out.fill(b' ');
     for (d, c) in out
         .iter_mut()

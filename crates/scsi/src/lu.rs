@@ -89,12 +89,7 @@ impl LuIdentity {
     /// T10 vendor ID designator: vendor padded to 8 bytes, then the serial.
     pub fn t10_vendor_id(&self) -> Vec<u8> {
         let mut t10 = vec![b' '; 8];
-        for (d, c) in t10
-            .iter_mut()
-            .zip(self.vendor.bytes().filter(|b| (0x20..0x7f).contains(b)))
-        {
-            *d = c;
-        }
+        inquiry::ascii_field(&mut t10, &self.vendor);
         t10.extend_from_slice(self.serial.as_bytes());
         t10
     }
