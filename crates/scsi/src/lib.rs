@@ -21,6 +21,7 @@ pub mod pr;
 pub mod report;
 pub mod sbc;
 pub mod sense;
+pub mod testing;
 pub mod tpc;
 
 pub use cdb::Command;

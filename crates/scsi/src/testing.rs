@@ -1,0 +1,234 @@
+//! An LU over a RAM backstore driven by CDB bytes, for in-process tests of the device
+//! server: no transport, no threads, every answer visible as status, sense and data.
+//!
+//! ```text
+//! TestLu::run(nexus, cdb, data_out) ──► Command::parse ──► LogicalUnit::execute ──► Reply
+//! ```
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use backstore::{Backstore, RamBackstore};
+
+use crate::cdb::Command;
+use crate::lu::{Ctx, LogicalUnit, LuIdentity, Nexus};
+use crate::sense::{status, Asc, Sense, SenseKey};
+use crate::tpc::CopyManager;
+
+/// What one command answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u8,
+    pub sense: Option<Sense>,
+    pub data: Vec<u8>,
+}
+
+impl Reply {
+    pub fn is_good(&self) -> bool {
+        self.status == status::GOOD
+    }
+
+    /// (sense key, ASC/ASCQ) of a CHECK CONDITION; panics on anything else, so a test
+    /// that expects a check learns what it got instead.
+    pub fn check(&self) -> (SenseKey, Asc) {
+        assert_eq!(self.status, status::CHECK_CONDITION, "{self:?}");
+        let s = self.sense.as_ref().expect("CHECK CONDITION carries sense");
+        (s.key, s.asc)
+    }
+
+    /// The sense-key specific field pointer: (in CDB, byte, bit).
+    pub fn field_pointer(&self) -> Option<(bool, u16, Option<u8>)> {
+        self.sense
+            .as_ref()
+            .and_then(|s| s.field)
+            .map(|f| (f.in_cdb, f.byte, f.bit))
+    }
+}
+
+/// One logical unit and the RAM behind it.
+#[derive(Debug)]
+pub struct TestLu {
+    pub lu: Arc<LogicalUnit>,
+    pub ram: Arc<RamBackstore>,
+}
+
+/// A nexus with a distinct session id, initiator name and ISID.
+pub fn nexus(id: u64) -> Nexus {
+    Nexus {
+        id,
+        initiator: format!("iqn.2026-11.test:init{id}").into(),
+        isid: [0x80, 0, 0, 0, 0, id as u8],
+        target_name: "iqn.2026-11.test:target".into(),
+        tpgt: 1,
+        relative_port: 1,
+    }
+}
+
+/// The identity every test LU carries (NAA from a fixed seed).
+pub fn identity(seed: u8) -> LuIdentity {
+    let mut naa = [0u8; 16];
+    naa[0] = 0x65;
+    naa[1] = 0xa0;
+    naa[2] = 0xe7;
+    naa[3] = 0xc0;
+    naa[15] = seed;
+    LuIdentity {
+        vendor: "OXTGT".into(),
+        product: "TEST".into(),
+        revision: "0001".into(),
+        serial: format!("test{seed:04}"),
+        naa,
+    }
+}
+
+impl TestLu {
+    /// A thick LU of `blocks` blocks of `block_size` bytes.
+    pub fn new(blocks: u64, block_size: u32) -> Self {
+        Self::build(blocks, block_size, |lu| lu)
+    }
+
+    /// A thin-provisioned LU.
+    pub fn thin(blocks: u64, block_size: u32) -> Self {
+        Self::build(blocks, block_size, |lu| lu.with_thin(true))
+    }
+
+    /// A write-protected LU.
+    pub fn read_only(blocks: u64, block_size: u32) -> Self {
+        let ram = Arc::new(RamBackstore::new(blocks * u64::from(block_size)));
+        let store: Arc<dyn Backstore> = ram.clone();
+        let lu = LogicalUnit::new(identity(1), store, block_size, true);
+        Self {
+            lu: Arc::new(lu),
+            ram,
+        }
+    }
+
+    /// An LU configured by `f` over a fresh RAM store.
+    pub fn build(blocks: u64, block_size: u32, f: impl FnOnce(LogicalUnit) -> LogicalUnit) -> Self {
+        let ram = Arc::new(RamBackstore::new(blocks * u64::from(block_size)));
+        let store: Arc<dyn Backstore> = ram.clone();
+        let lu = f(LogicalUnit::new(identity(1), store, block_size, false));
+        Self {
+            lu: Arc::new(lu),
+            ram,
+        }
+    }
+
+    /// A nexus that has logged in with this LU mapped.
+    pub fn attach(&self, id: u64) -> Nexus {
+        let n = nexus(id);
+        self.lu.attach(&n);
+        n
+    }
+
+    /// Runs `cdb` with `data_out`; the Expected Data Transfer Length is what the CDB
+    /// asks for (data out) or 64 KiB (data in).
+    pub fn run(&self, n: &Nexus, cdb: &[u8], data_out: &[u8]) -> Reply {
+        let edtl = if data_out.is_empty() {
+            65536
+        } else {
+            data_out.len() as u32
+        };
+        self.run_with(n, cdb, data_out, edtl, None, &AtomicBool::new(false))
+    }
+
+    /// Runs `cdb` with every input spelled out.
+    pub fn run_with(
+        &self,
+        n: &Nexus,
+        cdb: &[u8],
+        data_out: &[u8],
+        edtl: u32,
+        copy: Option<&dyn CopyManager>,
+        abort: &AtomicBool,
+    ) -> Reply {
+        let cmd = Command::parse(cdb);
+        let mut data_in = Vec::new();
+        let ctx = Ctx { edtl, abort, copy };
+        let out = self.lu.execute(n, cmd, ctx, data_out, &mut data_in);
+        data_in.truncate(out.data_in_len);
+        Reply {
+            status: out.status,
+            sense: out.sense,
+            data: data_in,
+        }
+    }
+
+    /// The bytes of `blocks` blocks at `lba`, read straight from the RAM store.
+    pub fn medium(&self, lba: u64, blocks: u64) -> Vec<u8> {
+        let bs = u64::from(self.lu.block_size());
+        let mut b = vec![0u8; (blocks * bs) as usize];
+        self.ram.read_at(&mut b, lba * bs).expect("read RAM");
+        b
+    }
+}
+
+/// CDB builders for the commands tests use most.
+pub mod cdbs {
+    pub fn read10(lba: u32, blocks: u16) -> [u8; 10] {
+        let mut c = [0u8; 10];
+        c[0] = 0x28;
+        c[2..6].copy_from_slice(&lba.to_be_bytes());
+        c[7..9].copy_from_slice(&blocks.to_be_bytes());
+        c
+    }
+    pub fn write10(lba: u32, blocks: u16) -> [u8; 10] {
+        let mut c = read10(lba, blocks);
+        c[0] = 0x2a;
+        c
+    }
+    pub fn read12(lba: u32, blocks: u32) -> [u8; 12] {
+        let mut c = [0u8; 12];
+        c[0] = 0xa8;
+        c[2..6].copy_from_slice(&lba.to_be_bytes());
+        c[6..10].copy_from_slice(&blocks.to_be_bytes());
+        c
+    }
+    pub fn read16(lba: u64, blocks: u32) -> [u8; 16] {
+        let mut c = [0u8; 16];
+        c[0] = 0x88;
+        c[2..10].copy_from_slice(&lba.to_be_bytes());
+        c[10..14].copy_from_slice(&blocks.to_be_bytes());
+        c
+    }
+    pub fn write16(lba: u64, blocks: u32) -> [u8; 16] {
+        let mut c = read16(lba, blocks);
+        c[0] = 0x8a;
+        c
+    }
+    pub fn verify16(lba: u64, blocks: u32) -> [u8; 16] {
+        let mut c = read16(lba, blocks);
+        c[0] = 0x8f;
+        c
+    }
+    pub const TEST_UNIT_READY: [u8; 6] = [0; 6];
+    pub fn inquiry(evpd: bool, page: u8, alloc: u16) -> [u8; 6] {
+        let [hi, lo] = alloc.to_be_bytes();
+        [0x12, u8::from(evpd), page, hi, lo, 0]
+    }
+    pub fn request_sense(alloc: u8) -> [u8; 6] {
+        [0x03, 0, 0, 0, alloc, 0]
+    }
+    pub fn pr_in(sa: u8, alloc: u16) -> [u8; 10] {
+        let [hi, lo] = alloc.to_be_bytes();
+        [0x5e, sa, 0, 0, 0, 0, 0, hi, lo, 0]
+    }
+    /// PERSISTENT RESERVE OUT with a 24-byte parameter list.
+    pub fn pr_out(sa: u8, kind: u8) -> [u8; 10] {
+        [0x5f, sa, kind, 0, 0, 0, 0, 0, 24, 0]
+    }
+    /// The 24-byte PR OUT parameter list: reservation key, service action key.
+    pub fn pr_params(key: u64, sark: u64) -> [u8; 24] {
+        let mut p = [0u8; 24];
+        p[..8].copy_from_slice(&key.to_be_bytes());
+        p[8..16].copy_from_slice(&sark.to_be_bytes());
+        p
+    }
+    pub fn receive_copy_results(sa: u8, alloc: u32) -> [u8; 16] {
+        let mut c = [0u8; 16];
+        c[0] = 0x84;
+        c[1] = sa;
+        c[10..14].copy_from_slice(&alloc.to_be_bytes());
+        c
+    }
+}
