@@ -330,6 +330,44 @@ pub(crate) mod tests {
         );
     }
 
+    /// VPD 8Fh and RECEIVE COPY OPERATING PARAMETERS list
+    /// `scsi::tpc::IMPLEMENTED_DESCRIPTORS`: exactly the codes this parser accepts.
+    #[test]
+    fn implemented_descriptors_are_exactly_what_parses() {
+        let mut accepted = Vec::new();
+        // Segment descriptor codes 00h-BFh, each tried at every length any
+        // implemented segment has.
+        for code in 0u8..=0xbf {
+            let ok = [12usize, 28, 32].iter().any(|&len| {
+                let mut p = list(0, 1, 0);
+                let mut d = vec![0u8; len];
+                d[0] = code;
+                d[2..4].copy_from_slice(&((len - 4) as u16).to_be_bytes());
+                p[8..12].copy_from_slice(&(len as u32).to_be_bytes());
+                p.extend_from_slice(&d);
+                match parse(&p) {
+                    Ok(_) => true,
+                    Err(e) => {
+                        assert_ne!(e.asc, Asc::UNSUPPORTED_TARGET_DESCRIPTOR_TYPE);
+                        false
+                    }
+                }
+            });
+            if ok {
+                accepted.push(code);
+            }
+        }
+        // CSCD descriptor codes C0h-FFh.
+        for code in 0xc0u8..=0xff {
+            let mut p = list(0, 1, 0);
+            p[HEADER] = code;
+            if parse(&p).is_ok() {
+                accepted.push(code);
+            }
+        }
+        assert_eq!(accepted, scsi::tpc::IMPLEMENTED_DESCRIPTORS);
+    }
+
     #[test]
     fn limits_in_the_order_clients_expect() {
         let asc = |p: &[u8]| parse(p).unwrap_err().asc;

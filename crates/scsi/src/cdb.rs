@@ -568,25 +568,31 @@ pub enum Command {
     ReadCapacity16 {
         alloc: u32,
     },
+    /// READ(6/10/12/16). `len_byte`: the CDB byte where TRANSFER LENGTH starts, for
+    /// field pointers.
     Read {
         lba: u64,
         blocks: u32,
         fua: bool,
+        len_byte: u16,
     },
     Write {
         lba: u64,
         blocks: u32,
         fua: bool,
+        len_byte: u16,
     },
     WriteVerify {
         lba: u64,
         blocks: u32,
         bytchk: u8,
+        len_byte: u16,
     },
     Verify {
         lba: u64,
         blocks: u32,
         bytchk: u8,
+        len_byte: u16,
     },
     PreFetch {
         lba: u64,
@@ -750,12 +756,14 @@ impl Command {
                         lba,
                         blocks,
                         fua: false,
+                        len_byte: 4,
                     }
                 } else {
                     Command::Write {
                         lba,
                         blocks,
                         fua: false,
+                        len_byte: 4,
                     }
                 }
             }
@@ -818,11 +826,17 @@ impl Command {
                 }
                 Command::ReadCapacity10 { lba, pmi }
             }
-            0x28 | 0x2a | 0x2e | 0x2f | 0x34 | 0x35 => {
-                rw(opcode, u64::from(be32(c, 2)), u32::from(be16(c, 7)), c[1])?
+            0x28 | 0x2a | 0x2e | 0x2f | 0x34 | 0x35 => rw(
+                opcode,
+                u64::from(be32(c, 2)),
+                u32::from(be16(c, 7)),
+                7,
+                c[1],
+            )?,
+            0xa8 | 0xaa | 0xae | 0xaf => rw(opcode, u64::from(be32(c, 2)), be32(c, 6), 6, c[1])?,
+            0x88 | 0x8a | 0x8e | 0x8f | 0x90 | 0x91 => {
+                rw(opcode, be64(c, 2), be32(c, 10), 10, c[1])?
             }
-            0xa8 | 0xaa | 0xae | 0xaf => rw(opcode, u64::from(be32(c, 2)), be32(c, 6), c[1])?,
-            0x88 | 0x8a | 0x8e | 0x8f | 0x90 | 0x91 => rw(opcode, be64(c, 2), be32(c, 10), c[1])?,
             0x37 => Command::ReadDefectData {
                 twelve: false,
                 plist: c[2] & 0x10 != 0,
@@ -955,13 +969,23 @@ impl Command {
 /// in byte 1: (RD|WR|VR)PROTECT 7:5, DPO 4, FUA 3 or BYTCHK 2:1, IMMED 1. Protection
 /// fields are rejected by the usage mask since this target formats no protection
 /// information (SBC-3 4.22: PROTECT != 0 without PI is INVALID FIELD IN CDB).
-fn rw(opcode: u8, lba: u64, blocks: u32, b1: u8) -> Result<Command, Sense> {
+fn rw(opcode: u8, lba: u64, blocks: u32, len_byte: u16, b1: u8) -> Result<Command, Sense> {
     let fua = b1 & 0x08 != 0;
     let bytchk = (b1 >> 1) & 3;
     let immed = b1 & 0x02 != 0;
     Ok(match opcode {
-        0x28 | 0xa8 | 0x88 => Command::Read { lba, blocks, fua },
-        0x2a | 0xaa | 0x8a => Command::Write { lba, blocks, fua },
+        0x28 | 0xa8 | 0x88 => Command::Read {
+            lba,
+            blocks,
+            fua,
+            len_byte,
+        },
+        0x2a | 0xaa | 0x8a => Command::Write {
+            lba,
+            blocks,
+            fua,
+            len_byte,
+        },
         0x2e | 0xae | 0x8e => {
             // WRITE AND VERIFY: BYTCHK 00b/01b only (SBC-4 5.42).
             if bytchk > 1 {
@@ -971,6 +995,7 @@ fn rw(opcode: u8, lba: u64, blocks: u32, b1: u8) -> Result<Command, Sense> {
                 lba,
                 blocks,
                 bytchk,
+                len_byte,
             }
         }
         0x2f | 0xaf | 0x8f => {
@@ -982,6 +1007,7 @@ fn rw(opcode: u8, lba: u64, blocks: u32, b1: u8) -> Result<Command, Sense> {
                 lba,
                 blocks,
                 bytchk,
+                len_byte,
             }
         }
         0x34 | 0x90 => Command::PreFetch { lba, blocks, immed },
@@ -1003,7 +1029,8 @@ mod tests {
             Command::Read {
                 lba: 0x1000,
                 blocks: 8,
-                fua: true
+                fua: true,
+                len_byte: 7,
             }
         );
     }
@@ -1015,7 +1042,8 @@ mod tests {
             Command::Read {
                 lba: 5,
                 blocks: 256,
-                fua: false
+                fua: false,
+                len_byte: 4,
             }
         );
     }

@@ -457,7 +457,13 @@ impl LogicalUnit {
         max_bytes: usize,
         data_in: &mut Vec<u8>,
     ) -> Option<Outcome> {
-        let Ok(Command::Read { lba, blocks, .. }) = *cmd else {
+        let Ok(Command::Read {
+            lba,
+            blocks,
+            len_byte,
+            ..
+        }) = *cmd
+        else {
             return None;
         };
         let (off, len) = self.byte_range(lba, blocks.min(1 << 24));
@@ -469,7 +475,7 @@ impl LogicalUnit {
             Ok(snap) => snap,
         };
         let checked = Self::check_ready(&snap)
-            .and_then(|()| self.check_transfer(blocks, 7))
+            .and_then(|()| self.check_transfer(blocks, len_byte))
             .and_then(|()| self.check_range(lba, blocks));
         if let Err(sense) = checked {
             let mut out = Outcome::check(sense);
@@ -493,7 +499,13 @@ impl LogicalUnit {
         data_out: &[u8],
         max_bytes: usize,
     ) -> Option<Outcome> {
-        let Ok(Command::Write { lba, blocks, fua }) = *cmd else {
+        let Ok(Command::Write {
+            lba,
+            blocks,
+            fua,
+            len_byte,
+        }) = *cmd
+        else {
             return None;
         };
         if data_out.len() > max_bytes || fua {
@@ -507,7 +519,7 @@ impl LogicalUnit {
             return None;
         }
         let checked = Self::check_ready(&snap)
-            .and_then(|()| self.check_transfer(blocks, 7))
+            .and_then(|()| self.check_transfer(blocks, len_byte))
             .and_then(|()| self.check_range(lba, blocks))
             .and_then(|()| self.check_writable(&snap))
             .and_then(|()| self.received_blocks(data_out, blocks));
@@ -776,9 +788,14 @@ impl LogicalUnit {
                 }
                 Ok(fill(data_in, &b, alloc))
             }
-            Command::Read { lba, blocks, .. } => {
+            Command::Read {
+                lba,
+                blocks,
+                len_byte,
+                ..
+            } => {
                 Self::check_ready(snap)?;
-                self.check_transfer(blocks, 7)?;
+                self.check_transfer(blocks, len_byte)?;
                 self.check_range(lba, blocks)?;
                 let (off, len) = self.byte_range(lba, blocks);
                 grow(data_in, len);
@@ -788,18 +805,28 @@ impl LogicalUnit {
                     .map_err(|e| io_sense(&e, false))?;
                 Ok(Outcome::good(len))
             }
-            Command::Write { lba, blocks, fua } => {
+            Command::Write {
+                lba,
+                blocks,
+                fua,
+                len_byte,
+            } => {
                 Self::check_ready(snap)?;
-                self.check_transfer(blocks, 7)?;
+                self.check_transfer(blocks, len_byte)?;
                 self.check_range(lba, blocks)?;
                 self.check_writable(snap)?;
                 let data = self.received_blocks(data_out, blocks)?;
                 self.write_locked(lba, data, fua || !snap.mode.wce)?;
                 Ok(Outcome::good(0))
             }
-            Command::WriteVerify { lba, blocks, .. } => {
+            Command::WriteVerify {
+                lba,
+                blocks,
+                len_byte,
+                ..
+            } => {
                 Self::check_ready(snap)?;
-                self.check_transfer(blocks, 7)?;
+                self.check_transfer(blocks, len_byte)?;
                 self.check_range(lba, blocks)?;
                 self.check_writable(snap)?;
                 let data = self.received_blocks(data_out, blocks)?;
@@ -824,9 +851,10 @@ impl LogicalUnit {
                 lba,
                 blocks,
                 bytchk,
+                len_byte,
             } => {
                 Self::check_ready(snap)?;
-                self.check_transfer(blocks, 7)?;
+                self.check_transfer(blocks, len_byte)?;
                 self.check_range(lba, blocks)?;
                 let (off, len) = self.byte_range(lba, blocks);
                 grow(data_in, len);
@@ -839,7 +867,7 @@ impl LogicalUnit {
                     0 => {}
                     1 => {
                         let Some(expected) = data_out.get(..len) else {
-                            return Err(Sense::invalid_cdb_field(7, None));
+                            return Err(Sense::invalid_cdb_field(len_byte, None));
                         };
                         if let Some(at) = first_difference(medium, expected) {
                             return Err(miscompare(at));
@@ -851,7 +879,7 @@ impl LogicalUnit {
                             return if blocks == 0 {
                                 Ok(Outcome::good(0))
                             } else {
-                                Err(Sense::invalid_cdb_field(7, None))
+                                Err(Sense::invalid_cdb_field(len_byte, None))
                             };
                         };
                         for (i, block) in medium.chunks(bs as usize).enumerate() {
@@ -917,7 +945,13 @@ impl LogicalUnit {
             }
             Command::OrWrite { lba, blocks, fua } | Command::WriteAtomic { lba, blocks, fua } => {
                 Self::check_ready(snap)?;
-                self.check_transfer(blocks, 10)?;
+                // TRANSFER LENGTH: ORWRITE(16) bytes 10-13, WRITE ATOMIC(16) 12-13.
+                let len_byte = if matches!(cmd, Command::WriteAtomic { .. }) {
+                    12
+                } else {
+                    10
+                };
+                self.check_transfer(blocks, len_byte)?;
                 self.check_range(lba, blocks)?;
                 if matches!(cmd, Command::WriteAtomic { .. }) {
                     self.check_atomic(lba, blocks)?;
@@ -1042,12 +1076,14 @@ impl LogicalUnit {
                 lba: 0,
                 blocks: 0,
                 fua: false,
+                len_byte: 7,
             }
         } else {
             Command::Read {
                 lba: 0,
                 blocks: 0,
                 fua: false,
+                len_byte: 7,
             }
         };
         if st.pr.conflicts(&nexus.key(), &probe) {

@@ -675,6 +675,7 @@ mod tests {
             lba: 0,
             blocks: 1,
             fua: false,
+            len_byte: 7,
         }
     }
     fn read() -> Command {
@@ -682,6 +683,7 @@ mod tests {
             lba: 0,
             blocks: 1,
             fua: false,
+            len_byte: 7,
         }
     }
 

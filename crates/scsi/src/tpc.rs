@@ -52,6 +52,32 @@ pub trait CopyManager: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<u8>, Sense>;
 }
 
+/// DATA SEGMENT GRANULARITY, as a power of two: segment 0Ah moves any byte count
+/// (within MAXIMUM SEGMENT LENGTH) at any byte offset, so the smallest unit the copy
+/// manager permits is one byte (SPC-4 6.4.4.3: the amount of data in a segment shall
+/// be a multiple of it).
+pub const DATA_SEGMENT_GRANULARITY_LOG2: u8 = 0;
+/// HELD DATA GRANULARITY, as a power of two: segment 0Dh holds whole source blocks,
+/// and every block size oxtgt offers is a multiple of 512.
+pub const HELD_DATA_GRANULARITY_LOG2: u8 = 9;
+
+/// The third-party copy commands and service actions the device server implements,
+/// taken from the CDB table (opcode, SAs), in opcode order.
+pub fn supported_commands() -> Vec<(u8, Vec<u8>)> {
+    let mut out: Vec<(u8, Vec<u8>)> = Vec::new();
+    for c in crate::cdb::COMMANDS
+        .iter()
+        .filter(|c| matches!(c.opcode, 0x83 | 0x84))
+    {
+        let sa = c.service_action.unwrap_or(0);
+        match out.last_mut() {
+            Some((op, sas)) if *op == c.opcode => sas.push(sa),
+            _ => out.push((c.opcode, vec![sa])),
+        }
+    }
+    out
+}
+
 /// RECEIVE COPY OPERATING PARAMETERS data (SPC-4 6.22.4).
 pub fn operating_parameters() -> Vec<u8> {
     let mut b = vec![0u8; 44];
@@ -64,13 +90,23 @@ pub fn operating_parameters() -> Vec<u8> {
     b[24..28].copy_from_slice(&HELD_DATA_LIMIT.to_be_bytes());
     b[34..36].copy_from_slice(&MAX_CONCURRENT_COPIES.to_be_bytes());
     b[36] = MAX_CONCURRENT_COPIES.min(255) as u8;
-    b[37] = 9; // data segment granularity 2^9: one 512-byte block
-    b[39] = 9; // held data granularity
+    b[37] = DATA_SEGMENT_GRANULARITY_LOG2;
+    b[38] = 0; // inline data granularity: no inline data
+    b[39] = HELD_DATA_GRANULARITY_LOG2;
     b[43] = IMPLEMENTED_DESCRIPTORS.len() as u8;
     b.extend_from_slice(IMPLEMENTED_DESCRIPTORS);
     let avail = (b.len() - 4) as u32;
     b[..4].copy_from_slice(&avail.to_be_bytes());
     b
+}
+
+/// Third-party copy descriptor type codes of VPD page 8Fh (SPC-4 7.8.17, Table 623).
+pub mod descriptor_type {
+    pub const SUPPORTED_COMMANDS: u16 = 0x0001;
+    pub const PARAMETER_DATA: u16 = 0x0004;
+    pub const SUPPORTED_DESCRIPTORS: u16 = 0x0008;
+    pub const SUPPORTED_CSCD_IDS: u16 = 0x000c;
+    pub const GENERAL_COPY_OPERATIONS: u16 = 0x8001;
 }
 
 fn tpc_descriptor(out: &mut Vec<u8>, kind: u16, mut body: Vec<u8>) {
@@ -85,40 +121,41 @@ fn tpc_descriptor(out: &mut Vec<u8>, kind: u16, mut body: Vec<u8>) {
 /// Third Party Copy VPD page body (SPC-4 7.8.17): Supported Commands, Parameter Data,
 /// Supported Descriptors, Supported CSCD IDs and General Copy Operations descriptors.
 pub fn vpd_page() -> Vec<u8> {
+    use descriptor_type as t;
     let mut d = Vec::new();
-    // Supported Commands (0001h): list length, then opcode, SA count, SAs.
-    let cmds: &[(u8, &[u8])] = &[(0x83, &[0x00]), (0x84, &[0x00, 0x01, 0x03, 0x04])];
+    // Supported Commands: list length, then opcode, SA count, SAs (7.8.17.3).
     let mut list = Vec::new();
-    for (op, sas) in cmds {
-        list.push(*op);
+    for (op, sas) in supported_commands() {
+        list.push(op);
         list.push(sas.len() as u8);
-        list.extend_from_slice(sas);
+        list.extend_from_slice(&sas);
     }
     let mut body = vec![list.len() as u8];
     body.extend_from_slice(&list);
-    tpc_descriptor(&mut d, 0x0001, body);
-    // Parameter Data (0008h).
+    tpc_descriptor(&mut d, t::SUPPORTED_COMMANDS, body);
+    // Parameter Data (7.8.17.4): 4 reserved bytes, then the list limits.
     let mut body = vec![0u8; 28];
     body[4..6].copy_from_slice(&MAX_CSCD_DESCRIPTORS.to_be_bytes());
     body[6..8].copy_from_slice(&MAX_SEGMENT_DESCRIPTORS.to_be_bytes());
     body[8..12].copy_from_slice(&MAX_DESCRIPTOR_LIST_LENGTH.to_be_bytes());
     body[12..16].copy_from_slice(&MAX_INLINE_DATA_LENGTH.to_be_bytes());
-    tpc_descriptor(&mut d, 0x0008, body);
-    // Supported Descriptors (0004h).
+    tpc_descriptor(&mut d, t::PARAMETER_DATA, body);
+    // Supported Descriptors (7.8.17.5): list length, then the codes.
     let mut body = vec![IMPLEMENTED_DESCRIPTORS.len() as u8];
     body.extend_from_slice(IMPLEMENTED_DESCRIPTORS);
-    tpc_descriptor(&mut d, 0x0004, body);
-    // Supported CSCD IDs (000Ch).
+    tpc_descriptor(&mut d, t::SUPPORTED_DESCRIPTORS, body);
+    // Supported CSCD IDs (7.8.17.6).
     let mut body = 2u16.to_be_bytes().to_vec();
     body.extend_from_slice(&CSCD_ID_RECEIVING_LU.to_be_bytes());
-    tpc_descriptor(&mut d, 0x000c, body);
-    // General Copy Operations (8001h).
+    tpc_descriptor(&mut d, t::SUPPORTED_CSCD_IDS, body);
+    // General Copy Operations (7.8.17.8).
     let mut body = vec![0u8; 28];
     body[0..4].copy_from_slice(&u32::from(MAX_CONCURRENT_COPIES).to_be_bytes());
     body[4..8].copy_from_slice(&u32::from(MAX_CONCURRENT_COPIES).to_be_bytes());
     body[8..12].copy_from_slice(&MAX_SEGMENT_LENGTH.to_be_bytes());
-    body[12] = 9;
-    tpc_descriptor(&mut d, 0x8001, body);
+    body[12] = DATA_SEGMENT_GRANULARITY_LOG2;
+    body[13] = 0; // inline data granularity
+    tpc_descriptor(&mut d, t::GENERAL_COPY_OPERATIONS, body);
     d
 }
 
@@ -139,7 +176,7 @@ mod tests {
             at += 4 + len;
         }
         assert_eq!(at, d.len());
-        assert_eq!(kinds, vec![0x0001, 0x0008, 0x0004, 0x000c, 0x8001]);
+        assert_eq!(kinds, vec![0x0001, 0x0004, 0x0008, 0x000c, 0x8001]);
         // 0x84 lists SA 00h (what libiscsi's CopyStatus test looks for).
         assert_eq!(
             &d[4..13],

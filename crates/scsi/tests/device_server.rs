@@ -348,3 +348,37 @@ fn read_capacity16_reports_thin_provisioning() {
     assert_eq!(u32::from_be_bytes(r.data[8..12].try_into().unwrap()), 4096);
     assert_eq!(r.data[14] & 0xc0, 0xc0, "LBPME and LBPRZ");
 }
+
+#[test]
+fn over_the_transfer_limit_points_at_the_transfer_length_of_each_cdb_size() {
+    let t = TestLu::new(1 << 16, BS);
+    let a = t.attach(1);
+    let over = (8 << 20) / BS + 1;
+    let r = t.run(&a, &cdbs::read10(0, over as u16), &[]);
+    assert_eq!(r.field_pointer(), Some((true, 7, None)));
+    let r = t.run(&a, &cdbs::read12(0, over), &[]);
+    assert_eq!(r.field_pointer(), Some((true, 6, None)));
+    for cdb in [cdbs::read16(0, over), cdbs::verify16(0, over)] {
+        let r = t.run(&a, &cdb, &[]);
+        assert_eq!(r.check().1, Asc::INVALID_FIELD_IN_CDB);
+        assert_eq!(r.field_pointer(), Some((true, 10, None)), "{:02x}", cdb[0]);
+    }
+    // WRITE(16): refused before the medium is touched.
+    let r = t.run_with(
+        &a,
+        &cdbs::write16(0, over),
+        &[],
+        over * BS,
+        None,
+        &AtomicBool::new(false),
+    );
+    assert_eq!(r.field_pointer(), Some((true, 10, None)));
+    // WRITE ATOMIC(16): TRANSFER LENGTH is bytes 12-13.
+    let t4k = TestLu::new(1 << 16, 4096);
+    let a4 = t4k.attach(1);
+    let mut wa = [0u8; 16];
+    wa[0] = 0x9c;
+    wa[12..14].copy_from_slice(&(((8u32 << 20) / 4096 + 1) as u16).to_be_bytes());
+    let r = t4k.run_with(&a4, &wa, &[], 0, None, &AtomicBool::new(false));
+    assert_eq!(r.field_pointer(), Some((true, 12, None)));
+}
