@@ -2,6 +2,7 @@
 //! segment descriptors, parsed and checked whole before any data moves. Errors carry
 //! a field pointer into the parameter list.
 
+use codec::be;
 use scsi::sense::{Asc, Sense};
 use scsi::tpc::{MAX_CSCD_DESCRIPTORS, MAX_DESCRIPTOR_LIST_LENGTH, MAX_SEGMENT_DESCRIPTORS};
 
@@ -82,16 +83,6 @@ pub struct CopyList {
     pub segments: Vec<Segment>,
 }
 
-fn be16(p: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([p[at], p[at + 1]])
-}
-fn be32(p: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([p[at], p[at + 1], p[at + 2], p[at + 3]])
-}
-fn be64(p: &[u8], at: usize) -> u64 {
-    (u64::from(be32(p, at)) << 32) | u64::from(be32(p, at + 4))
-}
-
 fn list_length_error() -> Sense {
     Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR)
 }
@@ -122,9 +113,9 @@ pub fn parse(p: &[u8]) -> Result<CopyList, Sense> {
     if usage == ListIdUsage::None && list_id != 0 {
         return Err(Sense::invalid_param_field(0, None));
     }
-    let cscd_len = usize::from(be16(p, 2));
-    let seg_len = be32(p, 8) as usize;
-    let inline_len = be32(p, 12) as usize;
+    let cscd_len = usize::from(be::u16(p, 2));
+    let seg_len = be::u32(p, 8) as usize;
+    let inline_len = be::u32(p, 12) as usize;
     // Order matters (libiscsi DescrLimits): the total length before the counts.
     if cscd_len + seg_len > MAX_DESCRIPTOR_LIST_LENGTH as usize {
         return Err(list_length_error());
@@ -161,7 +152,7 @@ pub fn parse(p: &[u8]) -> Result<CopyList, Sense> {
             return Err(list_length_error());
         }
         let code = p[at];
-        let desc_len = 4 + usize::from(be16(p, at + 2));
+        let desc_len = 4 + usize::from(be::u16(p, at + 2));
         let expected = match code {
             0x02 | 0x0d => 28,
             0x0a => 32,
@@ -178,40 +169,40 @@ pub fn parse(p: &[u8]) -> Result<CopyList, Sense> {
         let d = &p[at..at + desc_len];
         let (src, dst, kind) = match code {
             0x02 | 0x0d => (
-                be16(d, 4),
-                be16(d, 6),
+                be::u16(d, 4),
+                be::u16(d, 6),
                 SegmentKind::BlockToBlock {
                     dc: d[1] & 0x02 != 0,
                     cat: d[1] & 0x01 != 0,
-                    blocks: be16(d, 10),
-                    src_lba: be64(d, 12),
-                    dst_lba: be64(d, 20),
+                    blocks: be::u16(d, 10),
+                    src_lba: be::u64(d, 12),
+                    dst_lba: be::u64(d, 20),
                 },
             ),
             0x0a => (
-                be16(d, 4),
-                be16(d, 6),
+                be::u16(d, 4),
+                be::u16(d, 6),
                 SegmentKind::BlockToBlockBytes {
-                    bytes: be32(d, 8),
-                    src_lba: be64(d, 12),
-                    dst_lba: be64(d, 20),
-                    src_offset: be16(d, 28),
-                    dst_offset: be16(d, 30),
+                    bytes: be::u32(d, 8),
+                    src_lba: be::u64(d, 12),
+                    dst_lba: be::u64(d, 20),
+                    src_offset: be::u16(d, 28),
+                    dst_offset: be::u16(d, 30),
                 },
             ),
             0x07 => (
-                be16(d, 4),
-                be16(d, 4),
+                be::u16(d, 4),
+                be::u16(d, 4),
                 SegmentKind::Verify {
                     tur: d[8] & 0x01 != 0,
                 },
             ),
             _ => (
-                be16(d, 6),
-                be16(d, 6),
+                be::u16(d, 6),
+                be::u16(d, 6),
                 SegmentKind::RegisterKey {
-                    key: be64(d, 8),
-                    sark: be64(d, 16),
+                    key: be::u64(d, 8),
+                    sark: be::u64(d, 16),
                 },
             ),
         };

@@ -6,6 +6,7 @@
 //! daemon can place them straight into I/O buffers.
 
 use crate::framer::PduError;
+use codec::be;
 
 /// Size of the Basic Header Segment.
 pub const BHS_LEN: usize = 48;
@@ -111,20 +112,6 @@ impl BhsPrefix {
                 | usize::from(bhs[7]),
         }
     }
-}
-
-fn be32(b: &[u8; BHS_LEN], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn be16(b: &[u8; BHS_LEN], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn be64(b: &[u8; BHS_LEN], at: usize) -> u64 {
-    let mut v = [0u8; 8];
-    v.copy_from_slice(&b[at..at + 8]);
-    u64::from_be_bytes(v)
 }
 
 /// SCSI Command (RFC 7143 §11.3).
@@ -281,41 +268,41 @@ impl Request {
                     read: f & 0x40 != 0,
                     write: f & 0x20 != 0,
                     task_attr: f & 0x07,
-                    lun: be64(bhs, 8),
-                    itt: be32(bhs, 16),
-                    expected_data_len: be32(bhs, 20),
-                    cmd_sn: be32(bhs, 24),
-                    exp_stat_sn: be32(bhs, 28),
+                    lun: be::u64(bhs, 8),
+                    itt: be::u32(bhs, 16),
+                    expected_data_len: be::u32(bhs, 20),
+                    cmd_sn: be::u32(bhs, 24),
+                    exp_stat_sn: be::u32(bhs, 28),
                     cdb,
                     bidi_read_len,
                 })
             }
             opcode::DATA_OUT => Request::DataOut(DataOut {
                 final_: f & 0x80 != 0,
-                lun: be64(bhs, 8),
-                itt: be32(bhs, 16),
-                ttt: be32(bhs, 20),
-                exp_stat_sn: be32(bhs, 28),
-                data_sn: be32(bhs, 36),
-                buffer_offset: be32(bhs, 40),
+                lun: be::u64(bhs, 8),
+                itt: be::u32(bhs, 16),
+                ttt: be::u32(bhs, 20),
+                exp_stat_sn: be::u32(bhs, 28),
+                data_sn: be::u32(bhs, 36),
+                buffer_offset: be::u32(bhs, 40),
             }),
             opcode::NOP_OUT => Request::NopOut(NopOut {
                 immediate,
-                lun: be64(bhs, 8),
-                itt: be32(bhs, 16),
-                ttt: be32(bhs, 20),
-                cmd_sn: be32(bhs, 24),
-                exp_stat_sn: be32(bhs, 28),
+                lun: be::u64(bhs, 8),
+                itt: be::u32(bhs, 16),
+                ttt: be::u32(bhs, 20),
+                cmd_sn: be::u32(bhs, 24),
+                exp_stat_sn: be::u32(bhs, 28),
             }),
             opcode::TASK_MGMT_REQ => Request::TaskMgmt(TaskMgmt {
                 immediate,
                 function: TmfFunction::from_code(f & 0x7f),
-                lun: be64(bhs, 8),
-                itt: be32(bhs, 16),
-                referenced_task_tag: be32(bhs, 20),
-                cmd_sn: be32(bhs, 24),
-                exp_stat_sn: be32(bhs, 28),
-                ref_cmd_sn: be32(bhs, 32),
+                lun: be::u64(bhs, 8),
+                itt: be::u32(bhs, 16),
+                referenced_task_tag: be::u32(bhs, 20),
+                cmd_sn: be::u32(bhs, 24),
+                exp_stat_sn: be::u32(bhs, 28),
+                ref_cmd_sn: be::u32(bhs, 32),
             }),
             opcode::LOGIN_REQ => {
                 let mut isid = [0u8; 6];
@@ -328,32 +315,34 @@ impl Request {
                     version_max: bhs[2],
                     version_min: bhs[3],
                     isid,
-                    tsih: be16(bhs, 14),
-                    itt: be32(bhs, 16),
-                    cid: be16(bhs, 20),
-                    cmd_sn: be32(bhs, 24),
-                    exp_stat_sn: be32(bhs, 28),
+                    tsih: be::u16(bhs, 14),
+                    itt: be::u32(bhs, 16),
+                    cid: be::u16(bhs, 20),
+                    cmd_sn: be::u32(bhs, 24),
+                    exp_stat_sn: be::u32(bhs, 28),
                 })
             }
             opcode::TEXT_REQ => Request::Text(TextReq {
                 immediate,
                 final_: f & 0x80 != 0,
                 cont: f & 0x40 != 0,
-                lun: be64(bhs, 8),
-                itt: be32(bhs, 16),
-                ttt: be32(bhs, 20),
-                cmd_sn: be32(bhs, 24),
-                exp_stat_sn: be32(bhs, 28),
+                lun: be::u64(bhs, 8),
+                itt: be::u32(bhs, 16),
+                ttt: be::u32(bhs, 20),
+                cmd_sn: be::u32(bhs, 24),
+                exp_stat_sn: be::u32(bhs, 28),
             }),
             opcode::LOGOUT_REQ => Request::Logout(LogoutReq {
                 immediate,
                 reason: f & 0x7f,
-                itt: be32(bhs, 16),
-                cid: be16(bhs, 20),
-                cmd_sn: be32(bhs, 24),
-                exp_stat_sn: be32(bhs, 28),
+                itt: be::u32(bhs, 16),
+                cid: be::u16(bhs, 20),
+                cmd_sn: be::u32(bhs, 24),
+                exp_stat_sn: be::u32(bhs, 28),
             }),
-            opcode::SNACK_REQ => Request::Snack(SnackReq { itt: be32(bhs, 16) }),
+            opcode::SNACK_REQ => Request::Snack(SnackReq {
+                itt: be::u32(bhs, 16),
+            }),
             other => return Err(PduError::UnknownOpcode(other)),
         })
     }

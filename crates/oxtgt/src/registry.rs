@@ -101,8 +101,9 @@ pub struct Registry {
     pub sessions: Mutex<HashMap<SessionKey, SessionEntry>>,
 }
 
+/// Lower-case hex, as state file names have always used.
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    codec::hex(b).to_ascii_lowercase()
 }
 
 /// APTPL reservation state in a file: written to a temporary name, synced, renamed

@@ -6,6 +6,7 @@
 //! is INVALID FIELD IN CDB with a field pointer at that byte and bit.
 
 use crate::sense::Sense;
+use codec::be;
 
 /// One supported command.
 #[derive(Debug)]
@@ -680,28 +681,6 @@ pub enum Command {
     },
 }
 
-fn be16(c: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([c[at], c[at + 1]])
-}
-fn be24(c: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([0, c[at], c[at + 1], c[at + 2]])
-}
-fn be32(c: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([c[at], c[at + 1], c[at + 2], c[at + 3]])
-}
-fn be64(c: &[u8], at: usize) -> u64 {
-    u64::from_be_bytes([
-        c[at],
-        c[at + 1],
-        c[at + 2],
-        c[at + 3],
-        c[at + 4],
-        c[at + 5],
-        c[at + 6],
-        c[at + 7],
-    ])
-}
-
 /// CDB length by group code (SPC-4 4.2.5.1).
 pub fn cdb_len(opcode: u8) -> usize {
     match opcode >> 5 {
@@ -748,7 +727,7 @@ impl Command {
                 alloc: c[4].into(),
             },
             0x08 | 0x0a => {
-                let lba = u64::from(be24(c, 1) & 0x1f_ffff);
+                let lba = u64::from(be::u24(c, 1) & 0x1f_ffff);
                 // A TRANSFER LENGTH of 0 means 256 blocks for the 6-byte forms (SBC-3 5.7).
                 let blocks = if c[4] == 0 { 256 } else { u32::from(c[4]) };
                 if opcode == 0x08 {
@@ -775,7 +754,7 @@ impl Command {
                 Command::Inquiry {
                     evpd,
                     page: c[2],
-                    alloc: be16(c, 3).into(),
+                    alloc: be::u16(c, 3).into(),
                 }
             }
             0x15 => Command::ModeSelect {
@@ -788,7 +767,7 @@ impl Command {
                 ten: true,
                 pf: c[1] & 0x10 != 0,
                 sp: c[1] & 1 != 0,
-                len: be16(c, 7).into(),
+                len: be::u16(c, 7).into(),
             },
             0x16 | 0x56 => Command::Reserve,
             0x17 | 0x57 => Command::Release,
@@ -808,7 +787,7 @@ impl Command {
                 pc: c[2] >> 6,
                 page: c[2] & 0x3f,
                 subpage: c[3],
-                alloc: be16(c, 7).into(),
+                alloc: be::u16(c, 7).into(),
             },
             0x1b => Command::StartStopUnit {
                 immed: c[1] & 1 != 0,
@@ -818,7 +797,7 @@ impl Command {
             },
             0x1e => Command::PreventAllow { prevent: c[4] & 3 },
             0x25 => {
-                let lba = be32(c, 2);
+                let lba = be::u32(c, 2);
                 let pmi = c[8] & 1 != 0;
                 // SBC-3 5.16: with PMI clear the LBA field shall be zero.
                 if !pmi && lba != 0 {
@@ -828,33 +807,37 @@ impl Command {
             }
             0x28 | 0x2a | 0x2e | 0x2f | 0x34 | 0x35 => rw(
                 opcode,
-                u64::from(be32(c, 2)),
-                u32::from(be16(c, 7)),
+                u64::from(be::u32(c, 2)),
+                u32::from(be::u16(c, 7)),
                 7,
                 c[1],
             )?,
-            0xa8 | 0xaa | 0xae | 0xaf => rw(opcode, u64::from(be32(c, 2)), be32(c, 6), 6, c[1])?,
+            0xa8 | 0xaa | 0xae | 0xaf => {
+                rw(opcode, u64::from(be::u32(c, 2)), be::u32(c, 6), 6, c[1])?
+            }
             0x88 | 0x8a | 0x8e | 0x8f | 0x90 | 0x91 => {
-                rw(opcode, be64(c, 2), be32(c, 10), 10, c[1])?
+                rw(opcode, be::u64(c, 2), be::u32(c, 10), 10, c[1])?
             }
             0x37 => Command::ReadDefectData {
                 twelve: false,
                 plist: c[2] & 0x10 != 0,
                 glist: c[2] & 0x08 != 0,
                 format: c[2] & 7,
-                alloc: be16(c, 7).into(),
+                alloc: be::u16(c, 7).into(),
             },
             0xb7 => Command::ReadDefectData {
                 twelve: true,
                 plist: c[1] & 0x10 != 0,
                 glist: c[1] & 0x08 != 0,
                 format: c[1] & 7,
-                alloc: be32(c, 6),
+                alloc: be::u32(c, 6),
             },
-            0x9e if sa == 0x10 => Command::ReadCapacity16 { alloc: be32(c, 10) },
+            0x9e if sa == 0x10 => Command::ReadCapacity16 {
+                alloc: be::u32(c, 10),
+            },
             0xa0 => Command::ReportLuns {
                 select: c[2],
-                alloc: be32(c, 6),
+                alloc: be::u32(c, 6),
             },
             0xa3 if sa == 0x0c => {
                 let options = c[2] & 7;
@@ -865,16 +848,16 @@ impl Command {
                     rctd: c[2] & 0x80 != 0,
                     options,
                     opcode: c[3],
-                    sa: be16(c, 4),
-                    alloc: be32(c, 6),
+                    sa: be::u16(c, 4),
+                    alloc: be::u32(c, 6),
                 }
             }
             0xa3 => Command::ReportTmfs {
                 repd: c[2] & 0x80 != 0,
-                alloc: be32(c, 6),
+                alloc: be::u32(c, 6),
             },
             0x89 => Command::CompareAndWrite {
-                lba: be64(c, 2),
+                lba: be::u64(c, 2),
                 blocks: c[13].into(),
                 fua: c[1] & 0x08 != 0,
             },
@@ -888,9 +871,9 @@ impl Command {
                     return Err(Sense::invalid_cdb_field(1, Some(4)));
                 }
                 let (lba, blocks, len_byte) = if sixteen {
-                    (be64(c, 2), be32(c, 10), 10)
+                    (be::u64(c, 2), be::u32(c, 10), 10)
                 } else {
-                    (u64::from(be32(c, 2)), u32::from(be16(c, 7)), 7)
+                    (u64::from(be::u32(c, 2)), u32::from(be::u16(c, 7)), 7)
                 };
                 Command::WriteSame {
                     lba,
@@ -903,36 +886,38 @@ impl Command {
             }
             0x42 => Command::Unmap {
                 anchor: c[1] & 0x01 != 0,
-                len: be16(c, 7).into(),
+                len: be::u16(c, 7).into(),
             },
             0x9e => Command::GetLbaStatus {
-                lba: be64(c, 2),
-                alloc: be32(c, 10),
+                lba: be::u64(c, 2),
+                alloc: be::u32(c, 10),
             },
             0x8b => Command::OrWrite {
-                lba: be64(c, 2),
-                blocks: be32(c, 10),
+                lba: be::u64(c, 2),
+                blocks: be::u32(c, 10),
                 fua: c[1] & 0x08 != 0,
             },
-            0x83 => Command::ExtendedCopy { len: be32(c, 10) },
+            0x83 => Command::ExtendedCopy {
+                len: be::u32(c, 10),
+            },
             0x84 => Command::ReceiveCopyResults {
                 sa,
                 list_id: c[2],
-                alloc: be32(c, 10),
+                alloc: be::u32(c, 10),
             },
             0x5e => Command::PersistentReserveIn {
                 sa,
-                alloc: be16(c, 7).into(),
+                alloc: be::u16(c, 7).into(),
             },
             0x5f => Command::PersistentReserveOut {
                 sa,
                 scope: c[2] >> 4,
                 kind: c[2] & 0x0f,
-                len: be32(c, 5),
+                len: be::u32(c, 5),
             },
             0x9c => Command::WriteAtomic {
-                lba: be64(c, 2),
-                blocks: be16(c, 12).into(),
+                lba: be::u64(c, 2),
+                blocks: be::u16(c, 12).into(),
                 fua: c[1] & 0x08 != 0,
             },
             _ => return Err(Sense::invalid_opcode()),

@@ -17,6 +17,7 @@ pub mod inquiry;
 pub mod locks;
 pub mod lu;
 pub mod mode;
+pub mod params;
 pub mod pr;
 pub mod report;
 pub mod sbc;

@@ -10,6 +10,7 @@ use backstore::Backstore;
 use crate::cdb::Command;
 use crate::locks::RangeLocks;
 use crate::mode::ModeValues;
+use crate::params::PrOutParams;
 use crate::pr::{NexusKey, PrStore, Reservations};
 use crate::sense::{status, Asc, Sense, SenseKey};
 use crate::{inquiry, mode, report};
@@ -69,7 +70,7 @@ pub struct LuIdentity {
 impl LuIdentity {
     /// EUI-64 designator: the NAA's company ID, then its last 40 bits.
     pub fn eui64(&self) -> [u8; 8] {
-        let company = u32::from_be_bytes([self.naa[0], self.naa[1], self.naa[2], self.naa[3]]) >> 4;
+        let company = codec::be::u32(&self.naa, 0) >> 4;
         let c = (company & 0x00ff_ffff).to_be_bytes();
         let mut e = [0u8; 8];
         e[..3].copy_from_slice(&c[1..]);
@@ -79,11 +80,7 @@ impl LuIdentity {
 
     /// SCSI name string designator of the LU: "naa." and the NAA in hex.
     pub fn scsi_name(&self) -> String {
-        let mut s = String::from("naa.");
-        for b in self.naa {
-            s.push_str(&format!("{b:02X}"));
-        }
-        s
+        format!("naa.{}", codec::hex(&self.naa))
     }
 
     /// T10 vendor ID designator: vendor padded to 8 bytes, then the serial.
@@ -1024,7 +1021,8 @@ impl LogicalUnit {
                 let Some(params) = data_out.get(..len as usize) else {
                     return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
                 };
-                self.persistent_reserve_out(nexus, sa, scope, kind, params)
+                let params = PrOutParams::parse(sa, params)?;
+                self.persistent_reserve_out(nexus, sa, scope, kind, &params)
             }
             Command::ExtendedCopy { len } => {
                 let Some(copy) = ctx.copy else {
@@ -1094,9 +1092,13 @@ impl LogicalUnit {
 
     /// PERSISTENT RESERVE OUT / REGISTER for `nexus` (the copy manager's segment 14h).
     pub fn pr_register(&self, nexus: &Nexus, key: u64, sark: u64) -> Result<(), Denied> {
-        let mut p = [0u8; 24];
-        p[..8].copy_from_slice(&key.to_be_bytes());
-        p[8..16].copy_from_slice(&sark.to_be_bytes());
+        let p = PrOutParams::Basic {
+            key,
+            sark,
+            spec_i_pt: false,
+            all_tg_pt: false,
+            aptpl: false,
+        };
         match self.persistent_reserve_out(nexus, 0, 0, 0, &p) {
             Ok(o) if o.status == status::GOOD => Ok(()),
             Ok(_) => Err(Denied::Conflict),
@@ -1112,7 +1114,7 @@ impl LogicalUnit {
         sa: u8,
         scope: u8,
         kind: u8,
-        params: &[u8],
+        params: &PrOutParams,
     ) -> Result<Outcome, Sense> {
         let mut st = self.state();
         let before = st.pr.clone();

@@ -5,6 +5,7 @@
 //! (D_SENSE and SWP changeable), 1Ch informational exceptions control. Parameters are
 //! not saveable: PC=11b and SP=1 are refused.
 
+use crate::params::ModeSelectList;
 use crate::sense::{Asc, Sense};
 
 /// The changeable mode state of one LU.
@@ -144,52 +145,24 @@ pub fn select(
     params: &[u8],
     block_size: u32,
 ) -> Result<ModeValues, Sense> {
-    let hdr = if ten { 8 } else { 4 };
-    if params.len() < hdr {
-        return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
-    }
-    let bd_len = if ten {
-        usize::from(u16::from_be_bytes([params[6], params[7]]))
-    } else {
-        usize::from(params[3])
-    };
-    let long = ten && params[4] & 1 != 0;
-    let Some(bd) = params.get(hdr..hdr + bd_len) else {
-        return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
-    };
-    let bd_size = if long { 16 } else { 8 };
-    if bd_len != 0 && bd_len != bd_size {
-        return Err(Sense::invalid_param_field(if ten { 6 } else { 3 }, None));
-    }
-    if bd_len == bd_size {
-        let bl_at = if long { 12 } else { 5 };
-        let bl = bd[bl_at..bd_size]
-            .iter()
-            .fold(0u32, |a, &b| (a << 8) | u32::from(b));
-        if bl != block_size {
-            return Err(Sense::invalid_param_field((hdr + bl_at) as u16, None));
+    let list = ModeSelectList::parse(ten, params)?;
+    if let Some(bd) = list.block_descriptor {
+        if bd.block_len != block_size {
+            return Err(Sense::invalid_param_field(bd.block_len_at, None));
         }
     }
     let mut new = cur.clone();
-    let mut at = hdr + bd_len;
-    while at < params.len() {
-        let rest = &params[at..];
-        if rest.len() < 2 {
-            return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
-        }
-        let code = rest[0] & 0x3f;
-        if rest[0] & 0x40 != 0 || !PAGES.contains(&code) {
-            return Err(Sense::invalid_param_field(at as u16, None));
+    for p in &list.pages {
+        let (at, code, sent) = (usize::from(p.at), p.code(), &p.bytes);
+        if p.spf() || !PAGES.contains(&code) {
+            return Err(Sense::invalid_param_field(p.at, None));
         }
         let current = page(code, 0, &new);
         let mask = page(code, 1, &new);
-        let len = 2 + usize::from(rest[1]);
+        let len = sent.len();
         if len != current.len() {
             return Err(Sense::invalid_param_field((at + 1) as u16, None));
         }
-        let Some(sent) = rest.get(..len) else {
-            return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
-        };
         for i in 2..len {
             let diff = (sent[i] ^ current[i]) & !mask[i];
             if diff != 0 {
@@ -207,7 +180,6 @@ pub fn select(
             }
             _ => {}
         }
-        at += len;
     }
     Ok(new)
 }

@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::cdb::Command;
+use crate::params::PrOutParams;
 use crate::sense::{Asc, Sense};
 
 /// Reservation types (SPC-4 Table 172).
@@ -304,7 +305,7 @@ impl Reservations {
         sa: u8,
         scope: u8,
         kind: u8,
-        params: &[u8],
+        params: &PrOutParams,
         persist_capable: bool,
     ) -> Result<Effects, Option<Sense>> {
         let before = self.clone();
@@ -312,33 +313,28 @@ impl Reservations {
         if sa > 7 {
             return Err(Some(Sense::invalid_cdb_field(1, Some(4))));
         }
-        let basic = sa != 7;
-        if basic && params.len() != 24 && !(params.len() > 24 && params[20] & 0x08 != 0) {
-            return Err(Some(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR)));
-        }
-        if !basic && params.len() < 24 {
-            return Err(Some(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR)));
-        }
-        let key = u64::from_be_bytes(params[..8].try_into().unwrap_or_default());
-        let sark = u64::from_be_bytes(params[8..16].try_into().unwrap_or_default());
-        let (spec_i_pt, all_tg_pt, aptpl) = if basic {
-            (
-                params[20] & 0x08 != 0,
-                params[20] & 0x04 != 0,
-                params[20] & 0x01 != 0,
-            )
-        } else {
-            (false, false, params[17] & 0x01 != 0)
-        };
+        let (key, sark, aptpl) = (params.key(), params.sark(), params.aptpl());
+        let spec_i_pt = matches!(
+            params,
+            PrOutParams::Basic {
+                spec_i_pt: true,
+                ..
+            }
+        );
+        let all_tg_pt = matches!(
+            params,
+            PrOutParams::Basic {
+                all_tg_pt: true,
+                ..
+            }
+        );
         if spec_i_pt {
             // SIP_C is 0: registering other initiator ports is not offered.
             return Err(Some(Sense::invalid_param_field(20, Some(3))));
         }
         if aptpl && !persist_capable {
-            return Err(Some(Sense::invalid_param_field(
-                if basic { 20 } else { 17 },
-                Some(0),
-            )));
+            let (byte, bit) = params.aptpl_field();
+            return Err(Some(Sense::invalid_param_field(byte, Some(bit))));
         }
         let mine = self.reg(n).map(|r| r.key);
         // Every service action but the two REGISTERs needs a matching registration.
@@ -517,7 +513,7 @@ impl Reservations {
         &mut self,
         n: &NexusKey,
         sark: u64,
-        params: &[u8],
+        params: &PrOutParams,
         fx: &mut Effects,
     ) -> Result<(), Option<Sense>> {
         let Some(res) = self.reservation.clone() else {
@@ -529,10 +525,17 @@ impl Reservations {
         if sark == 0 {
             return Err(Some(Sense::invalid_param_field(8, None)));
         }
-        let unreg = params[17] & 0x02 != 0;
-        let rel = u16::from_be_bytes([params[18], params[19]]);
-        let tid_len = u32::from_be_bytes(params[20..24].try_into().unwrap_or_default()) as usize;
-        let Some(tid) = params.get(24..24 + tid_len) else {
+        let PrOutParams::RegisterAndMove {
+            unreg,
+            relative_port: rel,
+            transport_id,
+            ..
+        } = params
+        else {
+            return Err(Some(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR)));
+        };
+        let (unreg, rel) = (*unreg, *rel);
+        let Some(tid) = transport_id.as_deref() else {
             return Err(Some(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR)));
         };
         let Some((dest, _)) = NexusKey::from_transport_id(tid, rel) else {
@@ -662,6 +665,34 @@ mod tests {
         }
     }
 
+    /// PERSISTENT RESERVE OUT from raw parameter bytes, parsed as the LU does.
+    trait OutBytes {
+        fn out_bytes(
+            &mut self,
+            n: &NexusKey,
+            sa: u8,
+            scope: u8,
+            kind: u8,
+            params: &[u8],
+            persist_capable: bool,
+        ) -> Result<Effects, Option<Sense>>;
+    }
+
+    impl OutBytes for Reservations {
+        fn out_bytes(
+            &mut self,
+            n: &NexusKey,
+            sa: u8,
+            scope: u8,
+            kind: u8,
+            params: &[u8],
+            persist_capable: bool,
+        ) -> Result<Effects, Option<Sense>> {
+            let p = PrOutParams::parse(sa, params).map_err(Some)?;
+            self.out(n, sa, scope, kind, &p, persist_capable)
+        }
+    }
+
     fn basic(key: u64, sark: u64, flags: u8) -> Vec<u8> {
         let mut p = vec![0u8; 24];
         p[..8].copy_from_slice(&key.to_be_bytes());
@@ -700,9 +731,10 @@ mod tests {
             (EXCLUSIVE_ACCESS_AR, true, true, false, false),
         ] {
             let mut st = Reservations::default();
-            st.out(&a, 6, 0, 0, &basic(0, 0xa, 0), false).unwrap();
-            st.out(&b, 6, 0, 0, &basic(0, 0xb, 0), false).unwrap();
-            st.out(&a, 1, 0, kind, &basic(0xa, 0, 0), false).unwrap();
+            st.out_bytes(&a, 6, 0, 0, &basic(0, 0xa, 0), false).unwrap();
+            st.out_bytes(&b, 6, 0, 0, &basic(0, 0xb, 0), false).unwrap();
+            st.out_bytes(&a, 1, 0, kind, &basic(0xa, 0, 0), false)
+                .unwrap();
             assert!(!st.conflicts(&a, &write()) && !st.conflicts(&a, &read()));
             assert_eq!(!st.conflicts(&b, &read()), br, "type {kind} b read");
             assert_eq!(!st.conflicts(&b, &write()), bw, "type {kind} b write");
@@ -712,7 +744,7 @@ mod tests {
             // A second RESERVE of another type by a non-holder conflicts.
             assert!(
                 matches!(
-                    st.out(&b, 1, 0, WRITE_EXCLUSIVE, &basic(0xb, 0, 0), false),
+                    st.out_bytes(&b, 1, 0, WRITE_EXCLUSIVE, &basic(0xb, 0, 0), false),
                     Err(None)
                 ) || all_registrants(kind)
             );
@@ -725,26 +757,26 @@ mod tests {
         let mut st = Reservations::default();
         // REGISTER with a non-zero key while unregistered: conflict.
         assert!(matches!(
-            st.out(&a, 0, 0, 0, &basic(5, 6, 0), false),
+            st.out_bytes(&a, 0, 0, 0, &basic(5, 6, 0), false),
             Err(None)
         ));
-        st.out(&a, 0, 0, 0, &basic(0, 6, 0), false).unwrap();
+        st.out_bytes(&a, 0, 0, 0, &basic(0, 6, 0), false).unwrap();
         assert_eq!(st.generation, 1);
         // Re-register with the wrong key: conflict; with the right key: changes it.
         assert!(matches!(
-            st.out(&a, 0, 0, 0, &basic(7, 8, 0), false),
+            st.out_bytes(&a, 0, 0, 0, &basic(7, 8, 0), false),
             Err(None)
         ));
-        st.out(&a, 0, 0, 0, &basic(6, 8, 0), false).unwrap();
+        st.out_bytes(&a, 0, 0, 0, &basic(6, 8, 0), false).unwrap();
         assert_eq!(st.read(0, false).unwrap()[8..16], 8u64.to_be_bytes());
         // RESERVE does not bump the generation; CLEAR does.
-        st.out(&a, 1, 0, EXCLUSIVE_ACCESS, &basic(8, 0, 0), false)
+        st.out_bytes(&a, 1, 0, EXCLUSIVE_ACCESS, &basic(8, 0, 0), false)
             .unwrap();
         assert_eq!(st.generation, 2);
         let rr = st.read(1, false).unwrap();
         assert_eq!(&rr[8..16], &8u64.to_be_bytes());
         assert_eq!(rr[21], EXCLUSIVE_ACCESS);
-        st.out(&a, 3, 0, 0, &basic(8, 0, 0), false).unwrap();
+        st.out_bytes(&a, 3, 0, 0, &basic(8, 0, 0), false).unwrap();
         assert!(st.is_empty());
         assert_eq!(st.generation, 3);
     }
@@ -753,18 +785,18 @@ mod tests {
     fn release_of_wrong_type_and_preempt() {
         let (a, b) = (nk("iqn.a", 1), nk("iqn.b", 2));
         let mut st = Reservations::default();
-        st.out(&a, 6, 0, 0, &basic(0, 1, 0), false).unwrap();
-        st.out(&b, 6, 0, 0, &basic(0, 2, 0), false).unwrap();
-        st.out(&a, 1, 0, WRITE_EXCLUSIVE, &basic(1, 0, 0), false)
+        st.out_bytes(&a, 6, 0, 0, &basic(0, 1, 0), false).unwrap();
+        st.out_bytes(&b, 6, 0, 0, &basic(0, 2, 0), false).unwrap();
+        st.out_bytes(&a, 1, 0, WRITE_EXCLUSIVE, &basic(1, 0, 0), false)
             .unwrap();
         let e = st
-            .out(&a, 2, 0, EXCLUSIVE_ACCESS, &basic(1, 0, 0), false)
+            .out_bytes(&a, 2, 0, EXCLUSIVE_ACCESS, &basic(1, 0, 0), false)
             .unwrap_err()
             .unwrap();
         assert_eq!(e.asc, Asc(0x2604));
         // b preempts a's reservation: a loses registration and gets a UA.
         let fx = st
-            .out(&b, 4, 0, EXCLUSIVE_ACCESS, &basic(2, 1, 0), false)
+            .out_bytes(&b, 4, 0, EXCLUSIVE_ACCESS, &basic(2, 1, 0), false)
             .unwrap();
         assert_eq!(
             fx.unit_attentions,
@@ -778,9 +810,11 @@ mod tests {
     fn aptpl_text_round_trip() {
         let a = nk("iqn.2026-11.org.example:host a", 1);
         let mut st = Reservations::default();
-        let fx = st.out(&a, 6, 0, 0, &basic(0, 0x1234, 1), true).unwrap();
+        let fx = st
+            .out_bytes(&a, 6, 0, 0, &basic(0, 0x1234, 1), true)
+            .unwrap();
         assert!(fx.persist.is_some());
-        st.out(&a, 1, 0, WRITE_EXCLUSIVE_RO, &basic(0x1234, 0, 1), true)
+        st.out_bytes(&a, 1, 0, WRITE_EXCLUSIVE_RO, &basic(0x1234, 0, 1), true)
             .unwrap();
         let back = Reservations::from_text(&st.to_text()).unwrap();
         assert_eq!(back, st);
@@ -788,7 +822,7 @@ mod tests {
         // APTPL without a store is refused.
         let mut st2 = Reservations::default();
         assert!(st2
-            .out(&a, 6, 0, 0, &basic(0, 1, 1), false)
+            .out_bytes(&a, 6, 0, 0, &basic(0, 1, 1), false)
             .unwrap_err()
             .is_some());
     }

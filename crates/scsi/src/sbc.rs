@@ -4,7 +4,8 @@
 //! against every other write to overlapping blocks from any session.
 
 use crate::lu::{first_difference, grow, io_sense, miscompare, LogicalUnit, MAX_TRANSFER_BYTES};
-use crate::sense::{Asc, Sense};
+use crate::params::UnmapList;
+use crate::sense::Sense;
 
 /// Largest COMPARE AND WRITE, in blocks (VPD B0 MAXIMUM COMPARE AND WRITE LENGTH).
 pub const MAX_COMPARE_AND_WRITE_BLOCKS: u32 = 255;
@@ -199,23 +200,11 @@ impl LogicalUnit {
         if params.is_empty() {
             return Ok(());
         }
-        if params.len() < 8 {
-            return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
-        }
-        let data_len = usize::from(u16::from_be_bytes([params[0], params[1]]));
-        let desc_len = usize::from(u16::from_be_bytes([params[2], params[3]]));
-        if data_len + 2 > params.len() || desc_len + 8 > params.len() {
-            return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
-        }
-        let count = desc_len / 16;
-        if count > MAX_UNMAP_DESCRIPTORS as usize {
-            return Err(Sense::invalid_param_field(2, None));
-        }
-        let mut ranges = Vec::with_capacity(count);
+        let list = UnmapList::parse(params, MAX_UNMAP_DESCRIPTORS as usize)?;
+        let mut ranges = Vec::with_capacity(list.ranges.len());
         let mut total = 0u64;
-        for d in params[8..8 + count * 16].chunks_exact(16) {
-            let lba = u64::from_be_bytes(d[..8].try_into().unwrap_or_default());
-            let n = u64::from(u32::from_be_bytes(d[8..12].try_into().unwrap_or_default()));
+        for r in list.ranges {
+            let (lba, n) = (r.lba, u64::from(r.blocks));
             if lba.checked_add(n).is_none_or(|end| end > self.num_blocks())
                 || (n == 0 && lba > self.num_blocks())
             {

@@ -4,6 +4,7 @@
 //! keys, send raw or malformed PDUs, and run SCSI commands that follow R2Ts and
 //! Data-In exactly as the target drives them. It talks to loopback only.
 
+use codec::be;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -344,7 +345,7 @@ impl Initiator {
         loop {
             let f = self.recv()?;
             let op = f.bhs[0] & 0x3f;
-            let fitt = be32(&f.bhs, 16);
+            let fitt = be::u32(&f.bhs, 16);
             if fitt != itt && matches!(op, opcode::DATA_IN | opcode::SCSI_RESPONSE) {
                 let o = others.entry(fitt).or_default();
                 let done = Self::absorb(o, &f);
@@ -358,9 +359,9 @@ impl Initiator {
             match op {
                 opcode::R2T => {
                     res.r2ts += 1;
-                    let ttt = be32(&f.bhs, 20);
-                    let offset = be32(&f.bhs, 40) as usize;
-                    let len = be32(&f.bhs, 44) as usize;
+                    let ttt = be::u32(&f.bhs, 20);
+                    let offset = be::u32(&f.bhs, 40) as usize;
+                    let len = be::u32(&f.bhs, 44) as usize;
                     let mut o = offset;
                     let mut dsn = 0;
                     while o < offset + len {
@@ -393,7 +394,7 @@ impl Initiator {
     fn absorb(res: &mut ScsiResult, f: &Frame) -> bool {
         if f.bhs[0] & 0x3f == opcode::DATA_IN {
             res.data_in_pdus += 1;
-            let offset = be32(&f.bhs, 40) as usize;
+            let offset = be::u32(&f.bhs, 40) as usize;
             if res.data.len() < offset + f.data.len() {
                 res.data.resize(offset + f.data.len(), 0);
             }
@@ -401,14 +402,14 @@ impl Initiator {
             if f.bhs[1] & 0x01 != 0 {
                 res.status = f.bhs[3];
                 res.residual_flags = f.bhs[1] & 0x06;
-                res.residual = be32(&f.bhs, 44);
+                res.residual = be::u32(&f.bhs, 44);
                 return true;
             }
             return false;
         }
         res.status = f.bhs[3];
         res.residual_flags = f.bhs[1] & 0x06;
-        res.residual = be32(&f.bhs, 44);
+        res.residual = be::u32(&f.bhs, 44);
         if f.data.len() >= 2 {
             let n = usize::from(u16::from_be_bytes([f.data[0], f.data[1]]));
             res.sense = f.data.get(2..2 + n).unwrap_or(&[]).to_vec();
@@ -429,7 +430,7 @@ impl Initiator {
         self.send(&bhs, data)?;
         loop {
             let f = self.recv()?;
-            if f.bhs[0] & 0x3f == opcode::NOP_IN && be32(&f.bhs, 16) == itt {
+            if f.bhs[0] & 0x3f == opcode::NOP_IN && be::u32(&f.bhs, 16) == itt {
                 return Ok(f.data);
             }
         }
@@ -449,7 +450,7 @@ impl Initiator {
         self.send(&bhs, &[])?;
         loop {
             let f = self.recv()?;
-            if f.bhs[0] & 0x3f == opcode::TASK_MGMT_RESP && be32(&f.bhs, 16) == itt {
+            if f.bhs[0] & 0x3f == opcode::TASK_MGMT_RESP && be::u32(&f.bhs, 16) == itt {
                 return Ok(f.bhs[2]);
             }
         }
@@ -490,10 +491,6 @@ impl Initiator {
     }
 }
 
-fn be32(b: &[u8; BHS_LEN], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
 /// StatSN of target PDUs that carry one.
 fn stat_sn_of(f: &Frame) -> Option<u32> {
     let op = f.bhs[0] & 0x3f;
@@ -506,8 +503,8 @@ fn stat_sn_of(f: &Frame) -> Option<u32> {
             | opcode::LOGOUT_RESP
             | opcode::NOP_IN
     ) || (op == opcode::DATA_IN && f.bhs[1] & 0x01 != 0);
-    has.then(|| be32(&f.bhs, 24))
-        .filter(|_| !(op == opcode::NOP_IN && be32(&f.bhs, 16) == NO_TAG))
+    has.then(|| be::u32(&f.bhs, 24))
+        .filter(|_| !(op == opcode::NOP_IN && be::u32(&f.bhs, 16) == NO_TAG))
 }
 
 /// CDB builders for the commands tests use most.
