@@ -23,6 +23,7 @@ use iscsi::pdu::{
 };
 use iscsi::seq::CmdSnCheck;
 use iscsi::{DigestConfig, PduError};
+use scsi::cdb::{DataDir, DeviceType, Parsed};
 use scsi::lu::{ResetKind, MAX_TRANSFER_BYTES};
 use scsi::report::{decode_lun, report_luns};
 use scsi::sense::status;
@@ -381,7 +382,7 @@ struct Exec {
     read: bool,
     counted: bool,
     lu: Option<Arc<LogicalUnit>>,
-    parsed: Result<Command, Sense>,
+    parsed: Result<Parsed, Sense>,
     /// Bytes the CDB wants to move out (for the residual).
     needed_out: u64,
     data_out: Vec<u8>,
@@ -426,7 +427,7 @@ struct PendingBuf {
 
 struct Plan {
     lu: Option<Arc<LogicalUnit>>,
-    parsed: Result<Command, Sense>,
+    parsed: Result<Parsed, Sense>,
     /// Bytes the target will use: min(EDTL, what the CDB needs).
     transfer: usize,
     needed_out: u64,
@@ -632,9 +633,10 @@ impl Conn {
     /// Decides, from the header alone, where a command's data goes.
     fn plan_command(&self, cmd: &ScsiCommand, h: &Header) -> PendingBuf {
         let lu = self.lu_for(cmd.lun);
-        let parsed = Command::parse(&cmd.cdb);
+        let device_type = lu.as_ref().map_or(DeviceType::Block, |lu| lu.device_type());
+        let parsed = Parsed::parse(device_type, &cmd.cdb);
         let needed_out = match (&lu, &parsed) {
-            (Some(lu), Ok(c)) => c.data_out_len(lu.block_size()),
+            (Some(lu), Ok(c)) => c.command.data_out_len(lu.block_size()),
             _ => 0,
         };
         let transfer = if cmd.write {
@@ -861,10 +863,9 @@ impl Conn {
     /// here instead: a thread handoff costs more than the I/O
     /// (`LogicalUnit::try_read_nowait` / `try_write_nowait` never block).
     fn execute(&mut self, exec: Exec) {
-        if let (Some(lu), Ok(Command::Read { .. } | Command::Write { .. })) =
-            (&exec.lu, &exec.parsed)
-        {
-            let is_read = matches!(exec.parsed, Ok(Command::Read { .. }));
+        let inline = exec.parsed.as_ref().ok().filter(|p| p.attrs.inline);
+        if let (Some(lu), Some(p)) = (&exec.lu, inline) {
+            let is_read = p.attrs.dir == DataDir::In;
             // Writes return no data: no buffer to take from the pool.
             let mut data_in = if is_read {
                 self.pool.get(INLINE_IO_MAX)
@@ -1270,18 +1271,26 @@ fn run_command(
     let hint = match (&exec.lu, &exec.parsed) {
         (
             Some(lu),
-            Ok(
-                Command::Read { blocks, .. }
-                | Command::Verify { blocks, .. }
-                | Command::WriteVerify { blocks, .. },
-            ),
+            Ok(Parsed {
+                command:
+                    Command::Read { blocks, .. }
+                    | Command::Verify { blocks, .. }
+                    | Command::WriteVerify { blocks, .. },
+                ..
+            }),
         ) => (u64::from(*blocks) * u64::from(lu.block_size())).min(MAX_TRANSFER_BYTES) as usize,
         _ => 4096,
     };
     let mut data_in = pool.get(hint.max(1));
     let data_out = &exec.data_out[..exec.data_out_len.min(exec.data_out.len())];
     let outcome = match (&exec.lu, exec.parsed) {
-        (_, Ok(Command::ReportLuns { select, alloc })) => match report_luns(luns, select, alloc) {
+        (
+            _,
+            Ok(Parsed {
+                command: Command::ReportLuns { select, alloc },
+                ..
+            }),
+        ) => match report_luns(luns, select, alloc) {
             Ok(b) => copy_in(&mut data_in, &b, alloc),
             Err(s) => Outcome::check(s),
         },
@@ -1311,8 +1320,8 @@ fn copy_in(buf: &mut Vec<u8>, bytes: &[u8], alloc: u32) -> Outcome {
 }
 
 /// Commands addressed to a LUN this nexus has no LU at (SPC-4 6.6.2, SAM-5 5.9.2).
-fn no_lu(parsed: Result<Command, Sense>, buf: &mut Vec<u8>) -> Outcome {
-    match parsed {
+fn no_lu(parsed: Result<Parsed, Sense>, buf: &mut Vec<u8>) -> Outcome {
+    match parsed.map(|p| p.command) {
         Ok(Command::Inquiry {
             evpd: false, alloc, ..
         }) => copy_in(buf, &scsi::inquiry::standard_no_lu(), alloc),

@@ -29,7 +29,7 @@ pub(crate) fn ascii_field(out: &mut [u8], s: &str) {
 pub fn standard(lu: &LogicalUnit) -> Vec<u8> {
     let id = lu.identity();
     let mut b = vec![0u8; 96];
-    b[0] = 0x00; // connected, direct-access block device
+    b[0] = lu.device_type().code(); // peripheral qualifier 000b: connected
     b[2] = 0x06; // SPC-4
     b[3] = 0x10 | 0x02; // HISUP, response data format 2
     b[4] = (b.len() - 5) as u8;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use backstore::Backstore;
 
-use crate::cdb::Command;
+use crate::cdb::{Command, DeviceType, Parsed, PrAccess};
 use crate::locks::RangeLocks;
 use crate::mode::ModeValues;
 use crate::params::PrOutParams;
@@ -257,6 +257,11 @@ impl LogicalUnit {
         self.thin
     }
 
+    /// The device type, which selects the command table CDBs are parsed with.
+    pub fn device_type(&self) -> DeviceType {
+        DeviceType::Block
+    }
+
     pub fn locks(&self) -> &RangeLocks {
         &self.locks
     }
@@ -419,7 +424,7 @@ impl LogicalUnit {
     pub fn execute(
         &self,
         nexus: &Nexus,
-        cmd: Result<Command, Sense>,
+        cmd: Result<Parsed, Sense>,
         ctx: Ctx<'_>,
         data_out: &[u8],
         data_in: &mut Vec<u8>,
@@ -429,7 +434,7 @@ impl LogicalUnit {
             Ok(snap) => {
                 let out = match cmd {
                     Ok(c) => self
-                        .dispatch(nexus, &snap, c, ctx, data_out, data_in)
+                        .dispatch(nexus, &snap, c.command, ctx, data_out, data_in)
                         .unwrap_or_else(Outcome::check),
                     Err(sense) => Outcome::check(sense),
                 };
@@ -450,14 +455,18 @@ impl LogicalUnit {
     pub fn try_read_nowait(
         &self,
         nexus: &Nexus,
-        cmd: &Result<Command, Sense>,
+        cmd: &Result<Parsed, Sense>,
         max_bytes: usize,
         data_in: &mut Vec<u8>,
     ) -> Option<Outcome> {
-        let Ok(Command::Read {
-            lba,
-            blocks,
-            len_byte,
+        let Ok(Parsed {
+            command:
+                Command::Read {
+                    lba,
+                    blocks,
+                    len_byte,
+                    ..
+                },
             ..
         }) = *cmd
         else {
@@ -492,15 +501,19 @@ impl LogicalUnit {
     pub fn try_write_nowait(
         &self,
         nexus: &Nexus,
-        cmd: &Result<Command, Sense>,
+        cmd: &Result<Parsed, Sense>,
         data_out: &[u8],
         max_bytes: usize,
     ) -> Option<Outcome> {
-        let Ok(Command::Write {
-            lba,
-            blocks,
-            fua,
-            len_byte,
+        let Ok(Parsed {
+            command:
+                Command::Write {
+                    lba,
+                    blocks,
+                    fua,
+                    len_byte,
+                },
+            ..
         }) = *cmd
         else {
             return None;
@@ -541,15 +554,12 @@ impl LogicalUnit {
 
     /// Unit attention and reservation checks that come before any command runs; on
     /// success, the state the command runs with, read under the same lock.
-    fn gate(&self, nexus: &Nexus, cmd: &Result<Command, Sense>) -> Result<Snapshot, Outcome> {
+    fn gate(&self, nexus: &Nexus, cmd: &Result<Parsed, Sense>) -> Result<Snapshot, Outcome> {
         let mut st = self.state();
-        // SAM-5 5.14 / SPC-4 5.14: INQUIRY, REPORT LUNS and REQUEST SENSE are not
-        // blocked by a pending unit attention; REQUEST SENSE reports it as its data.
-        let ua_exempt = matches!(
-            cmd,
-            Ok(Command::Inquiry { .. } | Command::ReportLuns { .. } | Command::RequestSense { .. })
-        );
-        if !ua_exempt {
+        // A CDB that did not parse is answered with its own sense, after any unit
+        // attention (SAM-5 5.14: the UA is reported first).
+        let attrs = cmd.as_ref().ok().map(|p| p.attrs);
+        if !attrs.is_some_and(|a| a.ua_exempt) {
             if let Some(ua) = st
                 .unit_attentions
                 .get_mut(&nexus.id)
@@ -560,28 +570,16 @@ impl LogicalUnit {
                 return Err(out);
             }
         }
-        // SPC-2 5.5.1: while another nexus holds a RESERVE, only these pass.
-        if let Some(holder) = st.reserved_by {
-            if holder != nexus.id {
-                let allowed = matches!(
-                    cmd,
-                    Ok(Command::Inquiry { .. }
-                        | Command::ReportLuns { .. }
-                        | Command::RequestSense { .. }
-                        | Command::Release
-                        | Command::ReportOpcodes { .. }
-                        | Command::ReportTmfs { .. }
-                        | Command::PreventAllow { prevent: 0 })
-                );
-                if !allowed {
-                    return Err(Outcome::status(status::RESERVATION_CONFLICT));
-                }
-            }
+        // SPC-2 5.5.1: while another nexus holds a RESERVE, only some commands pass.
+        if st.reserved_by.is_some_and(|holder| holder != nexus.id)
+            && !attrs.is_some_and(|a| a.spc2_allowed)
+        {
+            return Err(Outcome::status(status::RESERVATION_CONFLICT));
         }
-        if let Ok(c) = cmd {
+        if let Ok(p) = cmd {
             // SPC-4 5.13.3: RESERVE/RELEASE(6/10) conflict while registrations exist.
-            let spc2 = matches!(c, Command::Reserve | Command::Release);
-            if (spc2 && st.pr.blocks_spc2()) || st.pr.conflicts(&nexus.key(), c) {
+            let spc2 = matches!(p.command, Command::Reserve | Command::Release);
+            if (spc2 && st.pr.blocks_spc2()) || st.pr.conflicts(&nexus.key(), p.attrs.pr) {
                 return Err(Outcome::status(status::RESERVATION_CONFLICT));
             }
         }
@@ -926,7 +924,8 @@ impl LogicalUnit {
                 sa,
                 alloc,
             } => {
-                let bytes = report::supported_opcodes(rctd, options, opcode, sa)?;
+                let bytes =
+                    report::supported_opcodes(self.device_type(), rctd, options, opcode, sa)?;
                 Ok(fill(data_in, &bytes, alloc))
             }
             Command::ReportTmfs { repd, alloc } => {
@@ -1069,22 +1068,12 @@ impl LogicalUnit {
         if st.reserved_by.is_some_and(|h| h != nexus.id) {
             return Err(Denied::Conflict);
         }
-        let probe = if write {
-            Command::Write {
-                lba: 0,
-                blocks: 0,
-                fua: false,
-                len_byte: 7,
-            }
+        let access = if write {
+            PrAccess::Write
         } else {
-            Command::Read {
-                lba: 0,
-                blocks: 0,
-                fua: false,
-                len_byte: 7,
-            }
+            PrAccess::Read
         };
-        if st.pr.conflicts(&nexus.key(), &probe) {
+        if st.pr.conflicts(&nexus.key(), access) {
             return Err(Denied::Conflict);
         }
         Ok(())

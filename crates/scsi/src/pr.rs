@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use crate::cdb::Command;
+use crate::cdb::PrAccess;
 use crate::params::PrOutParams;
 use crate::sense::{Asc, Sense};
 
@@ -142,46 +142,6 @@ fn valid_type(kind: u8) -> bool {
     )
 }
 
-/// How a command is treated under a persistent reservation (SPC-4 Table 64, SBC-4
-/// Table 13).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
-    /// Allowed whatever the reservation.
-    Any,
-    /// Reads the medium or LU state: conflicts only under exclusive-access types.
-    Read,
-    /// Modifies the medium or LU state: conflicts under every type.
-    Write,
-}
-
-fn access(cmd: &Command) -> Access {
-    use Command::*;
-    match cmd {
-        Inquiry { .. }
-        | ReportLuns { .. }
-        | RequestSense { .. }
-        | ReportOpcodes { .. }
-        | ReportTmfs { .. }
-        | TestUnitReady
-        | ReadCapacity10 { .. }
-        | ReadCapacity16 { .. }
-        | PersistentReserveIn { .. }
-        | PersistentReserveOut { .. }
-        // The copy manager checks each CSCD's reservation for the reads and
-        // writes it does on the initiator's behalf.
-        | ExtendedCopy { .. }
-        | ReceiveCopyResults { .. }
-        | PreventAllow { prevent: 0 } => Access::Any,
-        Read { .. }
-        | Verify { .. }
-        | PreFetch { .. }
-        | ModeSense { .. }
-        | ReadDefectData { .. }
-        | GetLbaStatus { .. } => Access::Read,
-        _ => Access::Write,
-    }
-}
-
 impl Reservations {
     pub fn is_empty(&self) -> bool {
         self.regs.is_empty() && self.reservation.is_none()
@@ -203,13 +163,13 @@ impl Reservations {
         }
     }
 
-    /// Whether `cmd` from `n` conflicts with the persistent reservation.
-    pub fn conflicts(&self, n: &NexusKey, cmd: &Command) -> bool {
+    /// Whether a command of access class `acc` from `n` conflicts with the persistent
+    /// reservation.
+    pub fn conflicts(&self, n: &NexusKey, acc: PrAccess) -> bool {
         let Some(res) = &self.reservation else {
             return false;
         };
-        let acc = access(cmd);
-        if acc == Access::Any || self.holds(n) {
+        if acc == PrAccess::Any || self.holds(n) {
             return false;
         }
         let registered = self.reg(n).is_some();
@@ -221,7 +181,7 @@ impl Reservations {
         if registrants_have_access && registered {
             return false;
         }
-        acc == Access::Write || exclusive_access
+        acc == PrAccess::Write || exclusive_access
     }
 
     /// RESERVE(6)/RELEASE(6) against PR (SPC-4 5.13.3): while any registration
@@ -701,21 +661,11 @@ mod tests {
         p
     }
 
-    fn write() -> Command {
-        Command::Write {
-            lba: 0,
-            blocks: 1,
-            fua: false,
-            len_byte: 7,
-        }
+    fn write() -> PrAccess {
+        PrAccess::Write
     }
-    fn read() -> Command {
-        Command::Read {
-            lba: 0,
-            blocks: 1,
-            fua: false,
-            len_byte: 7,
-        }
+    fn read() -> PrAccess {
+        PrAccess::Read
     }
 
     #[test]
@@ -735,12 +685,12 @@ mod tests {
             st.out_bytes(&b, 6, 0, 0, &basic(0, 0xb, 0), false).unwrap();
             st.out_bytes(&a, 1, 0, kind, &basic(0xa, 0, 0), false)
                 .unwrap();
-            assert!(!st.conflicts(&a, &write()) && !st.conflicts(&a, &read()));
-            assert_eq!(!st.conflicts(&b, &read()), br, "type {kind} b read");
-            assert_eq!(!st.conflicts(&b, &write()), bw, "type {kind} b write");
-            assert_eq!(!st.conflicts(&c, &read()), cr, "type {kind} c read");
-            assert_eq!(!st.conflicts(&c, &write()), cw, "type {kind} c write");
-            assert!(!st.conflicts(&c, &Command::TestUnitReady));
+            assert!(!st.conflicts(&a, write()) && !st.conflicts(&a, read()));
+            assert_eq!(!st.conflicts(&b, read()), br, "type {kind} b read");
+            assert_eq!(!st.conflicts(&b, write()), bw, "type {kind} b write");
+            assert_eq!(!st.conflicts(&c, read()), cr, "type {kind} c read");
+            assert_eq!(!st.conflicts(&c, write()), cw, "type {kind} c write");
+            assert!(!st.conflicts(&c, PrAccess::Any));
             // A second RESERVE of another type by a non-holder conflicts.
             assert!(
                 matches!(
@@ -803,7 +753,7 @@ mod tests {
             vec![(a.clone(), Asc::REGISTRATIONS_PREEMPTED)]
         );
         assert!(st.holds(&b) && st.reg(&a).is_none());
-        assert!(st.conflicts(&a, &read()));
+        assert!(st.conflicts(&a, read()));
     }
 
     #[test]

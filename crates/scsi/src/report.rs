@@ -1,7 +1,7 @@
 //! REPORT LUNS (SPC-4 6.33), REPORT SUPPORTED OPERATION CODES (SPC-4 6.35) and REPORT
 //! SUPPORTED TASK MANAGEMENT FUNCTIONS (SPC-4 6.36).
 
-use crate::cdb::{has_service_actions, lookup, COMMANDS};
+use crate::cdb::{has_service_actions, lookup, table, DeviceType};
 use crate::sense::Sense;
 
 /// Encodes a LUN number in SAM-5 single-level form: peripheral device addressing
@@ -57,10 +57,16 @@ fn timeouts(nominal: u32) -> [u8; 12] {
 }
 
 /// REPORT SUPPORTED OPERATION CODES data for reporting options 000b-011b.
-pub fn supported_opcodes(rctd: bool, options: u8, opcode: u8, sa: u16) -> Result<Vec<u8>, Sense> {
+pub fn supported_opcodes(
+    device_type: DeviceType,
+    rctd: bool,
+    options: u8,
+    opcode: u8,
+    sa: u16,
+) -> Result<Vec<u8>, Sense> {
     if options == 0 {
         let mut list = Vec::new();
-        for c in COMMANDS {
+        for c in table(device_type) {
             list.push(c.opcode);
             list.push(0);
             list.extend_from_slice(&u16::from(c.service_action.unwrap_or(0)).to_be_bytes());
@@ -75,7 +81,7 @@ pub fn supported_opcodes(rctd: bool, options: u8, opcode: u8, sa: u16) -> Result
         b.extend(list);
         return Ok(b);
     }
-    let with_sa = has_service_actions(opcode);
+    let with_sa = has_service_actions(device_type, opcode);
     match options {
         1 if with_sa => return Err(Sense::invalid_cdb_field(2, Some(2))),
         2 if !with_sa => return Err(Sense::invalid_cdb_field(2, Some(2))),
@@ -83,10 +89,10 @@ pub fn supported_opcodes(rctd: bool, options: u8, opcode: u8, sa: u16) -> Result
     }
     let sa8 = u8::try_from(sa).ok();
     let entry = match (with_sa, sa8) {
-        (true, Some(s)) => lookup(opcode, s).filter(|c| c.service_action == Some(s)),
+        (true, Some(s)) => lookup(device_type, opcode, s).filter(|c| c.service_action == Some(s)),
         (true, None) => None,
         (false, _) if options == 3 && sa != 0 => None,
-        (false, _) => lookup(opcode, 0),
+        (false, _) => lookup(device_type, opcode, 0),
     };
     let mut b = vec![0u8; 4];
     match entry {
@@ -129,16 +135,19 @@ mod tests {
 
     #[test]
     fn one_command_usage_for_read10() {
-        let b = supported_opcodes(false, 1, 0x28, 0).unwrap();
+        let b = supported_opcodes(DeviceType::Block, false, 1, 0x28, 0).unwrap();
         assert_eq!(b[1] & 7, 3);
         assert_eq!(u16::from_be_bytes([b[2], b[3]]), 10);
         assert_eq!(b[4], 0x28);
         assert_eq!(b[5], 0x18, "DPO and FUA are honoured");
-        assert!(supported_opcodes(false, 1, 0x9e, 0x10).is_err());
-        let b = supported_opcodes(true, 2, 0x9e, 0x10).unwrap();
+        assert!(supported_opcodes(DeviceType::Block, false, 1, 0x9e, 0x10).is_err());
+        let b = supported_opcodes(DeviceType::Block, true, 2, 0x9e, 0x10).unwrap();
         assert_eq!(b[1], 0x83);
         assert_eq!(b.len(), 4 + 16 + 12);
-        assert_eq!(supported_opcodes(false, 1, 0xc0, 0).unwrap()[1], 0x01);
+        assert_eq!(
+            supported_opcodes(DeviceType::Block, false, 1, 0xc0, 0).unwrap()[1],
+            0x01
+        );
     }
 
     #[test]

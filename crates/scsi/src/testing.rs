@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use backstore::{Backstore, RamBackstore};
 
-use crate::cdb::Command;
+use crate::cdb::Parsed;
 use crate::lu::{Ctx, LogicalUnit, LuIdentity, Nexus};
 use crate::sense::{status, Asc, Sense, SenseKey};
 use crate::tpc::CopyManager;
@@ -142,7 +142,7 @@ impl TestLu {
         copy: Option<&dyn CopyManager>,
         abort: &AtomicBool,
     ) -> Reply {
-        let cmd = Command::parse(cdb);
+        let cmd = Parsed::parse(self.lu.device_type(), cdb);
         let mut data_in = Vec::new();
         let ctx = Ctx { edtl, abort, copy };
         let out = self.lu.execute(n, cmd, ctx, data_out, &mut data_in);

@@ -65,7 +65,7 @@ pub const HELD_DATA_GRANULARITY_LOG2: u8 = 9;
 /// taken from the CDB table (opcode, SAs), in opcode order.
 pub fn supported_commands() -> Vec<(u8, Vec<u8>)> {
     let mut out: Vec<(u8, Vec<u8>)> = Vec::new();
-    for c in crate::cdb::COMMANDS
+    for c in crate::cdb::table(crate::cdb::DeviceType::Block)
         .iter()
         .filter(|c| matches!(c.opcode, 0x83 | 0x84))
     {

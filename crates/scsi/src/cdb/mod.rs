@@ -1,14 +1,76 @@
-//! CDB parsing: bytes → typed [`Command`] or a precise [`Sense`].
+//! CDB parsing: bytes → typed [`Command`] with its table attributes, or a precise
+//! [`Sense`].
 //!
-//! [`COMMANDS`] is the single table of what the device server accepts. Each entry's
-//! CDB usage data (SPC-4 6.35.3) is both what REPORT SUPPORTED OPERATION CODES returns
-//! and the mask the parser enforces: a bit set in a CDB where the usage data has a zero
-//! is INVALID FIELD IN CDB with a field pointer at that byte and bit.
+//! [`table`] holds the commands each device type accepts (SPC-4 rows shared by all,
+//! then the device type's own; SSC reuses opcodes such as 08h and 0Ah with other
+//! meanings, so parsing is always keyed by [`DeviceType`]). Each row's CDB usage data
+//! is both what REPORT SUPPORTED OPERATION CODES returns and the mask the parser
+//! enforces: a bit set in a CDB where the usage data has a zero is INVALID FIELD IN
+//! CDB with a field pointer at that byte and bit.
 
-use crate::sense::Sense;
+use std::sync::LazyLock;
+
 use codec::be;
 
-/// One supported command.
+use crate::sense::Sense;
+
+mod table;
+
+/// Peripheral device type (SPC-4 Table 141): selects the command table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeviceType {
+    /// 00h: direct-access block device (SBC).
+    Block,
+}
+
+impl DeviceType {
+    /// The PERIPHERAL DEVICE TYPE code INQUIRY reports.
+    pub fn code(self) -> u8 {
+        match self {
+            DeviceType::Block => 0x00,
+        }
+    }
+}
+
+/// Which way a command's data moves (SAM-5 4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataDir {
+    None,
+    /// Data-In: the device server returns data.
+    In,
+    /// Data-Out: the initiator sends data (a parameter list or blocks).
+    Out,
+}
+
+/// How a command meets a persistent reservation held by another nexus (SPC-4 5.13,
+/// Table 63's columns reduced to what the reservation types distinguish).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrAccess {
+    /// Allowed under every reservation type.
+    Any,
+    /// Reads the medium: conflicts only with the exclusive-access types.
+    Read,
+    /// Modifies the medium or LU state: conflicts under every type.
+    Write,
+}
+
+/// A command's attributes: the table row's columns, after the one field-dependent
+/// exception ([`Parsed::attrs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attrs {
+    pub dir: DataDir,
+    pub pr: PrAccess,
+    /// Runs while a unit attention is pending for the nexus (SAM-5 5.14): INQUIRY,
+    /// REPORT LUNS, REQUEST SENSE.
+    pub ua_exempt: bool,
+    /// Runs while another nexus holds an SPC-2 RESERVE (SPC-2 5.5.1).
+    pub spc2_allowed: bool,
+    /// The transport may try it on its network task when it cannot block (READ and
+    /// WRITE of a few pages).
+    pub inline: bool,
+}
+
+/// One supported command: a row of a device type's table.
 #[derive(Debug)]
 pub struct OpcodeInfo {
     pub opcode: u8,
@@ -18,509 +80,135 @@ pub struct OpcodeInfo {
     pub usage: &'static [u8],
     /// Nominal command timeout in seconds, reported with RCTD.
     pub nominal_timeout: u32,
-    /// Whether the command moves data out (for the transport's R2T decisions).
-    pub writes_medium: bool,
+    pub attrs: Attrs,
 }
 
-const FF: u8 = 0xff;
-
-macro_rules! op {
-    ($op:expr, $sa:expr, $name:expr, $to:expr, $w:expr, [$($u:expr),* $(,)?]) => {
-        OpcodeInfo { opcode: $op, service_action: $sa, name: $name, usage: &[$($u),*], nominal_timeout: $to, writes_medium: $w }
-    };
+impl OpcodeInfo {
+    const fn new(
+        opcode: u8,
+        service_action: Option<u8>,
+        name: &'static str,
+        nominal_timeout: u32,
+        usage: &'static [u8],
+    ) -> Self {
+        Self {
+            opcode,
+            service_action,
+            name,
+            usage,
+            nominal_timeout,
+            attrs: Attrs {
+                dir: DataDir::None,
+                pr: PrAccess::Write,
+                ua_exempt: false,
+                spc2_allowed: false,
+                inline: false,
+            },
+        }
+    }
+    const fn data_in(mut self) -> Self {
+        self.attrs.dir = DataDir::In;
+        self
+    }
+    const fn data_out(mut self) -> Self {
+        self.attrs.dir = DataDir::Out;
+        self
+    }
+    const fn pr(mut self, access: PrAccess) -> Self {
+        self.attrs.pr = access;
+        self
+    }
+    const fn ua_exempt(mut self) -> Self {
+        self.attrs.ua_exempt = true;
+        self
+    }
+    const fn spc2_allowed(mut self) -> Self {
+        self.attrs.spc2_allowed = true;
+        self
+    }
+    const fn inline(mut self) -> Self {
+        self.attrs.inline = true;
+        self
+    }
 }
 
-/// Every command the device server implements, in opcode order.
-pub static COMMANDS: &[OpcodeInfo] = &[
-    op!(
-        0x00,
-        None,
-        "TEST UNIT READY",
-        1,
-        false,
-        [0x00, 0, 0, 0, 0, 0]
-    ),
-    op!(
-        0x03,
-        None,
-        "REQUEST SENSE",
-        1,
-        false,
-        [0x03, 0x01, 0, 0, FF, 0]
-    ),
-    op!(
-        0x08,
-        None,
-        "READ(6)",
-        30,
-        false,
-        [0x08, 0x1f, FF, FF, FF, 0]
-    ),
-    op!(
-        0x0a,
-        None,
-        "WRITE(6)",
-        30,
-        true,
-        [0x0a, 0x1f, FF, FF, FF, 0]
-    ),
-    op!(0x12, None, "INQUIRY", 1, false, [0x12, 0x01, FF, FF, FF, 0]),
-    op!(
-        0x15,
-        None,
-        "MODE SELECT(6)",
-        1,
-        false,
-        [0x15, 0x11, 0, 0, FF, 0]
-    ),
-    op!(0x16, None, "RESERVE(6)", 1, false, [0x16, 0, 0, 0, 0, 0]),
-    op!(0x17, None, "RELEASE(6)", 1, false, [0x17, 0, 0, 0, 0, 0]),
-    op!(
-        0x1a,
-        None,
-        "MODE SENSE(6)",
-        1,
-        false,
-        [0x1a, 0x08, FF, FF, FF, 0]
-    ),
-    op!(
-        0x1b,
-        None,
-        "START STOP UNIT",
-        30,
-        false,
-        [0x1b, 0x01, 0, 0x0f, 0xf7, 0]
-    ),
-    op!(
-        0x1e,
-        None,
-        "PREVENT ALLOW MEDIUM REMOVAL",
-        1,
-        false,
-        [0x1e, 0, 0, 0, 0x03, 0]
-    ),
-    op!(
-        0x25,
-        None,
-        "READ CAPACITY(10)",
-        1,
-        false,
-        [0x25, 0, FF, FF, FF, FF, 0, 0, 0x01, 0]
-    ),
-    op!(
-        0x28,
-        None,
-        "READ(10)",
-        30,
-        false,
-        [0x28, 0x18, FF, FF, FF, FF, 0x1f, FF, FF, 0]
-    ),
-    op!(
-        0x2a,
-        None,
-        "WRITE(10)",
-        30,
-        true,
-        [0x2a, 0x18, FF, FF, FF, FF, 0x1f, FF, FF, 0]
-    ),
-    op!(
-        0x2e,
-        None,
-        "WRITE AND VERIFY(10)",
-        30,
-        true,
-        [0x2e, 0x16, FF, FF, FF, FF, 0x1f, FF, FF, 0]
-    ),
-    op!(
-        0x2f,
-        None,
-        "VERIFY(10)",
-        30,
-        false,
-        [0x2f, 0x16, FF, FF, FF, FF, 0x1f, FF, FF, 0]
-    ),
-    op!(
-        0x34,
-        None,
-        "PRE-FETCH(10)",
-        30,
-        false,
-        [0x34, 0x02, FF, FF, FF, FF, 0x1f, FF, FF, 0]
-    ),
-    op!(
-        0x35,
-        None,
-        "SYNCHRONIZE CACHE(10)",
-        60,
-        false,
-        [0x35, 0x02, FF, FF, FF, FF, 0x1f, FF, FF, 0]
-    ),
-    op!(
-        0x37,
-        None,
-        "READ DEFECT DATA(10)",
-        1,
-        false,
-        [0x37, 0, 0x1f, 0, 0, 0, 0, FF, FF, 0]
-    ),
-    op!(
-        0x41,
-        None,
-        "WRITE SAME(10)",
-        60,
-        true,
-        [0x41, 0x18, FF, FF, FF, FF, 0x1f, FF, FF, 0]
-    ),
-    op!(
-        0x42,
-        None,
-        "UNMAP",
-        60,
-        true,
-        [0x42, 0x01, 0, 0, 0, 0, 0x1f, FF, FF, 0]
-    ),
-    op!(
-        0x55,
-        None,
-        "MODE SELECT(10)",
-        1,
-        false,
-        [0x55, 0x11, 0, 0, 0, 0, 0, FF, FF, 0]
-    ),
-    op!(
-        0x56,
-        None,
-        "RESERVE(10)",
-        1,
-        false,
-        [0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0]
-    ),
-    op!(
-        0x57,
-        None,
-        "RELEASE(10)",
-        1,
-        false,
-        [0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0]
-    ),
-    op!(
-        0x5a,
-        None,
-        "MODE SENSE(10)",
-        1,
-        false,
-        [0x5a, 0x18, FF, FF, 0, 0, 0, FF, FF, 0]
-    ),
-    op!(
-        0x5e,
-        Some(0x00),
-        "PERSISTENT RESERVE IN / READ KEYS",
-        1,
-        false,
-        [0x5e, 0x00, 0, 0, 0, 0, 0, FF, FF, 0]
-    ),
-    op!(
-        0x5e,
-        Some(0x01),
-        "PERSISTENT RESERVE IN / READ RESERVATION",
-        1,
-        false,
-        [0x5e, 0x01, 0, 0, 0, 0, 0, FF, FF, 0]
-    ),
-    op!(
-        0x5e,
-        Some(0x02),
-        "PERSISTENT RESERVE IN / REPORT CAPABILITIES",
-        1,
-        false,
-        [0x5e, 0x02, 0, 0, 0, 0, 0, FF, FF, 0]
-    ),
-    op!(
-        0x5e,
-        Some(0x03),
-        "PERSISTENT RESERVE IN / READ FULL STATUS",
-        1,
-        false,
-        [0x5e, 0x03, 0, 0, 0, 0, 0, FF, FF, 0]
-    ),
-    op!(
-        0x5f,
-        Some(0x00),
-        "PERSISTENT RESERVE OUT / REGISTER",
-        1,
-        false,
-        [0x5f, 0x00, FF, 0, 0, FF, FF, FF, FF, 0]
-    ),
-    op!(
-        0x5f,
-        Some(0x01),
-        "PERSISTENT RESERVE OUT / RESERVE",
-        1,
-        false,
-        [0x5f, 0x01, FF, 0, 0, FF, FF, FF, FF, 0]
-    ),
-    op!(
-        0x5f,
-        Some(0x02),
-        "PERSISTENT RESERVE OUT / RELEASE",
-        1,
-        false,
-        [0x5f, 0x02, FF, 0, 0, FF, FF, FF, FF, 0]
-    ),
-    op!(
-        0x5f,
-        Some(0x03),
-        "PERSISTENT RESERVE OUT / CLEAR",
-        1,
-        false,
-        [0x5f, 0x03, FF, 0, 0, FF, FF, FF, FF, 0]
-    ),
-    op!(
-        0x5f,
-        Some(0x04),
-        "PERSISTENT RESERVE OUT / PREEMPT",
-        1,
-        false,
-        [0x5f, 0x04, FF, 0, 0, FF, FF, FF, FF, 0]
-    ),
-    op!(
-        0x5f,
-        Some(0x05),
-        "PERSISTENT RESERVE OUT / PREEMPT AND ABORT",
-        1,
-        false,
-        [0x5f, 0x05, FF, 0, 0, FF, FF, FF, FF, 0]
-    ),
-    op!(
-        0x5f,
-        Some(0x06),
-        "PERSISTENT RESERVE OUT / REGISTER AND IGNORE EXISTING KEY",
-        1,
-        false,
-        [0x5f, 0x06, FF, 0, 0, FF, FF, FF, FF, 0]
-    ),
-    op!(
-        0x5f,
-        Some(0x07),
-        "PERSISTENT RESERVE OUT / REGISTER AND MOVE",
-        1,
-        false,
-        [0x5f, 0x07, FF, 0, 0, FF, FF, FF, FF, 0]
-    ),
-    op!(
-        0x83,
-        Some(0x00),
-        "EXTENDED COPY(LID1)",
-        3600,
-        true,
-        [0x83, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0]
-    ),
-    op!(
-        0x84,
-        Some(0x00),
-        "RECEIVE COPY STATUS(LID1)",
-        1,
-        false,
-        [0x84, 0x00, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0]
-    ),
-    op!(
-        0x84,
-        Some(0x01),
-        "RECEIVE COPY DATA(LID1)",
-        1,
-        false,
-        [0x84, 0x01, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0]
-    ),
-    op!(
-        0x84,
-        Some(0x03),
-        "RECEIVE COPY OPERATING PARAMETERS",
-        1,
-        false,
-        [0x84, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0]
-    ),
-    op!(
-        0x84,
-        Some(0x04),
-        "RECEIVE COPY FAILURE DETAILS(LID1)",
-        1,
-        false,
-        [0x84, 0x04, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0]
-    ),
-    op!(
-        0x88,
-        None,
-        "READ(16)",
-        30,
-        false,
-        [0x88, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, 0]
-    ),
-    op!(
-        0x89,
-        None,
-        "COMPARE AND WRITE",
-        30,
-        true,
-        [0x89, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0, 0, FF, 0x1f, 0]
-    ),
-    op!(
-        0x8a,
-        None,
-        "WRITE(16)",
-        30,
-        true,
-        [0x8a, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, 0]
-    ),
-    op!(
-        0x8b,
-        None,
-        "ORWRITE(16)",
-        30,
-        true,
-        [0x8b, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, 0]
-    ),
-    op!(
-        0x8e,
-        None,
-        "WRITE AND VERIFY(16)",
-        30,
-        true,
-        [0x8e, 0x16, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, 0]
-    ),
-    op!(
-        0x8f,
-        None,
-        "VERIFY(16)",
-        30,
-        false,
-        [0x8f, 0x16, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, 0]
-    ),
-    op!(
-        0x90,
-        None,
-        "PRE-FETCH(16)",
-        30,
-        false,
-        [0x90, 0x02, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, 0]
-    ),
-    op!(
-        0x91,
-        None,
-        "SYNCHRONIZE CACHE(16)",
-        60,
-        false,
-        [0x91, 0x02, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, 0]
-    ),
-    op!(
-        0x93,
-        None,
-        "WRITE SAME(16)",
-        60,
-        true,
-        [0x93, 0x19, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, 0]
-    ),
-    op!(
-        0x9c,
-        None,
-        "WRITE ATOMIC(16)",
-        30,
-        true,
-        [0x9c, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0, FF, FF, 0x1f, 0]
-    ),
-    op!(
-        0x9e,
-        Some(0x10),
-        "READ CAPACITY(16)",
-        1,
-        false,
-        [0x9e, 0x10, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x01, 0]
-    ),
-    op!(
-        0x9e,
-        Some(0x12),
-        "GET LBA STATUS",
-        1,
-        false,
-        [0x9e, 0x12, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0]
-    ),
-    op!(
-        0xa0,
-        None,
-        "REPORT LUNS",
-        1,
-        false,
-        [0xa0, 0, FF, 0, 0, 0, FF, FF, FF, FF, 0, 0]
-    ),
-    op!(
-        0xa3,
-        Some(0x0c),
-        "REPORT SUPPORTED OPERATION CODES",
-        1,
-        false,
-        [0xa3, 0x0c, 0x87, FF, FF, FF, FF, FF, FF, FF, 0, 0]
-    ),
-    op!(
-        0xa3,
-        Some(0x0d),
-        "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS",
-        1,
-        false,
-        [0xa3, 0x0d, 0x80, 0, 0, 0, FF, FF, FF, FF, 0, 0]
-    ),
-    op!(
-        0xa8,
-        None,
-        "READ(12)",
-        30,
-        false,
-        [0xa8, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, 0]
-    ),
-    op!(
-        0xaa,
-        None,
-        "WRITE(12)",
-        30,
-        true,
-        [0xaa, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, 0]
-    ),
-    op!(
-        0xae,
-        None,
-        "WRITE AND VERIFY(12)",
-        30,
-        true,
-        [0xae, 0x16, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, 0]
-    ),
-    op!(
-        0xaf,
-        None,
-        "VERIFY(12)",
-        30,
-        false,
-        [0xaf, 0x16, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, 0]
-    ),
-    op!(
-        0xb7,
-        None,
-        "READ DEFECT DATA(12)",
-        1,
-        false,
-        [0xb7, 0x1f, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0]
-    ),
-];
+static BLOCK: LazyLock<Vec<&'static OpcodeInfo>> = LazyLock::new(|| {
+    let mut rows: Vec<&'static OpcodeInfo> = table::SPC.iter().chain(table::SBC).collect();
+    rows.sort_by_key(|c| (c.opcode, c.service_action));
+    rows
+});
+
+/// Every command `device_type` implements, in opcode (then service action) order.
+pub fn table(device_type: DeviceType) -> &'static [&'static OpcodeInfo] {
+    match device_type {
+        DeviceType::Block => &BLOCK,
+    }
+}
 
 /// Opcodes whose byte 1 carries a service action.
-pub fn has_service_actions(opcode: u8) -> bool {
-    COMMANDS
+pub fn has_service_actions(device_type: DeviceType, opcode: u8) -> bool {
+    table(device_type)
         .iter()
         .any(|c| c.opcode == opcode && c.service_action.is_some())
 }
 
 /// The table entry for `opcode` / `sa` (sa ignored for opcodes without service actions).
-pub fn lookup(opcode: u8, sa: u8) -> Option<&'static OpcodeInfo> {
-    COMMANDS
+pub fn lookup(device_type: DeviceType, opcode: u8, sa: u8) -> Option<&'static OpcodeInfo> {
+    table(device_type)
         .iter()
+        .copied()
         .find(|c| c.opcode == opcode && c.service_action.is_none_or(|s| s == sa))
+}
+
+/// A parsed command and its attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub command: Command,
+    pub attrs: Attrs,
+}
+
+impl Parsed {
+    /// Parses `cdb` for a logical unit of `device_type`.
+    pub fn parse(device_type: DeviceType, cdb: &[u8]) -> Result<Self, Sense> {
+        let info = row_for(device_type, cdb)?;
+        let command = Command::from_row(info, cdb)?;
+        let mut attrs = info.attrs;
+        // PREVENT ALLOW MEDIUM REMOVAL with PREVENT 00b only allows removal: no
+        // reservation stops it (SPC-2 5.5.1, SPC-4 Table 63).
+        if let Command::PreventAllow { prevent: 0 } = command {
+            attrs.pr = PrAccess::Any;
+            attrs.spc2_allowed = true;
+        }
+        Ok(Self { command, attrs })
+    }
+}
+
+/// The row `cdb` names, with its usage mask enforced.
+fn row_for(device_type: DeviceType, cdb: &[u8]) -> Result<&'static OpcodeInfo, Sense> {
+    let Some(&opcode) = cdb.first() else {
+        return Err(Sense::invalid_opcode());
+    };
+    let sa = cdb.get(1).copied().unwrap_or(0) & 0x1f;
+    let Some(info) = lookup(device_type, opcode, sa) else {
+        return Err(if has_service_actions(device_type, opcode) {
+            Sense::invalid_cdb_field(1, Some(4))
+        } else {
+            Sense::invalid_opcode()
+        });
+    };
+    if cdb.len() < info.usage.len() {
+        return Err(Sense::invalid_opcode());
+    }
+    for (i, (&got, &allowed)) in cdb.iter().zip(info.usage).enumerate().skip(1) {
+        let bad = got & !allowed;
+        if bad != 0 {
+            return Err(Sense::invalid_cdb_field(
+                i as u16,
+                Some(7 - bad.leading_zeros() as u8),
+            ));
+        }
+    }
+    Ok(info)
 }
 
 /// A typed, validated command. Execution never re-reads the CDB.
@@ -693,32 +381,16 @@ pub fn cdb_len(opcode: u8) -> usize {
 }
 
 impl Command {
-    /// Parses `cdb`: unknown opcodes are INVALID COMMAND OPERATION CODE, unknown
-    /// service actions and reserved bits INVALID FIELD IN CDB with a field pointer.
+    /// Parses a direct-access block device CDB: unknown opcodes are INVALID COMMAND
+    /// OPERATION CODE, unknown service actions and reserved bits INVALID FIELD IN CDB
+    /// with a field pointer.
     pub fn parse(cdb: &[u8]) -> Result<Self, Sense> {
-        let Some(&opcode) = cdb.first() else {
-            return Err(Sense::invalid_opcode());
-        };
-        let sa = cdb.get(1).copied().unwrap_or(0) & 0x1f;
-        let Some(info) = lookup(opcode, sa) else {
-            return Err(if has_service_actions(opcode) {
-                Sense::invalid_cdb_field(1, Some(4))
-            } else {
-                Sense::invalid_opcode()
-            });
-        };
-        if cdb.len() < info.usage.len() {
-            return Err(Sense::invalid_opcode());
-        }
-        for (i, (&got, &allowed)) in cdb.iter().zip(info.usage).enumerate().skip(1) {
-            let bad = got & !allowed;
-            if bad != 0 {
-                return Err(Sense::invalid_cdb_field(
-                    i as u16,
-                    Some(7 - bad.leading_zeros() as u8),
-                ));
-            }
-        }
+        Parsed::parse(DeviceType::Block, cdb).map(|p| p.command)
+    }
+
+    /// The typed fields of a CDB whose row (and usage mask) was already checked.
+    fn from_row(info: &OpcodeInfo, cdb: &[u8]) -> Result<Self, Sense> {
+        let (opcode, sa) = (info.opcode, cdb[1] & 0x1f);
         let c = cdb;
         Ok(match opcode {
             0x00 => Command::TestUnitReady,
@@ -1067,8 +739,38 @@ mod tests {
     }
 
     #[test]
+    fn attributes_come_from_the_row() {
+        let a = |cdb: &[u8]| Parsed::parse(DeviceType::Block, cdb).unwrap().attrs;
+        let inq = a(&[0x12, 0, 0, 0, 96, 0]);
+        assert!(inq.ua_exempt && inq.spc2_allowed && inq.pr == PrAccess::Any);
+        assert_eq!(inq.dir, DataDir::In);
+        let rd = a(&[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+        assert!(rd.inline && !rd.ua_exempt && !rd.spc2_allowed);
+        assert_eq!((rd.dir, rd.pr), (DataDir::In, PrAccess::Read));
+        let wr = a(&[0x8a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0]);
+        assert_eq!(
+            (wr.dir, wr.pr, wr.inline),
+            (DataDir::Out, PrAccess::Write, true)
+        );
+        // PREVENT ALLOW: allowing removal passes every reservation; preventing does not.
+        let allow = a(&[0x1e, 0, 0, 0, 0, 0]);
+        assert!(allow.spc2_allowed && allow.pr == PrAccess::Any);
+        let prevent = a(&[0x1e, 0, 0, 0, 1, 0]);
+        assert!(!prevent.spc2_allowed && prevent.pr == PrAccess::Write);
+        // A command with a Data-Out length is a Data-Out row (all usage bits set).
+        for c in table(DeviceType::Block) {
+            if let Ok(p) = Parsed::parse(DeviceType::Block, c.usage) {
+                let out = p.command.data_out_len(512) > 0;
+                if out {
+                    assert_eq!(p.attrs.dir, DataDir::Out, "{}", c.name);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn usage_table_is_consistent() {
-        for c in COMMANDS {
+        for c in table(DeviceType::Block) {
             assert_eq!(c.usage[0], c.opcode, "{}", c.name);
             assert_eq!(c.usage.len(), cdb_len(c.opcode), "{}", c.name);
             if let Some(sa) = c.service_action {
