@@ -24,7 +24,7 @@ use iscsi::pdu::{
 use iscsi::seq::CmdSnCheck;
 use iscsi::{DigestConfig, PduError};
 use scsi::cdb::{DataDir, DeviceType, Parsed};
-use scsi::lu::{ResetKind, MAX_TRANSFER_BYTES};
+use scsi::lu::{TaskManagement, MAX_TRANSFER_BYTES};
 use scsi::report::{decode_lun, report_luns};
 use scsi::sense::status;
 use scsi::{Asc, Command, Ctx, LogicalUnit, Nexus, Outcome, Sense, SenseKey};
@@ -1166,51 +1166,35 @@ impl Conn {
                     }
                 }
             }
-            TmfFunction::AbortTaskSet | TmfFunction::ClearTaskSet => match &lu {
+            TmfFunction::AbortTaskSet
+            | TmfFunction::ClearTaskSet
+            | TmfFunction::LogicalUnitReset => match lu.clone() {
                 None => (tmf_response::LUN_DOES_NOT_EXIST, Vec::new()),
                 Some(lu) => {
+                    let tmf = match t.function {
+                        TmfFunction::AbortTaskSet => TaskManagement::AbortTaskSet,
+                        TmfFunction::ClearTaskSet => TaskManagement::ClearTaskSet,
+                        _ => TaskManagement::LogicalUnitReset,
+                    };
                     let lun = t.lun;
                     let w = self.abort_where(|l| l == lun);
-                    if t.function == TmfFunction::ClearTaskSet {
-                        // CLEAR TASK SET clears every nexus's tasks; those nexuses
-                        // learn of it by unit attention (control page TAS is 0).
-                        let me = self.nexus.id;
-                        for n in lu.abort_tasks(|n| n != me) {
-                            lu.raise_unit_attention_for(
-                                n,
-                                Asc::COMMANDS_CLEARED_BY_ANOTHER_INITIATOR,
-                            );
-                        }
-                    }
-                    (tmf_response::COMPLETE, w)
-                }
-            },
-            TmfFunction::LogicalUnitReset => match lu.clone() {
-                None => (tmf_response::LUN_DOES_NOT_EXIST, Vec::new()),
-                Some(lu) => {
-                    let lun = t.lun;
-                    let w = self.abort_where(|l| l == lun);
-                    let me = self.nexus.id;
-                    lu.abort_tasks(|n| n != me);
-                    after_reset = Some(Box::new(move || lu.reset(ResetKind::LogicalUnit)));
+                    lu.task_management(tmf, self.nexus.id);
+                    after_reset = Some(Box::new(move || lu.task_management_done(tmf)));
                     (tmf_response::COMPLETE, w)
                 }
             },
             TmfFunction::TargetWarmReset | TmfFunction::TargetColdReset => {
                 let cold = t.function == TmfFunction::TargetColdReset;
+                let tmf = TaskManagement::TargetReset { cold };
                 let w = self.abort_where(|_| true);
                 let lus: Vec<Arc<LogicalUnit>> =
                     self.target.iter().flat_map(|t| t.luns().cloned()).collect();
-                let me = self.nexus.id;
                 for lu in &lus {
-                    lu.abort_tasks(|n| n != me);
+                    lu.task_management(tmf, self.nexus.id);
                 }
-                let kind = if cold {
-                    ResetKind::TargetCold
-                } else {
-                    ResetKind::TargetWarm
-                };
-                after_reset = Some(Box::new(move || lus.iter().for_each(|lu| lu.reset(kind))));
+                after_reset = Some(Box::new(move || {
+                    lus.iter().for_each(|lu| lu.task_management_done(tmf))
+                }));
                 if cold {
                     // A cold reset ends every session of the target (RFC 7143 §11.5.1).
                     close_after = true;

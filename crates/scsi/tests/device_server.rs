@@ -382,3 +382,76 @@ fn over_the_transfer_limit_points_at_the_transfer_length_of_each_cdb_size() {
     let r = t4k.run_with(&a4, &wa, &[], 0, None, &AtomicBool::new(false));
     assert_eq!(r.field_pointer(), Some((true, 12, None)));
 }
+
+#[test]
+fn clear_task_set_aborts_other_nexuses_and_tells_them() {
+    use scsi::lu::TaskManagement;
+    let t = TestLu::new(64, BS);
+    let a = t.attach(1);
+    let b = t.attach(2);
+    let theirs = Arc::new(AtomicBool::new(false));
+    let mine = Arc::new(AtomicBool::new(false));
+    let tb = t.lu.track_task(2, theirs.clone());
+    let ta = t.lu.track_task(1, mine.clone());
+    t.lu.task_management(TaskManagement::ClearTaskSet, 1);
+    t.lu.task_management_done(TaskManagement::ClearTaskSet);
+    assert!(theirs.load(Ordering::Acquire));
+    assert!(
+        !mine.load(Ordering::Acquire),
+        "the issuer's own tasks are its transport's"
+    );
+    assert_eq!(
+        t.run(&b, &cdbs::TEST_UNIT_READY, &[]).check(),
+        (
+            SenseKey::UNIT_ATTENTION,
+            Asc::COMMANDS_CLEARED_BY_ANOTHER_INITIATOR
+        )
+    );
+    assert!(t.run(&a, &cdbs::TEST_UNIT_READY, &[]).is_good());
+    t.lu.untrack_task(ta);
+    t.lu.untrack_task(tb);
+}
+
+#[test]
+fn abort_task_set_leaves_other_nexuses_alone() {
+    use scsi::lu::TaskManagement;
+    let t = TestLu::new(64, BS);
+    let b = t.attach(2);
+    let theirs = Arc::new(AtomicBool::new(false));
+    let tb = t.lu.track_task(2, theirs.clone());
+    t.lu.task_management(TaskManagement::AbortTaskSet, 1);
+    t.lu.task_management_done(TaskManagement::AbortTaskSet);
+    assert!(!theirs.load(Ordering::Acquire));
+    assert!(t.run(&b, &cdbs::TEST_UNIT_READY, &[]).is_good());
+    t.lu.untrack_task(tb);
+}
+
+#[test]
+fn lu_reset_aborts_everyone_and_reports_the_reset_once_done() {
+    use scsi::lu::TaskManagement;
+    let t = TestLu::new(64, BS);
+    let a = t.attach(1);
+    let b = t.attach(2);
+    assert!(t.run(&b, &[0x16, 0, 0, 0, 0, 0], &[]).is_good()); // B holds RESERVE(6)
+    let theirs = Arc::new(AtomicBool::new(false));
+    let tb = t.lu.track_task(2, theirs.clone());
+    t.lu.task_management(TaskManagement::LogicalUnitReset, 1);
+    assert!(theirs.load(Ordering::Acquire));
+    // Not reset yet: the issuer's tasks are still draining.
+    assert_eq!(
+        t.run(&a, &cdbs::read10(0, 1), &[]).status,
+        status::RESERVATION_CONFLICT
+    );
+    t.lu.task_management_done(TaskManagement::LogicalUnitReset);
+    for n in [&a, &b] {
+        assert_eq!(
+            t.run(n, &cdbs::TEST_UNIT_READY, &[]).check(),
+            (SenseKey::UNIT_ATTENTION, Asc::LU_RESET)
+        );
+    }
+    assert!(
+        t.run(&a, &cdbs::read10(0, 1), &[]).is_good(),
+        "reservation gone"
+    );
+    t.lu.untrack_task(tb);
+}

@@ -2,7 +2,7 @@
 //! reservation, unit attentions, start/stop), and command execution.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use backstore::Backstore;
@@ -14,6 +14,9 @@ use crate::params::PrOutParams;
 use crate::pr::{NexusKey, PrStore, Reservations};
 use crate::sense::{status, Asc, Sense, SenseKey};
 use crate::{inquiry, mode, report};
+
+mod task;
+pub use task::{ResetKind, TaskManagement};
 
 /// Largest data transfer one command may ask for, in bytes. VPD B0 advertises it (in
 /// blocks) and READ/WRITE/VERIFY enforce it.
@@ -187,14 +190,6 @@ pub enum Denied {
     Conflict,
 }
 
-/// Which events raise which unit attention (SAM-5 6.3, SPC-4 5.14).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResetKind {
-    LogicalUnit,
-    TargetWarm,
-    TargetCold,
-}
-
 impl LogicalUnit {
     pub fn new(
         identity: LuIdentity,
@@ -291,38 +286,6 @@ impl LogicalUnit {
         // A panic while holding the lock would be a bug in this module; the state is
         // still consistent field by field, so keep serving.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Registers a running task of `nexus` whose `abort` flag other sessions' task
-    /// management may raise; returns the token for [`LogicalUnit::untrack_task`].
-    pub fn track_task(&self, nexus: u64, abort: Arc<AtomicBool>) -> u64 {
-        let token = self.next_task.fetch_add(1, Ordering::Relaxed);
-        self.tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(token, (nexus, abort));
-        token
-    }
-
-    pub fn untrack_task(&self, token: u64) {
-        self.tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&token);
-    }
-
-    /// Raises the abort flag of every running task whose nexus `pred` selects, and
-    /// returns those nexuses (SAM-5 7.3: LU reset and CLEAR TASK SET reach every
-    /// I_T nexus; a copy stops at its next window, other commands lose their
-    /// response).
-    pub fn abort_tasks(&self, pred: impl Fn(u64) -> bool) -> HashSet<u64> {
-        let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        let mut hit = HashSet::new();
-        for (nexus, flag) in tasks.values().filter(|(n, _)| pred(*n)) {
-            flag.store(true, Ordering::Release);
-            hit.insert(*nexus);
-        }
-        hit
     }
 
     /// A nexus that maps this LU logged in.
