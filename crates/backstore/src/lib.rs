@@ -144,13 +144,43 @@ pub fn copy_native(
     Ok(None)
 }
 
+/// The engine's own refusal of I/O past the end of the store, carried inside an
+/// [`io::Error`] so callers can tell it from a kernel's EINVAL ([`is_out_of_range`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfRange {
+    pub offset: u64,
+    pub len: u64,
+    pub size: u64,
+}
+
+impl std::fmt::Display for OutOfRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "I/O of {} bytes at {} is beyond the end ({})",
+            self.len, self.offset, self.size
+        )
+    }
+}
+
+impl std::error::Error for OutOfRange {}
+
+/// Whether `e` is an engine's [`OutOfRange`] refusal.
+pub fn is_out_of_range(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<OutOfRange>())
+}
+
 /// Checks `[offset, offset+len)` lies inside a store of `size` bytes.
 pub(crate) fn check_range(offset: u64, len: usize, size: u64) -> io::Result<()> {
     match offset.checked_add(len as u64) {
         Some(end) if end <= size => Ok(()),
         _ => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("I/O of {len} bytes at {offset} is beyond the end ({size})"),
+            OutOfRange {
+                offset,
+                len: len as u64,
+                size,
+            },
         )),
     }
 }

@@ -1,5 +1,7 @@
-//! Moves one segment's bytes from a source LU to a destination LU, straight through
-//! their backstores, never through SCSI or iSCSI.
+//! Moves one segment's bytes from a source LU to a destination LU through the LUs'
+//! own I/O path (range locks, write observers, statistics), never through SCSI or
+//! iSCSI. Durability is the segment's: the manager flushes a destination whose write
+//! cache is off once the segment's data is in place.
 //!
 //! Work goes in windows of [`WINDOW`] bytes. Before each window the abort flag is
 //! checked (TMF, LU reset, session loss stop a copy within one window) and the
@@ -17,8 +19,9 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
 
-use backstore::{copy_native, CopyReport};
-use scsi::locks::RangeGuard;
+use backstore::CopyReport;
+use scsi::error::{Error, IoError, IoOp};
+use scsi::lu::{Extent, Origin};
 use scsi::LogicalUnit;
 
 /// Bytes per lock/abort window.
@@ -55,12 +58,12 @@ pub enum Stop {
     /// turned on, the LU stopped while the copy ran): which side, and why.
     Denied {
         write: bool,
-        why: scsi::lu::Denied,
+        why: Error,
     },
     /// Backstore I/O error: which side, and the error.
     Io {
         write: bool,
-        error: std::io::Error,
+        error: IoError,
     },
 }
 
@@ -79,26 +82,24 @@ fn block_span(lu: &LogicalUnit, off: u64, len: u64) -> (u64, u64) {
     (first, last - first)
 }
 
-/// Takes the window's locks in a global order (LU address, then block).
-fn lock_window<'a>(src: &'a LogicalUnit, dst: &'a LogicalUnit, r: Range) -> Vec<RangeGuard<'a>> {
+/// A window's locks: one exclusive extent over both ranges when they overlap on one
+/// LU, else the source shared and the destination exclusive, taken in the global
+/// order of [`LogicalUnit::lock_pair`].
+enum Window<'a> {
+    Overlap(Extent<'a>),
+    Pair(Extent<'a>, Extent<'a>),
+}
+
+fn lock_window<'a>(src: &'a LogicalUnit, dst: &'a LogicalUnit, r: Range) -> Window<'a> {
     let (s_lba, s_n) = block_span(src, r.src_off, r.len);
     let (d_lba, d_n) = block_span(dst, r.dst_off, r.len);
-    if std::ptr::eq(src, dst) {
+    if std::ptr::eq(src, dst) && s_lba < d_lba + d_n && d_lba < s_lba + s_n {
         let start = s_lba.min(d_lba);
         let end = (s_lba + s_n).max(d_lba + d_n);
-        if s_lba < d_lba + d_n && d_lba < s_lba + s_n {
-            // Overlapping: one exclusive lock over both.
-            return vec![dst.locks().lock(start, end - start, true)];
-        }
+        return Window::Overlap(dst.lock_exclusive(start, end - start, Origin::Copy));
     }
-    let mut reqs = [
-        (src as *const LogicalUnit as usize, s_lba, s_n, false, src),
-        (dst as *const LogicalUnit as usize, d_lba, d_n, true, dst),
-    ];
-    reqs.sort_by_key(|r| (r.0, r.1));
-    reqs.iter()
-        .map(|&(_, lba, n, excl, lu)| lu.locks().lock(lba, n, excl))
-        .collect()
+    let (s, d) = LogicalUnit::lock_pair(src, (s_lba, s_n), dst, (d_lba, d_n));
+    Window::Pair(s, d)
 }
 
 /// Copies `r` from `src` to `dst`, adding to `progress` as windows complete.
@@ -110,7 +111,7 @@ pub fn copy_range(
     dst: &LogicalUnit,
     r: Range,
     abort: &AtomicBool,
-    permit: &dyn Fn(bool) -> Result<(), scsi::lu::Denied>,
+    permit: &dyn Fn(bool) -> Result<(), Error>,
     progress: &AtomicU64,
     paths: &PathCounters,
 ) -> Result<(), Stop> {
@@ -130,28 +131,23 @@ pub fn copy_range(
             dst_off: r.dst_off + at,
             len: window.min(r.len - at),
         };
-        let _locks = lock_window(src, dst, w);
+        let locked = lock_window(src, dst, w);
         for write in [false, true] {
             permit(write).map_err(|why| Stop::Denied { write, why })?;
         }
-        if overlap {
-            copy_whole(src, dst, w)?;
-            paths.bounce.fetch_add(w.len, Ordering::Relaxed);
-        } else {
-            match copy_native(
-                src.backstore().as_ref(),
-                w.src_off,
-                dst.backstore().as_ref(),
-                w.dst_off,
-                w.len,
-            ) {
+        match &locked {
+            Window::Overlap(x) => {
+                copy_whole(x, x, w)?;
+                paths.bounce.fetch_add(w.len, Ordering::Relaxed);
+            }
+            Window::Pair(s, d) => match s.copy_to(w.src_off, d, w.dst_off, w.len) {
                 Ok(Some(rep)) => paths.add(rep),
                 Ok(None) => {
-                    bounce(src, dst, w)?;
+                    bounce(s, d, w)?;
                     paths.bounce.fetch_add(w.len, Ordering::Relaxed);
                 }
                 Err(error) => return Err(Stop::Io { write: true, error }),
-            }
+            },
         }
         progress.fetch_add(w.len, Ordering::Relaxed);
     }
@@ -159,29 +155,26 @@ pub fn copy_range(
 }
 
 /// Reads the window whole, then writes it (memmove semantics within a window).
-fn copy_whole(src: &LogicalUnit, dst: &LogicalUnit, w: Range) -> Result<(), Stop> {
+fn copy_whole(src: &Extent<'_>, dst: &Extent<'_>, w: Range) -> Result<(), Stop> {
     let mut buf = vec![0u8; w.len as usize];
-    src.backstore()
-        .read_at(&mut buf, w.src_off)
-        .map_err(|error| Stop::Io {
-            write: false,
-            error,
-        })?;
-    dst.backstore()
-        .write_at(&buf, w.dst_off, false)
+    src.read(w.src_off, &mut buf).map_err(|error| Stop::Io {
+        write: false,
+        error,
+    })?;
+    dst.write_cached(w.dst_off, &buf)
         .map_err(|error| Stop::Io { write: true, error })
 }
 
 /// Reader thread fills bounce buffers ahead of the writer; buffers are recycled, so
 /// memory stays at PIPELINE_DEPTH × BOUNCE_CHUNK whatever the window.
-fn bounce(src: &LogicalUnit, dst: &LogicalUnit, w: Range) -> Result<(), Stop> {
+fn bounce(src: &Extent<'_>, dst: &Extent<'_>, w: Range) -> Result<(), Stop> {
     let (full_tx, full_rx) = sync_channel::<(u64, Vec<u8>)>(PIPELINE_DEPTH);
     let (free_tx, free_rx) = sync_channel::<Vec<u8>>(PIPELINE_DEPTH);
     for _ in 0..PIPELINE_DEPTH {
         let _ = free_tx.send(vec![0u8; BOUNCE_CHUNK]);
     }
     std::thread::scope(|s| {
-        let reader = s.spawn(move || -> Result<(), std::io::Error> {
+        let reader = s.spawn(move || -> Result<(), IoError> {
             let mut at = 0u64;
             while at < w.len {
                 let Ok(mut buf) = free_rx.recv() else {
@@ -189,7 +182,7 @@ fn bounce(src: &LogicalUnit, dst: &LogicalUnit, w: Range) -> Result<(), Stop> {
                 };
                 let n = (w.len - at).min(BOUNCE_CHUNK as u64) as usize;
                 buf.resize(n, 0);
-                src.backstore().read_at(&mut buf, w.src_off + at)?;
+                src.read(w.src_off + at, &mut buf)?;
                 if full_tx.send((at, buf)).is_err() {
                     return Ok(());
                 }
@@ -199,7 +192,7 @@ fn bounce(src: &LogicalUnit, dst: &LogicalUnit, w: Range) -> Result<(), Stop> {
         });
         let mut result = Ok(());
         for (at, buf) in full_rx.iter() {
-            if let Err(error) = dst.backstore().write_at(&buf, w.dst_off + at, false) {
+            if let Err(error) = dst.write_cached(w.dst_off + at, &buf) {
                 result = Err(Stop::Io { write: true, error });
                 break;
             }
@@ -215,7 +208,11 @@ fn bounce(src: &LogicalUnit, dst: &LogicalUnit, w: Range) -> Result<(), Stop> {
             }),
             Err(_) => Err(Stop::Io {
                 write: false,
-                error: std::io::Error::other("copy reader panicked"),
+                error: IoError::new(
+                    IoOp::Read,
+                    w.src_off,
+                    std::io::Error::other("copy reader panicked"),
+                ),
             }),
         }
     })

@@ -15,8 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use scsi::lu::Denied;
-use scsi::sense::{Asc, FieldPointer, Sense, SenseKey};
+use scsi::error::{copy_aborted, Error};
+use scsi::lu::Origin;
+use scsi::sense::{Asc, Sense, SenseKey};
 use scsi::tpc::{self, CopyManager, CSCD_ID_RECEIVING_LU, MAX_CONCURRENT_COPIES};
 use scsi::{LogicalUnit, Nexus};
 
@@ -134,17 +135,6 @@ impl Resolved<'_> {
             Resolved::Held(l) => l,
         }
     }
-}
-
-fn copy_aborted(asc: Asc, segment: usize, pointer: usize) -> Sense {
-    let mut s = Sense::new(SenseKey::COPY_ABORTED, asc);
-    s.command_specific = Some(segment as u64);
-    s.field = Some(FieldPointer {
-        in_cdb: false,
-        byte: pointer.min(usize::from(u16::MAX)) as u16,
-        bit: None,
-    });
-    s
 }
 
 fn matches(lu: &LogicalUnit, d: &Designator) -> bool {
@@ -285,13 +275,10 @@ impl Manager {
         }
         for (i, (seg, src, dst)) in plan.iter().enumerate() {
             let (src, dst) = (src.lu(), dst.lu());
-            let denied = |d: Denied, pointer: usize| match d {
-                Denied::Conflict => copy_aborted(Asc::THIRD_PARTY_DEVICE_FAILURE, i, pointer),
-                Denied::Sense(s) => {
-                    let mut c = copy_aborted(Asc::THIRD_PARTY_DEVICE_FAILURE, i, pointer);
-                    c.information = Some(u64::from(s.asc.0));
-                    c
-                }
+            // One COPY ABORTED mapping for whatever stops a segment.
+            let denied = |e: Error, pointer: usize| {
+                e.log("copy segment");
+                e.copy_aborted(i, pointer)
             };
             match seg.kind {
                 SegmentKind::Verify { tur } => {
@@ -328,16 +315,8 @@ impl Manager {
                     ) {
                         // Like a WRITE with the write cache off: durable before done.
                         Ok(()) if !dst.write_cache_enabled() => {
-                            if let Err(error) = dst.backstore().flush() {
-                                tracing::warn!(%error, segment = i, "copy flush failed");
-                                let mut c = copy_aborted(
-                                    Asc::THIRD_PARTY_DEVICE_FAILURE,
-                                    i,
-                                    seg.offset + 6,
-                                );
-                                c.information = Some(u64::from(Asc::WRITE_ERROR.0));
-                                return Err(c);
-                            }
+                            dst.flush()
+                                .map_err(|e| denied(Error::Io(e), seg.offset + 6))?;
                         }
                         Ok(()) => {}
                         Err(Stop::Denied { write, why }) => {
@@ -350,18 +329,10 @@ impl Manager {
                             ))
                         }
                         Err(Stop::Io { write, error }) => {
-                            tracing::warn!(%error, write, segment = i, "copy segment I/O failed");
-                            let mut c = copy_aborted(
-                                Asc::THIRD_PARTY_DEVICE_FAILURE,
-                                i,
+                            return Err(denied(
+                                Error::Io(error),
                                 seg.offset + if write { 6 } else { 4 },
-                            );
-                            c.information = Some(u64::from(if write {
-                                Asc::WRITE_ERROR.0
-                            } else {
-                                Asc::UNRECOVERED_READ_ERROR.0
-                            }));
-                            return Err(c);
+                            ))
                         }
                     }
                 }
@@ -371,12 +342,12 @@ impl Manager {
                 let mut held = rec.held.lock().unwrap_or_else(|e| e.into_inner());
                 let at = held.len();
                 held.resize(at + r.len as usize, 0);
-                if let Err(error) = src.backstore().read_at(&mut held[at..], r.src_off) {
-                    tracing::warn!(%error, segment = i, "reading data to hold failed");
+                let bs = u64::from(src.block_size());
+                let (lba, end) = (r.src_off / bs, (r.src_off + r.len).div_ceil(bs));
+                let x = src.lock_shared(lba, end - lba, Origin::Copy);
+                if let Err(e) = x.read(r.src_off, &mut held[at..]) {
                     held.truncate(at);
-                    let mut c = copy_aborted(Asc::THIRD_PARTY_DEVICE_FAILURE, i, seg.offset + 4);
-                    c.information = Some(u64::from(Asc::UNRECOVERED_READ_ERROR.0));
-                    return Err(c);
+                    return Err(denied(Error::Io(e), seg.offset + 4));
                 }
             }
             rec.segments_done.fetch_add(1, Ordering::Relaxed);

@@ -258,7 +258,7 @@ impl Registry {
     pub fn flush_all(&self) {
         for t in &self.targets {
             for lu in t.luns() {
-                if let Err(e) = lu.backstore().flush() {
+                if let Err(e) = lu.flush() {
                     tracing::error!(target = %t.name, error = %e, "flush at shutdown failed");
                 }
             }

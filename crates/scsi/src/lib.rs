@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cdb;
+pub mod error;
 pub mod inquiry;
 pub mod locks;
 pub mod lu;

@@ -69,6 +69,7 @@ impl Asc {
     pub const LU_NOT_SUPPORTED: Self = Self(0x2500);
     pub const INVALID_FIELD_IN_PARAMETER_LIST: Self = Self(0x2600);
     pub const WRITE_PROTECTED: Self = Self(0x2700);
+    pub const SPACE_ALLOCATION_FAILED_WRITE_PROTECT: Self = Self(0x2707);
     pub const POWER_ON_RESET: Self = Self(0x2900);
     pub const POWER_ON_OCCURRED: Self = Self(0x2901);
     /// Reported after TARGET WARM RESET.

@@ -163,6 +163,62 @@ impl TestLu {
     }
 }
 
+/// A RAM store that fails I/O touching a byte range with a chosen OS error, for
+/// fault tests (EIO, ENOSPC).
+#[derive(Debug)]
+pub struct FaultyBackstore {
+    pub inner: RamBackstore,
+    /// Failing byte range and errno; reads fail only when `reads` is set.
+    pub fault: std::sync::Mutex<Option<(std::ops::Range<u64>, i32, bool)>>,
+}
+
+impl FaultyBackstore {
+    pub fn new(size: u64) -> Self {
+        Self {
+            inner: RamBackstore::new(size),
+            fault: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Fails writes (and reads too, with `reads`) touching `range` with `errno`.
+    pub fn fail(&self, range: std::ops::Range<u64>, errno: i32, reads: bool) {
+        *self.fault.lock().unwrap() = Some((range, errno, reads));
+    }
+
+    fn check(&self, offset: u64, len: usize, write: bool) -> std::io::Result<()> {
+        if let Some((r, errno, reads)) = self.fault.lock().unwrap().clone() {
+            let hits = offset < r.end && r.start < offset + len as u64;
+            if hits && (write || reads) {
+                return Err(std::io::Error::from_raw_os_error(errno));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Backstore for FaultyBackstore {
+    fn kind(&self) -> &'static str {
+        "faulty"
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.check(offset, buf.len(), false)?;
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> std::io::Result<()> {
+        self.check(offset, buf.len(), true)?;
+        self.inner.write_at(buf, offset, fua)
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// CDB builders for the commands tests use most.
 pub mod cdbs {
     pub fn read10(lba: u32, blocks: u16) -> [u8; 10] {

@@ -455,3 +455,106 @@ fn lu_reset_aborts_everyone_and_reports_the_reset_once_done() {
     );
     t.lu.untrack_task(tb);
 }
+
+#[test]
+fn every_write_passes_the_observers_and_the_counters() {
+    use scsi::lu::WriteObserver;
+    use std::sync::Mutex;
+    #[derive(Debug, Default)]
+    struct Seen(Mutex<Vec<(u64, u64)>>);
+    impl WriteObserver for Seen {
+        fn before_write(&self, _lu: &scsi::LogicalUnit, lba: u64, blocks: u64) {
+            self.0.lock().unwrap().push((lba, blocks));
+        }
+    }
+    let t = TestLu::thin(4096, BS);
+    let a = t.attach(1);
+    let seen = Arc::new(Seen::default());
+    t.lu.add_write_observer(seen.clone());
+    assert!(t
+        .run(&a, &cdbs::write10(5, 2), &pattern(2 * BS as usize, 1))
+        .is_good());
+    assert!(t.run(&a, &cdbs::read10(5, 2), &[]).is_good());
+    // WRITE SAME(16) of 8 blocks at 100, UNMAP of 4 blocks at 200, CAW of 1 at 5.
+    let mut ws = [0u8; 16];
+    ws[0] = 0x93;
+    ws[2..10].copy_from_slice(&100u64.to_be_bytes());
+    ws[13] = 8;
+    assert!(t.run(&a, &ws, &pattern(BS as usize, 2)).is_good());
+    let unmap = scsi::params::UnmapList {
+        ranges: vec![scsi::params::UnmapRange {
+            lba: 200,
+            blocks: 4,
+        }],
+    }
+    .encode();
+    let mut um = [0u8; 10];
+    um[0] = 0x42;
+    um[8] = unmap.len() as u8;
+    assert!(t.run(&a, &um, &unmap).is_good());
+    let mut caw = [0u8; 16];
+    caw[0] = 0x89;
+    caw[2..10].copy_from_slice(&5u64.to_be_bytes());
+    caw[13] = 1;
+    let mut data = t.medium(5, 1);
+    data.extend(pattern(BS as usize, 3));
+    assert!(t.run(&a, &caw, &data).is_good());
+    assert_eq!(
+        *seen.0.lock().unwrap(),
+        vec![(5, 2), (100, 8), (200, 4), (5, 1)]
+    );
+    let c = t.lu.io_stats().snapshot();
+    assert_eq!((c.read_ops, c.read_bytes), (2, 3 * u64::from(BS)));
+    assert_eq!(c.write_ops, 3, "WRITE, WRITE SAME's one chunk, CAW");
+    assert_eq!(c.unmap_bytes, 4 * u64::from(BS));
+}
+
+fn faulty(blocks: u64) -> (TestLu, Arc<scsi::testing::FaultyBackstore>) {
+    let f = Arc::new(scsi::testing::FaultyBackstore::new(blocks * u64::from(BS)));
+    let store: Arc<dyn backstore::Backstore> = f.clone();
+    let lu = scsi::LogicalUnit::new(scsi::testing::identity(9), store, BS, false);
+    let t = TestLu {
+        lu: Arc::new(lu),
+        ram: Arc::new(backstore::RamBackstore::new(0)),
+    };
+    (t, f)
+}
+
+#[test]
+fn eio_is_a_medium_error_at_the_failing_lba_and_other_ranges_still_serve() {
+    let (t, f) = faulty(64);
+    let a = t.attach(1);
+    f.fail(10 * u64::from(BS)..11 * u64::from(BS), 5, true);
+    let r = t.run(&a, &cdbs::read10(10, 1), &[]);
+    assert_eq!(
+        r.check(),
+        (SenseKey::MEDIUM_ERROR, Asc::UNRECOVERED_READ_ERROR)
+    );
+    assert_eq!(r.sense.unwrap().information, Some(10));
+    let r = t.run(&a, &cdbs::write10(10, 1), &pattern(BS as usize, 1));
+    assert_eq!(r.check(), (SenseKey::MEDIUM_ERROR, Asc::WRITE_ERROR));
+    assert!(t.run(&a, &cdbs::read10(20, 1), &[]).is_good());
+    assert!(t
+        .run(&a, &cdbs::write10(20, 1), &pattern(BS as usize, 1))
+        .is_good());
+}
+
+#[test]
+fn enospc_is_space_allocation_failed_and_reads_still_serve() {
+    let (t, f) = faulty(64);
+    let a = t.attach(1);
+    f.fail(0..64 * u64::from(BS), 28, false);
+    let r = t.run(&a, &cdbs::write10(3, 1), &pattern(BS as usize, 1));
+    assert_eq!(
+        r.check(),
+        (
+            SenseKey::DATA_PROTECT,
+            Asc::SPACE_ALLOCATION_FAILED_WRITE_PROTECT
+        )
+    );
+    assert!(t.run(&a, &cdbs::read10(3, 1), &[]).is_good());
+    *f.fault.lock().unwrap() = None;
+    assert!(t
+        .run(&a, &cdbs::write10(3, 1), &pattern(BS as usize, 1))
+        .is_good());
+}

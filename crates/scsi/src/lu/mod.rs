@@ -2,12 +2,13 @@
 //! reservation, unit attentions, start/stop), and command execution.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use backstore::Backstore;
 
 use crate::cdb::{Command, DeviceType, Parsed, PrAccess};
+use crate::error::Error;
 use crate::locks::RangeLocks;
 use crate::mode::ModeValues;
 use crate::params::PrOutParams;
@@ -15,12 +16,12 @@ use crate::pr::{NexusKey, PrStore, Reservations};
 use crate::sense::{status, Asc, Sense, SenseKey};
 use crate::{inquiry, mode, report};
 
+mod io;
 mod task;
+pub use io::{Extent, IoCounts, IoStats, Origin, WriteObserver};
 pub use task::{ResetKind, TaskManagement};
 
-/// Largest data transfer one command may ask for, in bytes. VPD B0 advertises it (in
-/// blocks) and READ/WRITE/VERIFY enforce it.
-pub const MAX_TRANSFER_BYTES: u64 = 8 * 1024 * 1024;
+pub use crate::sbc::MAX_TRANSFER_BYTES;
 
 /// Pending unit attentions kept per nexus; older ones are dropped past this (SPC-4
 /// 5.14 lets a device server collapse them).
@@ -155,7 +156,7 @@ struct State {
 
 /// The per-LU state a command runs with, read once under the state lock.
 #[derive(Debug)]
-struct Snapshot {
+pub(crate) struct Snapshot {
     mode: ModeValues,
     stopped: bool,
 }
@@ -180,14 +181,10 @@ pub struct LogicalUnit {
     tasks: Mutex<HashMap<u64, (u64, Arc<AtomicBool>)>>,
     next_task: AtomicU64,
     state: Mutex<State>,
-}
-
-/// Why the copy manager may not touch an LU for an initiator.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Denied {
-    Sense(Sense),
-    /// RESERVATION CONFLICT.
-    Conflict,
+    /// The caching page's WCE, mirrored for the I/O path (written under `state`).
+    wce: AtomicBool,
+    stats: IoStats,
+    observers: RwLock<Vec<Arc<dyn WriteObserver>>>,
 }
 
 impl LogicalUnit {
@@ -211,10 +208,13 @@ impl LogicalUnit {
             pr_store: None,
             tasks: Mutex::new(HashMap::new()),
             next_task: AtomicU64::new(1),
+            wce: AtomicBool::new(mode.wce),
             state: Mutex::new(State {
                 mode,
                 ..State::default()
             }),
+            stats: IoStats::default(),
+            observers: RwLock::new(Vec::new()),
         }
     }
 
@@ -252,13 +252,43 @@ impl LogicalUnit {
         self.thin
     }
 
+    pub fn lbppbe(&self) -> u8 {
+        self.lbppbe
+    }
+
+    /// Whether any nexus holds PREVENT MEDIUM REMOVAL.
+    pub(crate) fn medium_removal_prevented(&self) -> bool {
+        !self.state().prevent.is_empty()
+    }
+
+    /// START STOP UNIT: a stopped LU answers media commands NOT READY.
+    pub(crate) fn set_stopped(&self, stopped: bool) {
+        self.state().stopped = stopped;
+    }
+
+    /// PREVENT ALLOW MEDIUM REMOVAL for `nexus`.
+    pub(crate) fn set_prevent(&self, nexus: u64, prevent: bool) {
+        let mut st = self.state();
+        if prevent {
+            st.prevent.insert(nexus);
+        } else {
+            st.prevent.remove(&nexus);
+        }
+    }
+
+    /// The answer to a failed command, in the sense format the control page selects.
+    pub(crate) fn answer(&self, snap: &Snapshot, e: Error) -> Outcome {
+        e.log("command");
+        let mut out = e.outcome();
+        if out.sense.is_some() {
+            out.descriptor_sense = snap.mode.d_sense;
+        }
+        out
+    }
+
     /// The device type, which selects the command table CDBs are parsed with.
     pub fn device_type(&self) -> DeviceType {
         DeviceType::Block
-    }
-
-    pub fn locks(&self) -> &RangeLocks {
-        &self.locks
     }
 
     pub fn identity(&self) -> &LuIdentity {
@@ -276,7 +306,7 @@ impl LogicalUnit {
     /// The caching mode page's WCE: with it off, writes reach stable storage before
     /// they complete.
     pub fn write_cache_enabled(&self) -> bool {
-        self.state().mode.wce
+        self.wce.load(Ordering::Relaxed)
     }
     pub fn backstore(&self) -> &Arc<dyn Backstore> {
         &self.store
@@ -314,6 +344,7 @@ impl LogicalUnit {
         st.stopped = false;
         if kind == ResetKind::TargetCold {
             st.mode = ModeValues::default();
+            self.wce.store(st.mode.wce, Ordering::Relaxed);
         }
         let asc = match kind {
             ResetKind::LogicalUnit => Asc::LU_RESET,
@@ -398,7 +429,7 @@ impl LogicalUnit {
                 let out = match cmd {
                     Ok(c) => self
                         .dispatch(nexus, &snap, c.command, ctx, data_out, data_in)
-                        .unwrap_or_else(Outcome::check),
+                        .unwrap_or_else(|e| self.answer(&snap, e)),
                     Err(sense) => Outcome::check(sense),
                 };
                 (out, snap.mode.d_sense)
@@ -410,114 +441,13 @@ impl LogicalUnit {
         out
     }
 
-    /// A READ answered without blocking, for the transport to run inline instead of
-    /// handing the command to the blocking pool: `None` when it cannot be (not a
-    /// read, larger than `max_bytes`, its blocks locked by a writer, or data not in
-    /// memory); the caller then runs [`LogicalUnit::execute`] as usual. Checks and
-    /// their answers are exactly those of `execute`.
-    pub fn try_read_nowait(
-        &self,
-        nexus: &Nexus,
-        cmd: &Result<Parsed, Sense>,
-        max_bytes: usize,
-        data_in: &mut Vec<u8>,
-    ) -> Option<Outcome> {
-        let Ok(Parsed {
-            command:
-                Command::Read {
-                    lba,
-                    blocks,
-                    len_byte,
-                    ..
-                },
-            ..
-        }) = *cmd
-        else {
-            return None;
-        };
-        let (off, len) = self.byte_range(lba, blocks.min(1 << 24));
-        if len > max_bytes {
-            return None;
-        }
-        let snap = match self.gate(nexus, cmd) {
-            Err(early) => return Some(early),
-            Ok(snap) => snap,
-        };
-        let checked = Self::check_ready(&snap)
-            .and_then(|()| self.check_transfer(blocks, len_byte))
-            .and_then(|()| self.check_range(lba, blocks));
-        if let Err(sense) = checked {
-            let mut out = Outcome::check(sense);
-            out.descriptor_sense = snap.mode.d_sense;
-            return Some(out);
-        }
-        let _g = self.locks.try_lock(lba, blocks.into(), false)?;
-        grow(data_in, len);
-        match self.store.read_at_nowait(&mut data_in[..len], off) {
-            Ok(true) => Some(Outcome::good(len)),
-            Ok(false) | Err(_) => None,
-        }
-    }
-
-    /// A WRITE (without FUA, write cache on) done without blocking, like
-    /// [`LogicalUnit::try_read_nowait`]: `None` sends the command to `execute`.
-    pub fn try_write_nowait(
-        &self,
-        nexus: &Nexus,
-        cmd: &Result<Parsed, Sense>,
-        data_out: &[u8],
-        max_bytes: usize,
-    ) -> Option<Outcome> {
-        let Ok(Parsed {
-            command:
-                Command::Write {
-                    lba,
-                    blocks,
-                    fua,
-                    len_byte,
-                },
-            ..
-        }) = *cmd
-        else {
-            return None;
-        };
-        if data_out.len() > max_bytes || fua {
-            return None;
-        }
-        let snap = match self.gate(nexus, cmd) {
-            Err(early) => return Some(early),
-            Ok(snap) => snap,
-        };
-        if !snap.mode.wce {
-            return None;
-        }
-        let checked = Self::check_ready(&snap)
-            .and_then(|()| self.check_transfer(blocks, len_byte))
-            .and_then(|()| self.check_range(lba, blocks))
-            .and_then(|()| self.check_writable(&snap))
-            .and_then(|()| self.received_blocks(data_out, blocks));
-        let data = match checked {
-            Ok(d) => d,
-            Err(sense) => {
-                let mut out = Outcome::check(sense);
-                out.descriptor_sense = snap.mode.d_sense;
-                return Some(out);
-            }
-        };
-        if data.is_empty() {
-            return Some(Outcome::good(0));
-        }
-        let bs = u64::from(self.block_size);
-        let _g = self.locks.try_lock(lba, data.len() as u64 / bs, true)?;
-        match self.store.write_at_nowait(data, lba * bs) {
-            Ok(true) => Some(Outcome::good(0)),
-            Ok(false) | Err(_) => None,
-        }
-    }
-
     /// Unit attention and reservation checks that come before any command runs; on
     /// success, the state the command runs with, read under the same lock.
-    fn gate(&self, nexus: &Nexus, cmd: &Result<Parsed, Sense>) -> Result<Snapshot, Outcome> {
+    pub(crate) fn gate(
+        &self,
+        nexus: &Nexus,
+        cmd: &Result<Parsed, Sense>,
+    ) -> Result<Snapshot, Outcome> {
         let mut st = self.state();
         // A CDB that did not parse is answered with its own sense, after any unit
         // attention (SAM-5 5.14: the UA is reported first).
@@ -552,44 +482,18 @@ impl LogicalUnit {
         })
     }
 
-    /// Checks `[lba, lba+blocks)` lies on the medium and within the transfer limit.
-    fn check_range(&self, lba: u64, blocks: u32) -> Result<(), Sense> {
-        if lba
-            .checked_add(u64::from(blocks))
-            .is_none_or(|end| end > self.num_blocks)
-        {
-            return Err(Sense::lba_out_of_range());
-        }
-        Ok(())
-    }
-
-    fn check_transfer(&self, blocks: u32, len_byte: u16) -> Result<(), Sense> {
-        if u64::from(blocks) * u64::from(self.block_size) > MAX_TRANSFER_BYTES {
-            return Err(Sense::invalid_cdb_field(len_byte, None));
-        }
-        Ok(())
-    }
-
-    fn check_ready(snap: &Snapshot) -> Result<(), Sense> {
+    pub(crate) fn check_ready(snap: &Snapshot) -> Result<(), Error> {
         if snap.stopped {
-            return Err(Sense::new(
-                SenseKey::NOT_READY,
-                Asc::LU_NOT_READY_INIT_REQUIRED,
-            ));
+            return Err(Error::NotReady(Asc::LU_NOT_READY_INIT_REQUIRED));
         }
         Ok(())
     }
 
-    fn check_writable(&self, snap: &Snapshot) -> Result<(), Sense> {
+    pub(crate) fn check_writable(&self, snap: &Snapshot) -> Result<(), Error> {
         if self.read_only || snap.mode.swp {
-            return Err(Sense::write_protected());
+            return Err(Error::WriteProtected);
         }
         Ok(())
-    }
-
-    fn byte_range(&self, lba: u64, blocks: u32) -> (u64, usize) {
-        let bs = u64::from(self.block_size);
-        (lba * bs, (u64::from(blocks) * bs) as usize)
     }
 
     fn dispatch(
@@ -600,9 +504,8 @@ impl LogicalUnit {
         ctx: Ctx<'_>,
         data_out: &[u8],
         data_in: &mut Vec<u8>,
-    ) -> Result<Outcome, Sense> {
+    ) -> Result<Outcome, Error> {
         let bs = self.block_size;
-        let edtl = ctx.edtl;
         match cmd {
             Command::TestUnitReady => {
                 Self::check_ready(snap)?;
@@ -654,17 +557,18 @@ impl LogicalUnit {
                     return Ok(Outcome::good(0));
                 }
                 if !pf {
-                    return Err(Sense::invalid_cdb_field(1, Some(4)));
+                    return Err(Sense::invalid_cdb_field(1, Some(4)).into());
                 }
                 if sp {
-                    return Err(Sense::invalid_cdb_field(1, Some(0)));
+                    return Err(Sense::invalid_cdb_field(1, Some(0)).into());
                 }
                 let Some(params) = data_out.get(..len as usize) else {
-                    return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
+                    return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR).into());
                 };
                 let mut st = self.state();
                 let new = mode::select(&st.mode, ten, params, bs)?;
                 if new != st.mode {
+                    self.wce.store(new.wce, Ordering::Relaxed);
                     st.mode = new;
                     Self::raise_ua(&mut st, Some(nexus.id), Asc::MODE_PARAMETERS_CHANGED);
                 }
@@ -673,7 +577,7 @@ impl LogicalUnit {
             Command::Reserve => {
                 let mut st = self.state();
                 match st.reserved_by {
-                    Some(h) if h != nexus.id => Ok(Outcome::status(status::RESERVATION_CONFLICT)),
+                    Some(h) if h != nexus.id => Err(Error::ReservationConflict),
                     _ => {
                         st.reserved_by = Some(nexus.id);
                         Ok(Outcome::good(0))
@@ -687,198 +591,9 @@ impl LogicalUnit {
                 }
                 Ok(Outcome::good(0))
             }
-            Command::StartStopUnit {
-                power_condition,
-                loej,
-                start,
-                ..
-            } => {
-                let mut st = self.state();
-                // Power conditions other than START_VALID (0) change no medium state.
-                if power_condition != 0 {
-                    return Ok(Outcome::good(0));
-                }
-                if loej && !st.prevent.is_empty() {
-                    return Err(Sense::illegal(Asc::MEDIUM_REMOVAL_PREVENTED));
-                }
-                if !start {
-                    drop(st);
-                    self.store
-                        .flush()
-                        .map_err(|_| Sense::new(SenseKey::MEDIUM_ERROR, Asc::WRITE_ERROR))?;
-                    st = self.state();
-                }
-                st.stopped = !start;
-                Ok(Outcome::good(0))
-            }
-            Command::PreventAllow { prevent } => {
-                let mut st = self.state();
-                match prevent {
-                    0 => {
-                        st.prevent.remove(&nexus.id);
-                    }
-                    1 => {
-                        st.prevent.insert(nexus.id);
-                    }
-                    _ => return Err(Sense::invalid_cdb_field(4, Some(1))),
-                }
-                Ok(Outcome::good(0))
-            }
-            // PMI only asks where the next delay occurs; without one, the answer is the
-            // capacity either way (SBC-3 5.16).
-            Command::ReadCapacity10 { .. } => {
-                Self::check_ready(snap)?;
-                let last = self.num_blocks.saturating_sub(1);
-                let mut b = [0u8; 8];
-                b[..4].copy_from_slice(&u32::try_from(last).unwrap_or(u32::MAX).to_be_bytes());
-                b[4..].copy_from_slice(&bs.to_be_bytes());
-                Ok(fill(data_in, &b, 8))
-            }
-            Command::ReadCapacity16 { alloc } => {
-                Self::check_ready(snap)?;
-                let mut b = [0u8; 32];
-                b[..8].copy_from_slice(&self.num_blocks.saturating_sub(1).to_be_bytes());
-                b[8..12].copy_from_slice(&bs.to_be_bytes());
-                b[13] = self.lbppbe;
-                // LBPME and LBPRZ (SBC-4 5.20.2): deallocated blocks read as zeros.
-                if self.thin {
-                    b[14] = 0x80 | 0x40;
-                }
-                Ok(fill(data_in, &b, alloc))
-            }
-            Command::Read {
-                lba,
-                blocks,
-                len_byte,
-                ..
-            } => {
-                Self::check_ready(snap)?;
-                self.check_transfer(blocks, len_byte)?;
-                self.check_range(lba, blocks)?;
-                let (off, len) = self.byte_range(lba, blocks);
-                grow(data_in, len);
-                let _g = self.locks.lock(lba, blocks.into(), false);
-                self.store
-                    .read_at(&mut data_in[..len], off)
-                    .map_err(|e| io_sense(&e, false))?;
-                Ok(Outcome::good(len))
-            }
-            Command::Write {
-                lba,
-                blocks,
-                fua,
-                len_byte,
-            } => {
-                Self::check_ready(snap)?;
-                self.check_transfer(blocks, len_byte)?;
-                self.check_range(lba, blocks)?;
-                self.check_writable(snap)?;
-                let data = self.received_blocks(data_out, blocks)?;
-                self.write_locked(lba, data, fua || !snap.mode.wce)?;
-                Ok(Outcome::good(0))
-            }
-            Command::WriteVerify {
-                lba,
-                blocks,
-                len_byte,
-                ..
-            } => {
-                Self::check_ready(snap)?;
-                self.check_transfer(blocks, len_byte)?;
-                self.check_range(lba, blocks)?;
-                self.check_writable(snap)?;
-                let data = self.received_blocks(data_out, blocks)?;
-                let off = lba * u64::from(bs);
-                let _g = self
-                    .locks
-                    .lock(lba, (data.len() / bs as usize) as u64, true);
-                self.store
-                    .write_at(data, off, true)
-                    .map_err(|e| io_sense(&e, true))?;
-                // Verify: read the blocks back from the medium and compare.
-                grow(data_in, data.len());
-                self.store
-                    .read_at(&mut data_in[..data.len()], off)
-                    .map_err(|e| io_sense(&e, false))?;
-                if let Some(at) = first_difference(&data_in[..data.len()], data) {
-                    return Err(miscompare(at));
-                }
-                Ok(Outcome::good(0))
-            }
-            Command::Verify {
-                lba,
-                blocks,
-                bytchk,
-                len_byte,
-            } => {
-                Self::check_ready(snap)?;
-                self.check_transfer(blocks, len_byte)?;
-                self.check_range(lba, blocks)?;
-                let (off, len) = self.byte_range(lba, blocks);
-                grow(data_in, len);
-                let _g = self.locks.lock(lba, blocks.into(), false);
-                self.store
-                    .read_at(&mut data_in[..len], off)
-                    .map_err(|e| io_sense(&e, false))?;
-                let medium = &data_in[..len];
-                match bytchk {
-                    0 => {}
-                    1 => {
-                        let Some(expected) = data_out.get(..len) else {
-                            return Err(Sense::invalid_cdb_field(len_byte, None));
-                        };
-                        if let Some(at) = first_difference(medium, expected) {
-                            return Err(miscompare(at));
-                        }
-                    }
-                    _ => {
-                        let Some(pattern) = data_out.get(..bs as usize).filter(|_| blocks > 0)
-                        else {
-                            return if blocks == 0 {
-                                Ok(Outcome::good(0))
-                            } else {
-                                Err(Sense::invalid_cdb_field(len_byte, None))
-                            };
-                        };
-                        for (i, block) in medium.chunks(bs as usize).enumerate() {
-                            if let Some(at) = first_difference(block, pattern) {
-                                return Err(miscompare(i * bs as usize + at));
-                            }
-                        }
-                    }
-                }
-                Ok(Outcome::good(0))
-            }
-            Command::PreFetch { lba, blocks, .. } => {
-                Self::check_ready(snap)?;
-                self.check_range(lba, blocks)?;
-                Ok(Outcome::good(0))
-            }
-            Command::SynchronizeCache { lba, blocks, .. } => {
-                Self::check_ready(snap)?;
-                self.check_range(lba, blocks)?;
-                self.store.flush().map_err(|e| io_sense(&e, true))?;
-                Ok(Outcome::good(0))
-            }
-            Command::ReadDefectData {
-                twelve,
-                plist,
-                glist,
-                format,
-                alloc,
-            } => {
-                // No defect lists are kept: an empty list in the requested format.
-                let flags = (u8::from(plist) << 4) | (u8::from(glist) << 3) | format;
-                let b: Vec<u8> = if twelve {
-                    vec![0, flags, 0, 0, 0, 0, 0, 0]
-                } else {
-                    vec![0, flags, 0, 0]
-                };
-                Ok(fill(data_in, &b, alloc))
-            }
             Command::ReportLuns { .. } => {
                 // Answered by the target from the nexus's LUN map before reaching an LU.
-                Err(Sense::illegal(Asc::INTERNAL_TARGET_FAILURE))
+                Err(Error::Internal)
             }
             Command::ReportOpcodes {
                 rctd,
@@ -894,82 +609,6 @@ impl LogicalUnit {
             Command::ReportTmfs { repd, alloc } => {
                 Ok(fill(data_in, &report::supported_tmfs(repd), alloc))
             }
-            Command::CompareAndWrite { lba, blocks, fua } => {
-                Self::check_ready(snap)?;
-                self.check_range(lba, blocks)?;
-                self.check_writable(snap)?;
-                let fua = fua || !snap.mode.wce;
-                self.compare_and_write(lba, blocks, fua, edtl, data_out, data_in)?;
-                Ok(Outcome::good(0))
-            }
-            Command::OrWrite { lba, blocks, fua } | Command::WriteAtomic { lba, blocks, fua } => {
-                Self::check_ready(snap)?;
-                // TRANSFER LENGTH: ORWRITE(16) bytes 10-13, WRITE ATOMIC(16) 12-13.
-                let len_byte = if matches!(cmd, Command::WriteAtomic { .. }) {
-                    12
-                } else {
-                    10
-                };
-                self.check_transfer(blocks, len_byte)?;
-                self.check_range(lba, blocks)?;
-                if matches!(cmd, Command::WriteAtomic { .. }) {
-                    self.check_atomic(lba, blocks)?;
-                }
-                self.check_writable(snap)?;
-                let data = self.received_blocks(data_out, blocks)?;
-                let fua = fua || !snap.mode.wce;
-                if matches!(cmd, Command::OrWrite { .. }) {
-                    self.or_write(lba, data, fua, data_in)?;
-                } else {
-                    self.write_locked(lba, data, fua)?;
-                }
-                Ok(Outcome::good(0))
-            }
-            Command::WriteSame {
-                lba,
-                blocks,
-                unmap,
-                anchor,
-                ndob,
-                len_byte,
-            } => {
-                Self::check_ready(snap)?;
-                // ANC_SUP is 0 in VPD B2: anchored blocks are not offered.
-                if anchor {
-                    return Err(Sense::invalid_cdb_field(1, Some(4)));
-                }
-                let n = self.write_same_extent(lba, blocks, len_byte)?;
-                self.check_writable(snap)?;
-                // One block of Data-Out unless NDOB. With UNMAP on a thin LU the
-                // pattern is not used, and no Data-Out at all is accepted too (as
-                // LIO does; libiscsi's WriteSame*.UnmapUnaligned sends none).
-                let pattern = if ndob || (unmap && self.thin && edtl == 0) {
-                    None
-                } else {
-                    if edtl != bs || data_out.len() != bs as usize {
-                        return Err(Sense::invalid_cdb_field(len_byte, None));
-                    }
-                    Some(data_out)
-                };
-                self.write_same(lba, n, unmap, pattern, !snap.mode.wce)?;
-                Ok(Outcome::good(0))
-            }
-            Command::Unmap { anchor, len } => {
-                // Without thin provisioning UNMAP is not supported (LBPU 0).
-                if !self.thin {
-                    return Err(Sense::invalid_opcode());
-                }
-                Self::check_ready(snap)?;
-                if anchor {
-                    return Err(Sense::invalid_cdb_field(1, Some(0)));
-                }
-                self.check_writable(snap)?;
-                let Some(params) = data_out.get(..len as usize) else {
-                    return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
-                };
-                self.unmap(params)?;
-                Ok(Outcome::good(0))
-            }
             Command::PersistentReserveIn { sa, alloc } => {
                 let bytes = self.state().pr.read(sa, self.pr_store.is_some())?;
                 Ok(fill(data_in, &bytes, alloc))
@@ -981,18 +620,18 @@ impl LogicalUnit {
                 len,
             } => {
                 let Some(params) = data_out.get(..len as usize) else {
-                    return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
+                    return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR).into());
                 };
                 let params = PrOutParams::parse(sa, params)?;
                 self.persistent_reserve_out(nexus, sa, scope, kind, &params)
             }
             Command::ExtendedCopy { len } => {
                 let Some(copy) = ctx.copy else {
-                    return Err(Sense::invalid_opcode());
+                    return Err(Sense::invalid_opcode().into());
                 };
                 Self::check_ready(snap)?;
                 let Some(params) = data_out.get(..len as usize) else {
-                    return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
+                    return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR).into());
                 };
                 if params.is_empty() {
                     return Ok(Outcome::good(0));
@@ -1002,34 +641,27 @@ impl LogicalUnit {
             }
             Command::ReceiveCopyResults { sa, list_id, alloc } => {
                 let Some(copy) = ctx.copy else {
-                    return Err(Sense::invalid_opcode());
+                    return Err(Sense::invalid_opcode().into());
                 };
                 let bytes = copy.receive_copy_results(self, nexus, sa, list_id)?;
                 Ok(fill(data_in, &bytes, alloc))
             }
-            Command::GetLbaStatus { lba, alloc } => {
-                Self::check_ready(snap)?;
-                let bytes = self.lba_status(lba, alloc)?;
-                Ok(fill(data_in, &bytes, alloc))
-            }
+            other => self.dispatch_block(nexus, snap, other, ctx, data_out, data_in),
         }
     }
 
     /// Whether the copy manager may read (or, with `write`, write) this LU on behalf
     /// of `nexus`: ready, not write protected, no reservation in the way.
-    pub fn check_copy_access(&self, nexus: &Nexus, write: bool) -> Result<(), Denied> {
+    pub fn check_copy_access(&self, nexus: &Nexus, write: bool) -> Result<(), Error> {
         let st = self.state();
         if st.stopped {
-            return Err(Denied::Sense(Sense::new(
-                SenseKey::NOT_READY,
-                Asc::LU_NOT_READY_INIT_REQUIRED,
-            )));
+            return Err(Error::NotReady(Asc::LU_NOT_READY_INIT_REQUIRED));
         }
         if write && (self.read_only || st.mode.swp) {
-            return Err(Denied::Sense(Sense::write_protected()));
+            return Err(Error::WriteProtected);
         }
         if st.reserved_by.is_some_and(|h| h != nexus.id) {
-            return Err(Denied::Conflict);
+            return Err(Error::ReservationConflict);
         }
         let access = if write {
             PrAccess::Write
@@ -1037,13 +669,13 @@ impl LogicalUnit {
             PrAccess::Read
         };
         if st.pr.conflicts(&nexus.key(), access) {
-            return Err(Denied::Conflict);
+            return Err(Error::ReservationConflict);
         }
         Ok(())
     }
 
     /// PERSISTENT RESERVE OUT / REGISTER for `nexus` (the copy manager's segment 14h).
-    pub fn pr_register(&self, nexus: &Nexus, key: u64, sark: u64) -> Result<(), Denied> {
+    pub fn pr_register(&self, nexus: &Nexus, key: u64, sark: u64) -> Result<(), Error> {
         let p = PrOutParams::Basic {
             key,
             sark,
@@ -1051,11 +683,7 @@ impl LogicalUnit {
             all_tg_pt: false,
             aptpl: false,
         };
-        match self.persistent_reserve_out(nexus, 0, 0, 0, &p) {
-            Ok(o) if o.status == status::GOOD => Ok(()),
-            Ok(_) => Err(Denied::Conflict),
-            Err(s) => Err(Denied::Sense(s)),
-        }
+        self.persistent_reserve_out(nexus, 0, 0, 0, &p).map(|_| ())
     }
 
     /// Applies a PERSISTENT RESERVE OUT under the state lock; with APTPL the new state
@@ -1067,7 +695,7 @@ impl LogicalUnit {
         scope: u8,
         kind: u8,
         params: &PrOutParams,
-    ) -> Result<Outcome, Sense> {
+    ) -> Result<Outcome, Error> {
         let mut st = self.state();
         let before = st.pr.clone();
         let fx = match st.pr.out(
@@ -1079,17 +707,14 @@ impl LogicalUnit {
             self.pr_store.is_some(),
         ) {
             Ok(fx) => fx,
-            Err(None) => return Ok(Outcome::status(status::RESERVATION_CONFLICT)),
-            Err(Some(sense)) => return Err(sense),
+            Err(None) => return Err(Error::ReservationConflict),
+            Err(Some(sense)) => return Err(sense.into()),
         };
         if let (Some(text), Some(store)) = (&fx.persist, &self.pr_store) {
             if let Err(e) = store.save(text) {
                 tracing::error!(error = %e, lu = %self.identity.serial, "persisting reservations failed");
                 st.pr = before;
-                return Err(Sense::new(
-                    SenseKey::HARDWARE_ERROR,
-                    Asc::INTERNAL_TARGET_FAILURE,
-                ));
+                return Err(Error::Internal);
             }
         }
         for (key, asc) in &fx.unit_attentions {
@@ -1110,35 +735,10 @@ impl LogicalUnit {
         }
         Ok(Outcome::good(0))
     }
-
-    /// Writes whole blocks under an exclusive range lock.
-    fn write_locked(&self, lba: u64, data: &[u8], fua: bool) -> Result<(), Sense> {
-        if data.is_empty() {
-            return Ok(());
-        }
-        let bs = u64::from(self.block_size);
-        let _g = self.locks.lock(lba, data.len() as u64 / bs, true);
-        self.store
-            .write_at(data, lba * bs, fua)
-            .map_err(|e| io_sense(&e, true))
-    }
-
-    /// The whole blocks of a write's data that actually arrived. A short Expected
-    /// Data Transfer Length writes fewer blocks (the residual reports the rest); a
-    /// length that splits a block is INVALID FIELD IN INFORMATION UNIT (SAM-5: the
-    /// transport's information unit, not the CDB, is at fault).
-    fn received_blocks<'d>(&self, data_out: &'d [u8], blocks: u32) -> Result<&'d [u8], Sense> {
-        let want = (u64::from(blocks) * u64::from(self.block_size)) as usize;
-        let got = data_out.len().min(want);
-        if !got.is_multiple_of(self.block_size as usize) {
-            return Err(Sense::illegal(Asc::INVALID_FIELD_IN_INFORMATION_UNIT));
-        }
-        Ok(&data_out[..got])
-    }
 }
 
 /// Copies `bytes` into the data-in buffer, truncated to the allocation length.
-fn fill(data_in: &mut Vec<u8>, bytes: &[u8], alloc: u32) -> Outcome {
+pub(crate) fn fill(data_in: &mut Vec<u8>, bytes: &[u8], alloc: u32) -> Outcome {
     let n = bytes.len().min(alloc as usize);
     grow(data_in, n);
     data_in[..n].copy_from_slice(&bytes[..n]);
@@ -1151,28 +751,4 @@ pub(crate) fn grow(buf: &mut Vec<u8>, len: usize) {
     if buf.len() < len {
         buf.resize(len, 0);
     }
-}
-
-pub(crate) fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
-    a.iter().zip(b).position(|(x, y)| x != y)
-}
-
-pub(crate) fn miscompare(at: usize) -> Sense {
-    Sense::new(SenseKey::MISCOMPARE, Asc::MISCOMPARE_DURING_VERIFY).with_information(at as u64)
-}
-
-/// Backstore I/O errors as sense (SPC-4: MEDIUM ERROR with the read/write ASC).
-pub(crate) fn io_sense(e: &std::io::Error, write: bool) -> Sense {
-    tracing::warn!(error = %e, write, "backstore I/O failed");
-    if e.kind() == std::io::ErrorKind::InvalidInput {
-        return Sense::lba_out_of_range();
-    }
-    Sense::new(
-        SenseKey::MEDIUM_ERROR,
-        if write {
-            Asc::WRITE_ERROR
-        } else {
-            Asc::UNRECOVERED_READ_ERROR
-        },
-    )
 }
