@@ -5,7 +5,7 @@ use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::{check_range, sys, Backstore, CopyReport};
+use crate::{check_range, sys, Backstore, CopyOffload, CopyReport, CopySource, ThinProvisioning};
 
 /// A file or block device.
 #[derive(Debug)]
@@ -77,10 +77,6 @@ impl FileBackstore {
 }
 
 impl Backstore for FileBackstore {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
     fn kind(&self) -> &'static str {
         if self.block_device {
             "block"
@@ -149,10 +145,22 @@ impl Backstore for FileBackstore {
         self.file.sync_data()
     }
 
-    fn can_deallocate(&self) -> bool {
-        true
+    /// Zeros that stay allocated: FALLOC_FL_ZERO_RANGE on files, BLKZEROOUT on devices,
+    /// written zeros where neither is supported.
+    fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.zero_natively(offset, len, sys::zero_range)
     }
 
+    fn thin_provisioning(&self) -> Option<&dyn ThinProvisioning> {
+        Some(self)
+    }
+
+    fn copy_offload(&self) -> Option<&dyn CopyOffload> {
+        Some(self)
+    }
+}
+
+impl ThinProvisioning for FileBackstore {
     /// Regular files: punch a hole. Block devices: BLKZEROOUT, which deallocates where
     /// the device can and always reads back zeros (BLKDISCARD does not promise that).
     /// A filesystem without hole punching gets zeros written.
@@ -160,14 +168,8 @@ impl Backstore for FileBackstore {
         self.zero_natively(offset, len, sys::punch_hole)
     }
 
-    /// Zeros that stay allocated: FALLOC_FL_ZERO_RANGE on files, BLKZEROOUT on devices,
-    /// written zeros where neither is supported.
-    fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
-        self.zero_natively(offset, len, sys::zero_range)
-    }
-
     /// SEEK_DATA / SEEK_HOLE on regular files; a block device reports all mapped.
-    fn provisioning(&self, offset: u64, len: u64) -> io::Result<(bool, u64)> {
+    fn mapped(&self, offset: u64, len: u64) -> io::Result<(bool, u64)> {
         if self.block_device {
             return Ok((true, len));
         }
@@ -184,6 +186,25 @@ impl Backstore for FileBackstore {
                 let hole = sys::seek(&self.file, offset, false)?.unwrap_or(self.size);
                 Ok((true, hole.min(end).max(offset + 1).min(end) - offset))
             }
+        }
+    }
+}
+
+impl CopyOffload for FileBackstore {
+    fn as_source(&self) -> CopySource<'_> {
+        CopySource::File(self)
+    }
+
+    fn copy_from(
+        &self,
+        src: CopySource<'_>,
+        src_off: u64,
+        dst_off: u64,
+        len: u64,
+    ) -> io::Result<Option<CopyReport>> {
+        match src {
+            CopySource::File(s) => copy_between(s, src_off, self, dst_off, len),
+            CopySource::Ram(_) => Ok(None),
         }
     }
 }
@@ -224,9 +245,9 @@ impl FileBackstore {
     }
 }
 
-/// File-to-file copy for [`crate::copy_native`]: reflink the block-aligned middle
+/// File-to-file copy for [`CopyOffload::copy_from`]: reflink the block-aligned middle
 /// when source and destination offsets share an alignment, copy_file_range the rest.
-pub(crate) fn copy_between(
+fn copy_between(
     src: &FileBackstore,
     src_off: u64,
     dst: &FileBackstore,
@@ -324,16 +345,16 @@ mod tests {
         b.write_at(&vec![0xa5; 8 << 20], 0, true).unwrap();
         let allocated = || std::fs::metadata(&p).unwrap().blocks() * 512;
         assert!(allocated() >= 8 << 20);
-        assert_eq!(b.provisioning(0, 8 << 20).unwrap(), (true, 8 << 20));
+        assert_eq!(b.mapped(0, 8 << 20).unwrap(), (true, 8 << 20));
         b.discard(1 << 20, 4 << 20).unwrap();
         assert!(
             allocated() <= 4 << 20,
             "{} bytes still allocated",
             allocated()
         );
-        assert_eq!(b.provisioning(0, 8 << 20).unwrap(), (true, 1 << 20));
-        assert_eq!(b.provisioning(1 << 20, 7 << 20).unwrap(), (false, 4 << 20));
-        assert_eq!(b.provisioning(5 << 20, 3 << 20).unwrap(), (true, 3 << 20));
+        assert_eq!(b.mapped(0, 8 << 20).unwrap(), (true, 1 << 20));
+        assert_eq!(b.mapped(1 << 20, 7 << 20).unwrap(), (false, 4 << 20));
+        assert_eq!(b.mapped(5 << 20, 3 << 20).unwrap(), (true, 3 << 20));
         let mut back = vec![1u8; 6 << 20];
         b.read_at(&mut back, 0).unwrap();
         assert!(back[..1 << 20].iter().all(|&x| x == 0xa5));

@@ -1,9 +1,9 @@
 //! Storage behind oxtgt's logical units.
 //!
 //! One [`Backstore`] trait with byte-addressed positional I/O, called from a blocking
-//! I/O pool (never from a network task). Optional capabilities (discard, write-zeroes,
-//! copy-range) have defaults that report [`std::io::ErrorKind::Unsupported`]; each
-//! engine overrides what it can do natively.
+//! I/O pool (never from a network task). What only some engines can do is a
+//! capability trait an engine hands out ([`ThinProvisioning`], [`CopyOffload`]);
+//! [`copy_native`] pairs two stores' copy capabilities.
 //!
 //! Engines: [`FileBackstore`] (regular files, also used for block devices),
 //! [`RamBackstore`] (sparse, allocate on write).
@@ -17,18 +17,18 @@ mod sys;
 pub use file::FileBackstore;
 pub use ram::RamBackstore;
 
-use std::any::Any;
 use std::io;
 
 /// Byte-addressed storage for one logical unit. Offsets and lengths are validated
 /// against [`Backstore::size`] by the SCSI layer before they reach here; engines still
-/// refuse out-of-range I/O rather than trusting it.
+/// refuse out-of-range I/O ([`OutOfRange`]) rather than trusting it.
+///
+/// What only some engines can do is a capability trait the engine hands out:
+/// [`ThinProvisioning`] (return space, say what is mapped) and [`CopyOffload`]
+/// (copy between two stores of the engine without a user-space buffer).
 pub trait Backstore: Send + Sync + std::fmt::Debug {
     /// Engine name for logs and metrics: "file", "block", "ram".
     fn kind(&self) -> &'static str;
-
-    /// For [`copy_native`]: the concrete engine behind the trait object.
-    fn as_any(&self) -> &dyn Any;
 
     /// Capacity in bytes.
     fn size(&self) -> u64;
@@ -58,29 +58,6 @@ pub trait Backstore: Send + Sync + std::fmt::Debug {
     /// Makes every completed write durable (SYNCHRONIZE CACHE).
     fn flush(&self) -> io::Result<()>;
 
-    /// Whether [`Backstore::discard`] really returns space (thin provisioning).
-    fn can_deallocate(&self) -> bool {
-        false
-    }
-
-    /// The unit, in bytes, in which [`Backstore::discard`] returns space; smaller or
-    /// unaligned ranges are zeroed but stay allocated.
-    fn discard_granularity(&self) -> u64 {
-        4096
-    }
-
-    /// Deallocates a byte range; later reads return zeros.
-    fn discard(&self, _offset: u64, _len: u64) -> io::Result<()> {
-        Err(io::ErrorKind::Unsupported.into())
-    }
-
-    /// Provisioning status at `offset`: whether it is mapped (allocated), and for how
-    /// many bytes from `offset` (at most `len`) that status stays the same. Engines that
-    /// cannot tell report everything mapped.
-    fn provisioning(&self, _offset: u64, len: u64) -> io::Result<(bool, u64)> {
-        Ok((true, len))
-    }
-
     /// Writes zeros over a byte range, deallocating where the engine can.
     fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
         let chunk = vec![0u8; (len.min(1 << 20)) as usize];
@@ -92,6 +69,57 @@ pub trait Backstore: Send + Sync + std::fmt::Debug {
         }
         Ok(())
     }
+
+    /// Thin provisioning, when the engine really returns space.
+    fn thin_provisioning(&self) -> Option<&dyn ThinProvisioning> {
+        None
+    }
+
+    /// Native copies with other stores of the same engine.
+    fn copy_offload(&self) -> Option<&dyn CopyOffload> {
+        None
+    }
+}
+
+/// Deallocation and mapping status (SBC-4 4.7: UNMAP, WRITE SAME with UNMAP, GET LBA
+/// STATUS).
+pub trait ThinProvisioning {
+    /// The unit, in bytes, in which [`ThinProvisioning::discard`] returns space;
+    /// smaller or unaligned ranges are zeroed but stay allocated.
+    fn discard_granularity(&self) -> u64 {
+        4096
+    }
+
+    /// Deallocates a byte range; later reads return zeros.
+    fn discard(&self, offset: u64, len: u64) -> io::Result<()>;
+
+    /// Whether `offset` is mapped (allocated), and for how many bytes from `offset`
+    /// (at most `len`) that stays so. Engines that cannot tell report it mapped.
+    fn mapped(&self, offset: u64, len: u64) -> io::Result<(bool, u64)>;
+}
+
+/// A store's data as another store of the same engine can copy it natively: the
+/// engines that understand each other's handles, without `Any` downcasts.
+#[derive(Debug, Clone, Copy)]
+pub enum CopySource<'a> {
+    File(&'a FileBackstore),
+    Ram(&'a RamBackstore),
+}
+
+/// Copies between two stores of one engine without a user-space bounce buffer.
+pub trait CopyOffload {
+    /// This store as the source of a native copy.
+    fn as_source(&self) -> CopySource<'_>;
+
+    /// Copies `len` bytes from `src` at `src_off` into this store at `dst_off`:
+    /// `Ok(None)` when the engine has no native path from that source.
+    fn copy_from(
+        &self,
+        src: CopySource<'_>,
+        src_off: u64,
+        dst_off: u64,
+        len: u64,
+    ) -> io::Result<Option<CopyReport>>;
 }
 
 /// Bytes a [`copy_native`] call moved, by the path each part took.
@@ -122,26 +150,10 @@ pub fn copy_native(
 ) -> io::Result<Option<CopyReport>> {
     check_range(src_off, len as usize, src.size())?;
     check_range(dst_off, len as usize, dst.size())?;
-    if let (Some(s), Some(d)) = (
-        src.as_any().downcast_ref::<FileBackstore>(),
-        dst.as_any().downcast_ref::<FileBackstore>(),
-    ) {
-        return file::copy_between(s, src_off, d, dst_off, len);
+    match (src.copy_offload(), dst.copy_offload()) {
+        (Some(s), Some(d)) => d.copy_from(s.as_source(), src_off, dst_off, len),
+        _ => Ok(None),
     }
-    if let (Some(s), Some(d)) = (
-        src.as_any().downcast_ref::<RamBackstore>(),
-        dst.as_any().downcast_ref::<RamBackstore>(),
-    ) {
-        if std::ptr::eq(s, d) {
-            return Ok(None);
-        }
-        d.copy_from(s, src_off, dst_off, len)?;
-        return Ok(Some(CopyReport {
-            memcpy: len,
-            ..CopyReport::default()
-        }));
-    }
-    Ok(None)
 }
 
 /// The engine's own refusal of I/O past the end of the store, carried inside an

@@ -4,7 +4,7 @@
 use std::io;
 use std::sync::RwLock;
 
-use crate::{check_range, Backstore};
+use crate::{check_range, Backstore, CopyOffload, CopyReport, CopySource, ThinProvisioning};
 
 const PAGE: usize = 64 * 1024;
 
@@ -62,7 +62,7 @@ fn poisoned() -> io::Error {
 impl RamBackstore {
     /// Copies from another RAM store straight into this one's pages (one memcpy per
     /// byte); whole source pages never written stay unallocated here.
-    pub(crate) fn copy_from(
+    fn copy_pages_from(
         &self,
         src: &RamBackstore,
         src_off: u64,
@@ -94,10 +94,6 @@ impl RamBackstore {
 }
 
 impl Backstore for RamBackstore {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
     fn kind(&self) -> &'static str {
         "ram"
     }
@@ -141,6 +137,16 @@ impl Backstore for RamBackstore {
         Ok(())
     }
 
+    fn thin_provisioning(&self) -> Option<&dyn ThinProvisioning> {
+        Some(self)
+    }
+
+    fn copy_offload(&self) -> Option<&dyn CopyOffload> {
+        Some(self)
+    }
+}
+
+impl ThinProvisioning for RamBackstore {
     fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
         check_range(offset, len as usize, self.size)?;
         for (page, at, r) in Self::spans(offset, len as usize) {
@@ -154,15 +160,11 @@ impl Backstore for RamBackstore {
         Ok(())
     }
 
-    fn can_deallocate(&self) -> bool {
-        true
-    }
-
     fn discard_granularity(&self) -> u64 {
         PAGE as u64
     }
 
-    fn provisioning(&self, offset: u64, len: u64) -> io::Result<(bool, u64)> {
+    fn mapped(&self, offset: u64, len: u64) -> io::Result<(bool, u64)> {
         check_range(offset, 0, self.size)?;
         let len = len.min(self.size - offset);
         let mut status = None;
@@ -180,6 +182,33 @@ impl Backstore for RamBackstore {
     }
 }
 
+impl CopyOffload for RamBackstore {
+    fn as_source(&self) -> CopySource<'_> {
+        CopySource::Ram(self)
+    }
+
+    /// Page to page between two distinct RAM stores; the same store (overlap rules
+    /// are the caller's) and other engines get `None`.
+    fn copy_from(
+        &self,
+        src: CopySource<'_>,
+        src_off: u64,
+        dst_off: u64,
+        len: u64,
+    ) -> io::Result<Option<CopyReport>> {
+        match src {
+            CopySource::Ram(s) if !std::ptr::eq(s, self) => {
+                self.copy_pages_from(s, src_off, dst_off, len)?;
+                Ok(Some(CopyReport {
+                    memcpy: len,
+                    ..CopyReport::default()
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,9 +223,9 @@ mod tests {
         r.read_at(&mut back, PAGE as u64 - 7).unwrap();
         assert_eq!(back, data);
         assert_eq!(r.allocated_bytes(), 5 * PAGE as u64);
-        assert_eq!(r.provisioning(0, 1 << 20).unwrap(), (true, 5 * PAGE as u64));
+        assert_eq!(r.mapped(0, 1 << 20).unwrap(), (true, 5 * PAGE as u64));
         assert_eq!(
-            r.provisioning(5 * PAGE as u64, 1 << 20).unwrap(),
+            r.mapped(5 * PAGE as u64, 1 << 20).unwrap(),
             (false, 1 << 20)
         );
         r.discard(0, 1 << 30).unwrap();

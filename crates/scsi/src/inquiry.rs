@@ -157,7 +157,11 @@ fn block_limits(lu: &LogicalUnit) -> Vec<u8> {
         b[20..24].copy_from_slice(&sbc::MAX_UNMAP_DESCRIPTORS.to_be_bytes());
         // Optimal granularity: the backstore's deallocation unit, ≤ 1 MiB and a
         // divisor of it (what ESXi accepts); UGAVALID with alignment 0.
-        let gran = (lu.backstore().discard_granularity() / bs).max(1) as u32;
+        let unit = lu
+            .backstore()
+            .thin_provisioning()
+            .map_or(4096, |t| t.discard_granularity());
+        let gran = (unit / bs).max(1) as u32;
         b[24..28].copy_from_slice(&gran.to_be_bytes());
         b[28] = 0x80;
     }

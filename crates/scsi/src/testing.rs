@@ -200,9 +200,6 @@ impl Backstore for FaultyBackstore {
     fn kind(&self) -> &'static str {
         "faulty"
     }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
     fn size(&self) -> u64 {
         self.inner.size()
     }

@@ -316,8 +316,11 @@ impl Extent<'_> {
     pub fn discard(&self, offset: u64, len: u64) -> Result<(), IoError> {
         debug_assert!(self.exclusive, "writes need an exclusive extent");
         self.check(offset, len);
+        let unsupported = || std::io::Error::from(std::io::ErrorKind::Unsupported);
         self.store()
-            .discard(offset, len)
+            .thin_provisioning()
+            .ok_or_else(unsupported)
+            .and_then(|t| t.discard(offset, len))
             .map_err(|e| self.fail(IoOp::Discard, offset, e))?;
         self.lu.stats.unmap_bytes.fetch_add(len, Ordering::Relaxed);
         Ok(())
@@ -360,6 +363,18 @@ impl Extent<'_> {
                 .fetch_add(len, Ordering::Relaxed);
         }
         Ok(r)
+    }
+
+    /// Whether `offset` is mapped and for how many bytes (at most `len`) that stays
+    /// so; a store without thin provisioning is mapped everywhere.
+    pub fn mapped(&self, offset: u64, len: u64) -> Result<(bool, u64), IoError> {
+        self.check(offset, 0);
+        match self.store().thin_provisioning() {
+            Some(t) => t
+                .mapped(offset, len)
+                .map_err(|e| self.fail(IoOp::Provisioning, offset, e)),
+            None => Ok((true, len)),
+        }
     }
 
     fn count_read(&self, n: usize, t: Instant) {

@@ -220,7 +220,7 @@ impl LogicalUnit {
 
     /// Makes the LU thin provisioned (when its backstore can deallocate).
     pub fn with_thin(mut self, thin: bool) -> Self {
-        self.thin = thin && self.store.can_deallocate();
+        self.thin = thin && self.store.thin_provisioning().is_some();
         self
     }
 

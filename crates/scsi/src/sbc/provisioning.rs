@@ -2,7 +2,7 @@
 
 use super::MAX_UNMAP_DESCRIPTORS;
 use super::MAX_UNMAP_LBA_COUNT;
-use crate::error::{Error, IoError, IoOp};
+use crate::error::Error;
 use crate::lu::{LogicalUnit, Origin};
 use crate::params::UnmapList;
 use crate::sense::Sense;
@@ -56,15 +56,15 @@ impl LogicalUnit {
         let want = room.clamp(1, MAX_LBA_STATUS_DESCRIPTORS);
         let mut out = vec![0u8; 8];
         let mut at = lba;
+        // One consistent view: no write lands in the range while it is described.
+        let x = self.lock_shared(lba, self.num_blocks() - lba, Origin::Command);
         // Each query either adds a descriptor or extends the last one; bound both.
         let mut queries = 0;
         while at < self.num_blocks() && (out.len() - 8) / 16 < want && queries < 4 * want {
             queries += 1;
             let left = (self.num_blocks() - at) * bs;
             let (mapped, bytes) = if self.thin() {
-                self.backstore()
-                    .provisioning(at * bs, left)
-                    .map_err(|e| IoError::new(IoOp::Provisioning, at * bs, e).at_lba(at))?
+                x.mapped(at * bs, left)?
             } else {
                 (true, left)
             };
