@@ -1,4 +1,4 @@
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = copy::params::parse(data);
+    let _ = scsi::tpc::lid1::parse(data);
 });

@@ -105,7 +105,10 @@ fn lock_window<'a>(src: &'a LogicalUnit, dst: &'a LogicalUnit, r: Range) -> Wind
 /// Copies `r` from `src` to `dst`, adding to `progress` as windows complete.
 /// `permit(write)` is asked before every window whether the initiator may still read
 /// the source (`false`) and write the destination (`true`), so a reservation taken
-/// while a long copy runs stops it like any other command of that initiator.
+/// while a long copy runs stops it like any other command of that initiator. With
+/// `hold` (segment 0Dh, `r.len` bytes) the bytes copied are also kept there, read
+/// inside each window under its locks.
+#[allow(clippy::too_many_arguments)]
 pub fn copy_range(
     src: &LogicalUnit,
     dst: &LogicalUnit,
@@ -114,6 +117,7 @@ pub fn copy_range(
     permit: &dyn Fn(bool) -> Result<(), Error>,
     progress: &AtomicU64,
     paths: &PathCounters,
+    mut hold: Option<&mut [u8]>,
 ) -> Result<(), Stop> {
     let same = std::ptr::eq(src, dst);
     let overlap = same && r.src_off < r.dst_off + r.len && r.dst_off < r.src_off + r.len;
@@ -135,34 +139,51 @@ pub fn copy_range(
         for write in [false, true] {
             permit(write).map_err(|why| Stop::Denied { write, why })?;
         }
+        let held = hold
+            .as_deref_mut()
+            .map(|h| &mut h[at as usize..(at + w.len) as usize]);
         match &locked {
             Window::Overlap(x) => {
-                copy_whole(x, x, w)?;
+                let data = copy_whole(x, x, w)?;
+                if let Some(h) = held {
+                    h.copy_from_slice(&data);
+                }
                 paths.bounce.fetch_add(w.len, Ordering::Relaxed);
             }
-            Window::Pair(s, d) => match s.copy_to(w.src_off, d, w.dst_off, w.len) {
-                Ok(Some(rep)) => paths.add(rep),
-                Ok(None) => {
-                    bounce(s, d, w)?;
-                    paths.bounce.fetch_add(w.len, Ordering::Relaxed);
+            Window::Pair(s, d) => {
+                match s.copy_to(w.src_off, d, w.dst_off, w.len) {
+                    Ok(Some(rep)) => paths.add(rep),
+                    Ok(None) => {
+                        bounce(s, d, w)?;
+                        paths.bounce.fetch_add(w.len, Ordering::Relaxed);
+                    }
+                    Err(error) => return Err(Stop::Io { write: true, error }),
                 }
-                Err(error) => return Err(Stop::Io { write: true, error }),
-            },
+                // The source is still locked shared: these are the bytes copied.
+                if let Some(h) = held {
+                    s.read(w.src_off, h).map_err(|error| Stop::Io {
+                        write: false,
+                        error,
+                    })?;
+                }
+            }
         }
         progress.fetch_add(w.len, Ordering::Relaxed);
     }
     Ok(())
 }
 
-/// Reads the window whole, then writes it (memmove semantics within a window).
-fn copy_whole(src: &Extent<'_>, dst: &Extent<'_>, w: Range) -> Result<(), Stop> {
+/// Reads the window whole, then writes it (memmove semantics within a window);
+/// returns what it copied.
+fn copy_whole(src: &Extent<'_>, dst: &Extent<'_>, w: Range) -> Result<Vec<u8>, Stop> {
     let mut buf = vec![0u8; w.len as usize];
     src.read(w.src_off, &mut buf).map_err(|error| Stop::Io {
         write: false,
         error,
     })?;
     dst.write_cached(w.dst_off, &buf)
-        .map_err(|error| Stop::Io { write: true, error })
+        .map_err(|error| Stop::Io { write: true, error })?;
+    Ok(buf)
 }
 
 /// Reader thread fills bounce buffers ahead of the writer; buffers are recycled, so

@@ -357,8 +357,7 @@ pub enum Command {
         len: u32,
     },
     ReceiveCopyResults {
-        sa: u8,
-        list_id: u8,
+        request: crate::tpc::ReceiveCopy,
         alloc: u32,
     },
     PersistentReserveOut {
@@ -572,11 +571,21 @@ impl Command {
             0x83 => Command::ExtendedCopy {
                 len: be::u32(c, 10),
             },
-            0x84 => Command::ReceiveCopyResults {
-                sa,
-                list_id: c[2],
-                alloc: be::u32(c, 10),
-            },
+            0x84 => {
+                use crate::tpc::ReceiveCopy;
+                let list_id = u32::from(c[2]);
+                // The table admits only these service actions.
+                let request = match sa {
+                    0x00 => ReceiveCopy::Status { list_id },
+                    0x01 => ReceiveCopy::Data { list_id },
+                    0x03 => ReceiveCopy::OperatingParameters,
+                    _ => ReceiveCopy::FailureDetails { list_id },
+                };
+                Command::ReceiveCopyResults {
+                    request,
+                    alloc: be::u32(c, 10),
+                }
+            }
             0x5e => Command::PersistentReserveIn {
                 sa,
                 alloc: be::u16(c, 7).into(),

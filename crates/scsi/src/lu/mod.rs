@@ -636,14 +636,20 @@ impl LogicalUnit {
                 if params.is_empty() {
                     return Ok(Outcome::good(0));
                 }
-                copy.extended_copy(self, nexus, params, ctx.abort)?;
+                let list = crate::tpc::lid1::parse(params)?;
+                copy.extended_copy(crate::tpc::ExtendedCopy {
+                    lu: self,
+                    nexus,
+                    list,
+                    abort: ctx.abort,
+                })?;
                 Ok(Outcome::good(0))
             }
-            Command::ReceiveCopyResults { sa, list_id, alloc } => {
+            Command::ReceiveCopyResults { request, alloc } => {
                 let Some(copy) = ctx.copy else {
                     return Err(Sense::invalid_opcode().into());
                 };
-                let bytes = copy.receive_copy_results(self, nexus, sa, list_id)?;
+                let bytes = copy.receive_copy_results(self, nexus, request)?;
                 Ok(fill(data_in, &bytes, alloc))
             }
             other => self.dispatch_block(nexus, snap, other, ctx, data_out, data_in),

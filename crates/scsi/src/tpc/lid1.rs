@@ -2,9 +2,9 @@
 //! segment descriptors, parsed and checked whole before any data moves. Errors carry
 //! a field pointer into the parameter list.
 
+use super::{MAX_CSCD_DESCRIPTORS, MAX_DESCRIPTOR_LIST_LENGTH, MAX_SEGMENT_DESCRIPTORS};
+use crate::sense::{Asc, Sense};
 use codec::be;
-use scsi::sense::{Asc, Sense};
-use scsi::tpc::{MAX_CSCD_DESCRIPTORS, MAX_DESCRIPTOR_LIST_LENGTH, MAX_SEGMENT_DESCRIPTORS};
 
 const HEADER: usize = 16;
 const CSCD_LEN: usize = 32;
@@ -89,7 +89,7 @@ fn list_length_error() -> Sense {
 
 fn with_pointer(asc: Asc, byte: usize) -> Sense {
     Sense {
-        field: Some(scsi::sense::FieldPointer {
+        field: Some(crate::sense::FieldPointer {
             in_cdb: false,
             byte: byte.min(usize::from(u16::MAX)) as u16,
             bit: None,
@@ -123,7 +123,7 @@ pub fn parse(p: &[u8]) -> Result<CopyList, Sense> {
     if cscd_len / CSCD_LEN > usize::from(MAX_CSCD_DESCRIPTORS) {
         return Err(with_pointer(Asc::TOO_MANY_TARGET_DESCRIPTORS, 2));
     }
-    if inline_len > scsi::tpc::MAX_INLINE_DATA_LENGTH as usize {
+    if inline_len > super::MAX_INLINE_DATA_LENGTH as usize {
         return Err(with_pointer(Asc::INLINE_DATA_LENGTH_EXCEEDED, 12));
     }
     if HEADER + cscd_len + seg_len + inline_len > p.len() {
@@ -209,7 +209,7 @@ pub fn parse(p: &[u8]) -> Result<CopyList, Sense> {
         // MAXIMUM SEGMENT LENGTH as advertised: only a 0Ah byte count can exceed it
         // (65535 blocks of at most 4096 bytes is the limit itself).
         if let SegmentKind::BlockToBlockBytes { bytes, .. } = kind {
-            if bytes > scsi::tpc::MAX_SEGMENT_LENGTH {
+            if bytes > super::MAX_SEGMENT_LENGTH {
                 return Err(Sense::invalid_param_field((at + 8) as u16, None));
             }
         }
@@ -322,7 +322,7 @@ pub(crate) mod tests {
     }
 
     /// VPD 8Fh and RECEIVE COPY OPERATING PARAMETERS list
-    /// `scsi::tpc::IMPLEMENTED_DESCRIPTORS`: exactly the codes this parser accepts.
+    /// `crate::tpc::IMPLEMENTED_DESCRIPTORS`: exactly the codes this parser accepts.
     #[test]
     fn implemented_descriptors_are_exactly_what_parses() {
         let mut accepted = Vec::new();
@@ -356,7 +356,7 @@ pub(crate) mod tests {
                 accepted.push(code);
             }
         }
-        assert_eq!(accepted, scsi::tpc::IMPLEMENTED_DESCRIPTORS);
+        assert_eq!(accepted, crate::tpc::IMPLEMENTED_DESCRIPTORS);
     }
 
     #[test]
@@ -378,7 +378,7 @@ pub(crate) mod tests {
         let mut d = [0u8; 32];
         d[0] = 0x0a;
         d[3] = 0x1c;
-        d[8..12].copy_from_slice(&(scsi::tpc::MAX_SEGMENT_LENGTH + 1).to_be_bytes());
+        d[8..12].copy_from_slice(&(crate::tpc::MAX_SEGMENT_LENGTH + 1).to_be_bytes());
         long.extend_from_slice(&d);
         long[8..12].copy_from_slice(&32u32.to_be_bytes());
         let e = parse(&long).unwrap_err();
@@ -446,7 +446,7 @@ pub(crate) mod tests {
                     }
                     1 => {
                         // Byte counts within MAXIMUM SEGMENT LENGTH (above it is an error).
-                        let count = count % (scsi::tpc::MAX_SEGMENT_LENGTH + 1);
+                        let count = count % (crate::tpc::MAX_SEGMENT_LENGTH + 1);
                         let mut d = vec![0u8; 32];
                         d[0] = 0x0a;
                         d[3] = 0x1c;

@@ -7,6 +7,8 @@
 use std::sync::atomic::AtomicBool;
 
 use crate::lu::{LogicalUnit, Nexus};
+
+pub mod lid1;
 use crate::sense::Sense;
 
 /// Most CSCD descriptors in one parameter list.
@@ -29,26 +31,42 @@ pub const HELD_DATA_LIMIT: u32 = 1 << 20;
 /// CSCD ID 0xFFFF: the logical unit that received the EXTENDED COPY.
 pub const CSCD_ID_RECEIVING_LU: u16 = 0xffff;
 
-/// The daemon's copy manager: resolves CSCDs through the nexus's access rights and
-/// moves the data. Runs on the blocking pool; `abort` becomes true when the command
-/// is aborted (ABORT TASK, LU reset, session loss).
-pub trait CopyManager: Send + Sync + std::fmt::Debug {
-    fn extended_copy(
-        &self,
-        lu: &LogicalUnit,
-        nexus: &Nexus,
-        params: &[u8],
-        abort: &AtomicBool,
-    ) -> Result<(), Sense>;
+/// An EXTENDED COPY(LID1) whose parameter list parsed: what the copy manager runs.
+#[derive(Debug)]
+pub struct ExtendedCopy<'a> {
+    /// The LU that received the command (CSCD ID FFFFh).
+    pub lu: &'a LogicalUnit,
+    pub nexus: &'a Nexus,
+    pub list: lid1::CopyList,
+    /// Raised when the command is aborted (ABORT TASK, LU reset, session loss).
+    pub abort: &'a AtomicBool,
+}
 
-    /// RECEIVE COPY RESULTS service actions 00h (status), 01h (held data), 03h
-    /// (operating parameters) and 04h (failure details).
+/// RECEIVE COPY RESULTS(LID1) service actions (SPC-4 6.22), as the CDB parser
+/// produced them. List IDs are 32 bits wide for every copy the manager keeps; LID1
+/// CDBs carry 8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiveCopy {
+    /// 00h: COPY STATUS.
+    Status { list_id: u32 },
+    /// 01h: RECEIVE DATA (held by segment 0Dh).
+    Data { list_id: u32 },
+    /// 03h: OPERATING PARAMETERS.
+    OperatingParameters,
+    /// 04h: FAILED SEGMENT DETAILS.
+    FailureDetails { list_id: u32 },
+}
+
+/// The daemon's copy manager: resolves CSCDs through the nexus's access rights and
+/// moves the data. Called on the blocking pool.
+pub trait CopyManager: Send + Sync + std::fmt::Debug {
+    fn extended_copy(&self, req: ExtendedCopy<'_>) -> Result<(), Sense>;
+
     fn receive_copy_results(
         &self,
         lu: &LogicalUnit,
         nexus: &Nexus,
-        sa: u8,
-        list_id: u8,
+        req: ReceiveCopy,
     ) -> Result<Vec<u8>, Sense>;
 }
 
