@@ -19,6 +19,7 @@ pub mod login;
 pub mod name;
 pub mod pdu;
 pub mod seq;
+pub mod session;
 
 pub use framer::{DigestConfig, PduError};
 pub use login::{NegotiatedParams, TargetLimits};

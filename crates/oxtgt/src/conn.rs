@@ -9,7 +9,7 @@
 //! The reader never waits on storage: commands run on the blocking pool and their
 //! responses go to the writer through a channel.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,10 +18,12 @@ use std::time::{Duration, Instant};
 use iscsi::keys::TextPairs;
 use iscsi::login::{LoginOutcome, NegotiatedParams, Negotiator, SessionType};
 use iscsi::pdu::{
-    self, reject_reason, tmf_response, DataIn, LogoutResp, NopIn, R2t, Reject, Request, Residual,
+    self, reject_reason, tmf_response, DataIn, LogoutResp, NopIn, R2t, Reject, Request,
     ScsiCommand, ScsiResponse, TaskMgmt, TaskMgmtResp, TextResp, TmfFunction, NO_TAG,
 };
-use iscsi::seq::CmdSnCheck;
+use iscsi::session::data_in::{self, Answer};
+use iscsi::session::order::{CmdQueue, Offer};
+use iscsi::session::write::{DataOutHeader, TttAllocator, WriteSeq};
 use iscsi::{DigestConfig, PduError};
 use scsi::cdb::{DataDir, DeviceType, Parsed};
 use scsi::lu::{TaskManagement, MAX_TRANSFER_BYTES};
@@ -142,10 +144,10 @@ pub async fn serve(
         luns,
         tx: tx.clone(),
         shared: shared.clone(),
-        queued: BTreeMap::new(),
+        queued: CmdQueue::default(),
         writes: HashMap::new(),
         tasks: Arc::new(Mutex::new(HashMap::new())),
-        next_ttt: 1,
+        ttts: TttAllocator::default(),
         local,
         logged_out: false,
     };
@@ -389,27 +391,10 @@ struct Exec {
     data_out_len: usize,
 }
 
-/// One outstanding R2T.
-struct R2tState {
-    ttt: u32,
-    end: usize,
-    next_offset: usize,
-    data_sn: u32,
-}
-
 /// A write waiting for its Data-Out PDUs.
 struct PendingWrite {
     exec: Exec,
-    /// Bytes the target will use: min(EDTL, what the CDB needs).
-    transfer: usize,
-    /// Unsolicited Data-Out is still expected (no F bit seen yet).
-    unsolicited_open: bool,
-    unsolicited_next: usize,
-    unsolicited_limit: usize,
-    unsolicited_data_sn: u32,
-    r2ts: VecDeque<R2tState>,
-    next_r2t_offset: usize,
-    r2t_sn: u32,
+    seq: WriteSeq,
 }
 
 /// A non-immediate request that arrived ahead of ExpCmdSN.
@@ -448,10 +433,10 @@ struct Conn {
     visible_luns: Arc<[u16]>,
     tx: OutTx,
     shared: Arc<Shared>,
-    queued: BTreeMap<u32, Queued>,
+    queued: CmdQueue<Queued>,
     writes: HashMap<u32, PendingWrite>,
     tasks: Arc<Mutex<HashMap<u32, TaskEntry>>>,
-    next_ttt: u32,
+    ttts: TttAllocator,
     local: Option<SocketAddr>,
     logged_out: bool,
 }
@@ -548,28 +533,8 @@ impl Conn {
                     }
                     pb.imm_len = imm;
                 }
-                if cmd.immediate {
-                    self.start_command(cmd, pb, false);
-                    return Ok(());
-                }
-                let check = self.shared.window().check(cmd.cmd_sn);
-                match check {
-                    CmdSnCheck::OutOfWindow => {
-                        tracing::debug!(
-                            cmd_sn = cmd.cmd_sn,
-                            "command outside the CmdSN window dropped"
-                        );
-                        self.pool.put(pb.buf);
-                    }
-                    CmdSnCheck::Ahead => {
-                        self.queued.insert(cmd.cmd_sn, Queued::Command(cmd, pb));
-                    }
-                    CmdSnCheck::InOrder => {
-                        self.admit();
-                        self.start_command(cmd, pb, true);
-                        self.drain_queue();
-                    }
-                }
+                let (cmd_sn, immediate) = (cmd.cmd_sn, cmd.immediate);
+                self.offer(cmd_sn, immediate, Queued::Command(cmd, pb));
                 Ok(())
             }
             other => {
@@ -587,45 +552,38 @@ impl Conn {
                     Request::Logout(l) => (l.immediate, l.cmd_sn),
                     _ => (true, 0),
                 };
-                if immediate {
-                    self.on_other(other, &h, data, false);
-                    return Ok(());
-                }
-                let check = self.shared.window().check(cmd_sn);
-                match check {
-                    CmdSnCheck::OutOfWindow => {
-                        tracing::debug!(cmd_sn, "request outside the CmdSN window dropped")
-                    }
-                    CmdSnCheck::Ahead => {
-                        self.queued.insert(cmd_sn, Queued::Other(other, h, data));
-                    }
-                    CmdSnCheck::InOrder => {
-                        self.admit();
-                        self.on_other(other, &h, data, true);
-                        self.drain_queue();
-                    }
-                }
+                self.offer(cmd_sn, immediate, Queued::Other(other, h, data));
                 Ok(())
             }
         }
     }
 
-    /// Counts an in-order non-immediate request and advances ExpCmdSN.
-    fn admit(&self) {
-        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.shared.window().advance();
-    }
-
-    fn drain_queue(&mut self) {
-        loop {
-            let exp = self.shared.window().exp_cmd_sn();
-            let Some(q) = self.queued.remove(&exp) else {
-                return;
-            };
-            self.admit();
-            match q {
-                Queued::Command(cmd, pb) => self.start_command(cmd, pb, true),
-                Queued::Other(req, h, data) => self.on_other(req, &h, data, true),
+    /// Hands a request to the CmdSN order (`iscsi::session::order`) and delivers
+    /// what is ready. Each counted request is counted in flight before ExpCmdSN moves
+    /// past it, so MaxCmdSN never opens beyond the queue depth.
+    fn offer(&mut self, cmd_sn: u32, immediate: bool, q: Queued) {
+        let shared = self.shared.clone();
+        let offer = {
+            let mut window = shared.window();
+            self.queued.offer(&mut window, cmd_sn, immediate, q, || {
+                shared.in_flight.fetch_add(1, Ordering::AcqRel);
+            })
+        };
+        match offer {
+            Offer::Deliver(ready) => {
+                for (q, counted) in ready {
+                    match q {
+                        Queued::Command(cmd, pb) => self.start_command(cmd, pb, counted),
+                        Queued::Other(req, h, data) => self.on_other(req, &h, data, counted),
+                    }
+                }
+            }
+            Offer::Queued => {}
+            Offer::Dropped(q) => {
+                tracing::debug!(cmd_sn, "request outside the CmdSN window dropped");
+                if let Queued::Command(_, pb) = q {
+                    self.pool.put(pb.buf);
+                }
             }
         }
     }
@@ -711,50 +669,32 @@ impl Conn {
         }
         let mut pw = PendingWrite {
             exec,
-            transfer: plan.transfer,
-            unsolicited_open: plan.unsolicited_open,
-            unsolicited_next: imm_len,
-            unsolicited_limit: plan.unsolicited_limit,
-            unsolicited_data_sn: 0,
-            r2ts: VecDeque::new(),
-            next_r2t_offset: imm_len,
-            r2t_sn: 0,
+            seq: WriteSeq::new(
+                plan.transfer,
+                imm_len,
+                plan.unsolicited_open,
+                plan.unsolicited_limit,
+            ),
         };
-        if !pw.unsolicited_open {
-            self.issue_r2ts(&mut pw);
-        }
+        self.issue_r2ts(&mut pw);
         self.writes.insert(cmd.itt, pw);
     }
 
     fn issue_r2ts(&mut self, pw: &mut PendingWrite) {
-        let max_out = self.params.max_outstanding_r2t as usize;
         let burst = self.params.max_burst_length as usize;
-        while pw.r2ts.len() < max_out && pw.next_r2t_offset < pw.transfer {
-            let len = burst.min(pw.transfer - pw.next_r2t_offset);
-            let ttt = self.next_ttt;
-            self.next_ttt = self.next_ttt.wrapping_add(1);
-            if self.next_ttt == NO_TAG {
-                self.next_ttt = 1;
-            }
+        let max_out = self.params.max_outstanding_r2t as usize;
+        for r in pw.seq.next_r2ts(burst, max_out, &mut self.ttts) {
             let r2t = R2t {
                 lun: pw.exec.lun_raw,
                 itt: pw.exec.itt,
-                ttt,
+                ttt: r.ttt,
                 stat_sn: 0,
                 exp_cmd_sn: 0,
                 max_cmd_sn: 0,
-                r2t_sn: pw.r2t_sn,
-                buffer_offset: pw.next_r2t_offset as u32,
-                desired_len: len as u32,
+                r2t_sn: r.r2t_sn,
+                buffer_offset: r.offset,
+                desired_len: r.len,
             };
-            pw.r2t_sn += 1;
-            pw.r2ts.push_back(R2tState {
-                ttt,
-                end: pw.next_r2t_offset + len,
-                next_offset: pw.next_r2t_offset,
-                data_sn: 0,
-            });
-            pw.next_r2t_offset += len;
             self.send(Outgoing::one(PduOut::new(r2t.encode(), SnMode::Current)));
         }
     }
@@ -772,23 +712,14 @@ impl Conn {
             return reader.skip_data(&h).await;
         };
         let off = d.buffer_offset as usize;
-        // Which sequence does this PDU belong to, and is it the next one expected?
-        // A solicited sequence must also not end (F bit) before its R2T's range is
-        // filled: the buffer would be written with bytes that never arrived.
-        let in_order = if d.ttt == NO_TAG {
-            pw.unsolicited_open
-                && d.data_sn == pw.unsolicited_data_sn
-                && off == pw.unsolicited_next
-                && off + len <= pw.unsolicited_limit
-        } else {
-            pw.r2ts.iter().any(|r| {
-                r.ttt == d.ttt
-                    && d.data_sn == r.data_sn
-                    && off == r.next_offset
-                    && off + len <= r.end
-                    && (!d.final_ || off + len == r.end)
-            })
+        let dh = DataOutHeader {
+            ttt: d.ttt,
+            data_sn: d.data_sn,
+            offset: off,
+            len,
+            final_: d.final_,
         };
+        let in_order = pw.seq.check(&dh).is_ok();
         if !in_order {
             tracing::warn!(
                 itt = d.itt,
@@ -830,27 +761,11 @@ impl Conn {
                 return Ok(());
             }
         }
-        if d.ttt == NO_TAG {
-            pw.unsolicited_next += len;
-            pw.unsolicited_data_sn += 1;
-            if d.final_ {
-                pw.unsolicited_open = false;
-                pw.next_r2t_offset = pw.next_r2t_offset.max(pw.unsolicited_next);
-            }
-        } else if let Some(i) = pw.r2ts.iter().position(|r| r.ttt == d.ttt) {
-            let r = &mut pw.r2ts[i];
-            r.next_offset += len;
-            r.data_sn += 1;
-            if d.final_ || r.next_offset >= r.end {
-                pw.r2ts.remove(i);
-            }
-        }
-        if !pw.unsolicited_open {
-            self.issue_r2ts(&mut pw);
-        }
-        if !pw.unsolicited_open && pw.r2ts.is_empty() && pw.next_r2t_offset >= pw.transfer {
+        pw.seq.accept(&dh);
+        self.issue_r2ts(&mut pw);
+        if pw.seq.complete() {
             let mut exec = pw.exec;
-            exec.data_out_len = pw.transfer;
+            exec.data_out_len = pw.seq.transfer();
             self.execute(exec);
         } else {
             self.writes.insert(d.itt, pw);
@@ -1150,12 +1065,11 @@ impl Conn {
                         None => {
                             // RFC 7143 §11.5.1: a command not yet received but inside the
                             // window counts as received; anything else does not exist.
-                            let queued = self.queued.iter().find_map(|(sn, q)| match q {
-                                Queued::Command(c, _) if c.itt == rtt => Some(*sn),
-                                _ => None,
-                            });
-                            if let Some(sn) = queued {
-                                if let Some(Queued::Command(_, pb)) = self.queued.remove(&sn) {
+                            let queued = self
+                                .queued
+                                .take_where(|q| matches!(q, Queued::Command(c, _) if c.itt == rtt));
+                            if let Some(q) = queued {
+                                if let Queued::Command(_, pb) = q {
                                     self.pool.put(pb.buf);
                                 }
                                 (tmf_response::COMPLETE, Vec::new())
@@ -1330,50 +1244,44 @@ fn build_response(
     data_in: Vec<u8>,
     params: &NegotiatedParams,
 ) -> Outgoing {
-    let dlen = out.data_in_len;
-    let residual = if dlen > 0 || needed_out == 0 {
-        Residual::of(dlen as u64, edtl)
-    } else {
-        Residual::of(needed_out, edtl)
-    };
-    let send = if read { dlen.min(edtl as usize) } else { 0 };
-    let mut pdus = Vec::new();
-    let seg = params.max_send_data_segment_length as usize;
-    let burst = params.max_burst_length as usize;
-    let piggyback = out.status == status::GOOD && out.sense.is_none();
-    let mut off = 0usize;
-    let mut data_sn = 0u32;
-    while off < send {
-        let to_burst_end = burst - (off % burst);
-        let len = seg.min(send - off).min(to_burst_end);
-        let last = off + len == send;
-        let with_status = last && piggyback;
+    let plan = data_in::plan(
+        Answer {
+            edtl,
+            read,
+            needed_out,
+            data_in: out.data_in_len,
+            good: out.status == status::GOOD && out.sense.is_none(),
+        },
+        params.max_send_data_segment_length as usize,
+        params.max_burst_length as usize,
+    );
+    let residual = plan.residual;
+    let mut pdus = Vec::with_capacity(plan.data_in.len() + 1);
+    for p in &plan.data_in {
         let d = DataIn {
-            final_: last || (off + len).is_multiple_of(burst),
-            status: with_status.then_some(out.status),
+            final_: p.final_,
+            status: p.with_status.then_some(out.status),
             lun,
             itt,
             stat_sn: 0,
             exp_cmd_sn: 0,
             max_cmd_sn: 0,
-            data_sn,
-            buffer_offset: off as u32,
+            data_sn: p.data_sn,
+            buffer_offset: p.offset as u32,
             residual,
-            data_len: len,
+            data_len: p.len,
         };
         pdus.push(PduOut {
             bhs: d.encode(),
-            sn: if with_status {
+            sn: if p.with_status {
                 SnMode::Advance
             } else {
                 SnMode::NoStat
             },
-            data: DataRef::Buf(off, len),
+            data: DataRef::Buf(p.offset, p.len),
         });
-        off += len;
-        data_sn += 1;
     }
-    if send == 0 || !piggyback {
+    if let Some(exp_data_sn) = plan.response {
         let sense = out.sense_bytes().map(|s| {
             let mut v = (s.len() as u16).to_be_bytes().to_vec();
             v.extend(s);
@@ -1387,7 +1295,7 @@ fn build_response(
             stat_sn: 0,
             exp_cmd_sn: 0,
             max_cmd_sn: 0,
-            exp_data_sn: data_sn,
+            exp_data_sn,
             residual,
             data_len: data.len(),
         };
