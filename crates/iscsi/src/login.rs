@@ -41,7 +41,7 @@ pub enum SessionType {
 }
 
 /// The target's side of every negotiable key: what it offers and the most it accepts.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetLimits {
     /// What the target can receive in one data segment (declared to the initiator).
     pub max_recv_data_segment_length: u32,

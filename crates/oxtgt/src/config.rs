@@ -8,7 +8,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 /// What `oxtgt` runs with no arguments: one target on 127.0.0.1:3260 with two thin
@@ -33,16 +33,38 @@ backstore = "ram"
 size = "1GiB"
 "#;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default)]
     server: RawServer,
+    /// Logical units defined once, by name, and mapped into targets with
+    /// `[[target.lun]] lu = "name"`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    lu: Vec<RawLu>,
     #[serde(default)]
     target: Vec<RawTarget>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawLu {
+    name: Spanned<String>,
+    backstore: Spanned<String>,
+    path: Option<Spanned<String>>,
+    size: Option<Spanned<toml::Value>>,
+    block_size: Option<Spanned<u32>>,
+    physical_block_size: Option<Spanned<u32>>,
+    #[serde(default)]
+    read_only: bool,
+    thin: Option<bool>,
+    serial: Option<Spanned<String>>,
+    wwn: Option<Spanned<String>>,
+    vendor: Option<Spanned<String>>,
+    product: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawServer {
     listen: Option<Spanned<Vec<String>>>,
@@ -59,7 +81,7 @@ struct RawServer {
     state_dir: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawTarget {
     name: Spanned<String>,
@@ -72,11 +94,14 @@ struct RawTarget {
     acl: Vec<RawAcl>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A LUN of a target: either `lu = "name"` (an LU defined in `[[lu]]`, which two
+/// targets may share) or an LU defined inline, as configs have always done.
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawLun {
     id: Spanned<u16>,
-    backstore: Spanned<String>,
+    lu: Option<Spanned<String>>,
+    backstore: Option<Spanned<String>>,
     path: Option<Spanned<String>>,
     size: Option<Spanned<toml::Value>>,
     block_size: Option<Spanned<u32>>,
@@ -90,7 +115,7 @@ struct RawLun {
     product: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawAcl {
     initiator: Spanned<String>,
@@ -144,7 +169,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
     pub listen: Vec<SocketAddr>,
     pub queue_depth: u32,
@@ -164,9 +189,12 @@ pub enum BackstoreKind {
     Ram,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LunConfig {
     pub id: u16,
+    /// The LU's name: its `[[lu]]` name, or `<target>/lun<id>` for an LU defined
+    /// inline. Two targets naming one LU share it (one state, one identity).
+    pub lu: String,
     pub backstore: BackstoreKind,
     pub path: Option<PathBuf>,
     pub size: Option<u64>,
@@ -179,18 +207,21 @@ pub struct LunConfig {
     pub thin: bool,
     pub serial: String,
     pub naa: [u8; 16],
+    /// `wwn` or `serial` was configured: the identity is the config's, never one
+    /// remembered in the state directory.
+    pub identity_configured: bool,
     pub vendor: String,
     pub product: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AclConfig {
     pub initiator: String,
     /// Initiator-visible LUN → target LUN id.
     pub map: BTreeMap<u16, u16>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetConfig {
     pub name: String,
     pub alias: Option<String>,
@@ -199,7 +230,7 @@ pub struct TargetConfig {
     pub acls: Vec<AclConfig>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub server: ServerConfig,
     pub targets: Vec<TargetConfig>,
@@ -280,7 +311,16 @@ const LOCAL_COMPANY_ID: u32 = 0x5a_0e_7c;
 /// NAA type 6 (IEEE Registered Extended, SPC-4 7.8.6.6.5) designator derived from the
 /// target name and LUN id: stable across restarts, distinct per LU.
 pub fn derive_naa(target: &str, lun: u16) -> [u8; 16] {
-    let h = fnv128(&[target.as_bytes(), &lun.to_be_bytes()]);
+    naa_from(fnv128(&[target.as_bytes(), &lun.to_be_bytes()]))
+}
+
+/// NAA designator of a named `[[lu]]`: derived from its name alone, so mapping it
+/// into other targets or under other LUN numbers never changes it.
+pub fn derive_lu_naa(name: &str) -> [u8; 16] {
+    naa_from(fnv128(&[b"lu:", name.as_bytes()]))
+}
+
+fn naa_from(h: u128) -> [u8; 16] {
     let mut v = h.to_be_bytes();
     // NAA(4) = 6 | company id (24) | vendor specific (100 bits).
     let id = LOCAL_COMPANY_ID;
@@ -301,6 +341,217 @@ fn parse_wwn(s: &str) -> Option<[u8; 16]> {
         *o = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
+}
+
+/// The fields that define an LU, from `[[lu]]` or an inline `[[target.lun]]`.
+struct LuFields<'a> {
+    backstore: &'a Spanned<String>,
+    path: &'a Option<Spanned<String>>,
+    size: &'a Option<Spanned<toml::Value>>,
+    block_size: &'a Option<Spanned<u32>>,
+    physical_block_size: &'a Option<Spanned<u32>>,
+    read_only: bool,
+    thin: Option<bool>,
+    serial: &'a Option<Spanned<String>>,
+    wwn: &'a Option<Spanned<String>>,
+    vendor: &'a Option<Spanned<String>>,
+    product: &'a Option<Spanned<String>>,
+    /// Where to point errors that have no field of their own.
+    anchor: std::ops::Range<usize>,
+}
+
+/// What must be unique across the server's LUs.
+#[derive(Default)]
+struct Unique {
+    naas: HashSet<[u8; 16]>,
+    serials: HashSet<String>,
+    paths: HashSet<String>,
+}
+
+/// Validates one LU's definition (`key` names it in errors); its identity is
+/// `default_naa` unless `wwn`/`serial` override it.
+fn validate_lu(
+    cx: &mut Ctx<'_>,
+    key: &str,
+    lu_name: &str,
+    l: &LuFields<'_>,
+    default_naa: [u8; 16],
+    uniq: &mut Unique,
+) -> LunConfig {
+    let (naas, serials, paths) = (&mut uniq.naas, &mut uniq.serials, &mut uniq.paths);
+    let backstore = match l.backstore.get_ref().as_str() {
+        "file" => BackstoreKind::File,
+        "block" => BackstoreKind::Block,
+        "ram" => BackstoreKind::Ram,
+        other => {
+            cx.err(
+                Some(l.backstore.span()),
+                &format!("{key}.backstore"),
+                format!("{other:?} is not \"file\", \"block\" or \"ram\""),
+            );
+            BackstoreKind::Ram
+        }
+    };
+    let size = match &l.size {
+        Some(v) => match parse_size(v.get_ref()) {
+            Ok(n) => Some(n),
+            Err(m) => {
+                cx.err(Some(v.span()), &format!("{key}.size"), m);
+                None
+            }
+        },
+        None => None,
+    };
+    let block_size = l.block_size.as_ref().map(|b| *b.get_ref()).unwrap_or(512);
+    if block_size != 512 && block_size != 4096 {
+        let span = l.block_size.as_ref().map(|b| b.span());
+        cx.err(span, &format!("{key}.block_size"), "must be 512 or 4096");
+    }
+    let physical_block_size = match &l.physical_block_size {
+        None => block_size,
+        Some(p) => {
+            let v = *p.get_ref();
+            let ok = v >= block_size
+                && v % block_size == 0
+                && (v / block_size).is_power_of_two()
+                && v / block_size <= 1 << 15;
+            if !ok {
+                cx.err(
+                    Some(p.span()),
+                    &format!("{key}.physical_block_size"),
+                    "must be the block size times a power of two",
+                );
+            }
+            v
+        }
+    };
+    let path = l.path.as_ref().map(|p| PathBuf::from(p.get_ref()));
+    match backstore {
+        BackstoreKind::Ram => {
+            if size.is_none() {
+                cx.err(
+                    Some(l.backstore.span()),
+                    &format!("{key}.size"),
+                    "a ram LUN needs a size",
+                );
+            }
+            if let Some(p) = &l.path {
+                cx.err(
+                    Some(p.span()),
+                    &format!("{key}.path"),
+                    "a ram LUN has no path",
+                );
+            }
+        }
+        BackstoreKind::File | BackstoreKind::Block => match &l.path {
+            None => cx.err(
+                Some(l.backstore.span()),
+                &format!("{key}.path"),
+                "a file or block LUN needs a path",
+            ),
+            Some(p) => {
+                if !paths.insert(p.get_ref().clone()) {
+                    cx.err(
+                        Some(p.span()),
+                        &format!("{key}.path"),
+                        format!("{} is used by two LUNs", p.get_ref()),
+                    );
+                }
+                if backstore == BackstoreKind::Block && l.size.is_some() {
+                    cx.err(
+                        l.size.as_ref().map(|s| s.span()),
+                        &format!("{key}.size"),
+                        "a block LUN takes its size from the device",
+                    );
+                }
+            }
+        },
+    }
+    if let Some(sz) = size {
+        if sz % u64::from(block_size) != 0 {
+            cx.err(
+                l.size.as_ref().map(|s| s.span()),
+                &format!("{key}.size"),
+                format!("{sz} bytes is not a multiple of the {block_size}-byte block size"),
+            );
+        }
+    }
+    let naa = match &l.wwn {
+        Some(w) => parse_wwn(w.get_ref()).unwrap_or_else(|| {
+            cx.err(
+                Some(w.span()),
+                &format!("{key}.wwn"),
+                "must be naa. followed by 32 hex digits starting with 6 (NAA type 6)",
+            );
+            [0; 16]
+        }),
+        None => default_naa,
+    };
+    if !naas.insert(naa) {
+        cx.err(
+            l.wwn.as_ref().map(|w| w.span()).or(Some(l.anchor.clone())),
+            &format!("{key}.wwn"),
+            "this NAA designator is used by another LUN",
+        );
+    }
+    let serial = match &l.serial {
+        Some(s) => {
+            let v = s.get_ref();
+            if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                cx.err(
+                    Some(s.span()),
+                    &format!("{key}.serial"),
+                    "must be 1-64 printable ASCII characters without spaces",
+                );
+            }
+            v.clone()
+        }
+        None => naa[8..].iter().map(|b| format!("{b:02x}")).collect(),
+    };
+    if !serials.insert(serial.clone()) {
+        cx.err(
+            l.serial
+                .as_ref()
+                .map(|s| s.span())
+                .or(Some(l.anchor.clone())),
+            &format!("{key}.serial"),
+            "this serial is used by another LUN",
+        );
+    }
+    let text =
+        |v: &Option<Spanned<String>>, k: &str, max: usize, def: &str, cx: &mut Ctx<'_>| match v {
+            Some(s)
+                if s.get_ref().len() > max
+                    || !s.get_ref().bytes().all(|b| (0x20..0x7f).contains(&b)) =>
+            {
+                cx.err(
+                    Some(s.span()),
+                    &format!("{key}.{k}"),
+                    format!("must be at most {max} printable ASCII characters"),
+                );
+                def.to_owned()
+            }
+            Some(s) => s.get_ref().clone(),
+            None => def.to_owned(),
+        };
+    let vendor = text(l.vendor, "vendor", 8, "OXTGT", cx);
+    let product = text(l.product, "product", 16, "oxtgt disk", cx);
+    LunConfig {
+        id: 0,
+        lu: lu_name.to_owned(),
+        backstore,
+        path,
+        size,
+        block_size,
+        physical_block_size,
+        read_only: l.read_only,
+        thin: l.thin.unwrap_or(backstore == BackstoreKind::Ram),
+        serial,
+        naa,
+        identity_configured: l.wwn.is_some() || l.serial.is_some(),
+        vendor,
+        product,
+    }
 }
 
 impl Config {
@@ -457,11 +708,57 @@ impl Config {
             state_dir: s.state_dir.clone().map(PathBuf::from),
         };
 
+        let mut uniq = Unique::default();
+        let mut named: BTreeMap<String, LunConfig> = BTreeMap::new();
+        for (i, l) in raw.lu.iter().enumerate() {
+            let key = format!("lu[{i}]");
+            let lu_name = l.name.get_ref().clone();
+            let ok_name = !lu_name.is_empty()
+                && lu_name.len() <= 64
+                && lu_name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !ok_name {
+                cx.err(
+                    Some(l.name.span()),
+                    &format!("{key}.name"),
+                    "must be 1-64 characters of letters, digits, '-', '_' or '.'",
+                );
+            }
+            if named.contains_key(&lu_name) {
+                cx.err(
+                    Some(l.name.span()),
+                    &format!("{key}.name"),
+                    format!("LU {lu_name} is defined twice"),
+                );
+                continue;
+            }
+            let fields = LuFields {
+                backstore: &l.backstore,
+                path: &l.path,
+                size: &l.size,
+                block_size: &l.block_size,
+                physical_block_size: &l.physical_block_size,
+                read_only: l.read_only,
+                thin: l.thin,
+                serial: &l.serial,
+                wwn: &l.wwn,
+                vendor: &l.vendor,
+                product: &l.product,
+                anchor: l.name.span(),
+            };
+            let def = validate_lu(
+                cx,
+                &key,
+                &lu_name,
+                &fields,
+                derive_lu_naa(&lu_name),
+                &mut uniq,
+            );
+            named.insert(lu_name, def);
+        }
         let mut targets = Vec::new();
         let mut names = HashSet::new();
-        let mut naas = HashSet::new();
-        let mut serials = HashSet::new();
-        let mut paths = HashSet::new();
         for (ti, t) in raw.target.into_iter().enumerate() {
             let tkey = format!("target[{ti}]");
             let name = t.name.get_ref().clone();
@@ -494,180 +791,65 @@ impl Config {
                         format!("LUN {id} is defined twice in {name}"),
                     );
                 }
-                let backstore = match l.backstore.get_ref().as_str() {
-                    "file" => BackstoreKind::File,
-                    "block" => BackstoreKind::Block,
-                    "ram" => BackstoreKind::Ram,
-                    other => {
+                let Some(backstore) = &l.backstore else {
+                    // A mapping of a named LU.
+                    let Some(lu) = &l.lu else {
                         cx.err(
-                            Some(l.backstore.span()),
+                            Some(l.id.span()),
                             &format!("{key}.backstore"),
-                            format!("{other:?} is not \"file\", \"block\" or \"ram\""),
+                            "a LUN needs either lu = \"name\" or its own backstore",
                         );
-                        BackstoreKind::Ram
-                    }
-                };
-                let size = match &l.size {
-                    Some(v) => match parse_size(v.get_ref()) {
-                        Ok(n) => Some(n),
-                        Err(m) => {
-                            cx.err(Some(v.span()), &format!("{key}.size"), m);
-                            None
-                        }
-                    },
-                    None => None,
-                };
-                let block_size = l.block_size.as_ref().map(|b| *b.get_ref()).unwrap_or(512);
-                if block_size != 512 && block_size != 4096 {
-                    let span = l.block_size.as_ref().map(|b| b.span());
-                    cx.err(span, &format!("{key}.block_size"), "must be 512 or 4096");
-                }
-                let physical_block_size = match &l.physical_block_size {
-                    None => block_size,
-                    Some(p) => {
-                        let v = *p.get_ref();
-                        let ok = v >= block_size
-                            && v % block_size == 0
-                            && (v / block_size).is_power_of_two()
-                            && v / block_size <= 1 << 15;
-                        if !ok {
-                            cx.err(
-                                Some(p.span()),
-                                &format!("{key}.physical_block_size"),
-                                "must be the block size times a power of two",
-                            );
-                        }
-                        v
-                    }
-                };
-                let path = l.path.as_ref().map(|p| PathBuf::from(p.get_ref()));
-                match backstore {
-                    BackstoreKind::Ram => {
-                        if size.is_none() {
-                            cx.err(
-                                Some(l.backstore.span()),
-                                &format!("{key}.size"),
-                                "a ram LUN needs a size",
-                            );
-                        }
-                        if let Some(p) = &l.path {
-                            cx.err(
-                                Some(p.span()),
-                                &format!("{key}.path"),
-                                "a ram LUN has no path",
-                            );
-                        }
-                    }
-                    BackstoreKind::File | BackstoreKind::Block => match &l.path {
-                        None => cx.err(
-                            Some(l.backstore.span()),
-                            &format!("{key}.path"),
-                            "a file or block LUN needs a path",
-                        ),
-                        Some(p) => {
-                            if !paths.insert(p.get_ref().clone()) {
-                                cx.err(
-                                    Some(p.span()),
-                                    &format!("{key}.path"),
-                                    format!("{} is used by two LUNs", p.get_ref()),
-                                );
-                            }
-                            if backstore == BackstoreKind::Block && l.size.is_some() {
-                                cx.err(
-                                    l.size.as_ref().map(|s| s.span()),
-                                    &format!("{key}.size"),
-                                    "a block LUN takes its size from the device",
-                                );
-                            }
-                        }
-                    },
-                }
-                if let Some(sz) = size {
-                    if sz % u64::from(block_size) != 0 {
-                        cx.err(
-                            l.size.as_ref().map(|s| s.span()),
-                            &format!("{key}.size"),
-                            format!(
-                                "{sz} bytes is not a multiple of the {block_size}-byte block size"
-                            ),
-                        );
-                    }
-                }
-                let naa = match &l.wwn {
-                    Some(w) => parse_wwn(w.get_ref()).unwrap_or_else(|| {
-                        cx.err(
-                            Some(w.span()),
-                            &format!("{key}.wwn"),
-                            "must be naa. followed by 32 hex digits starting with 6 (NAA type 6)",
-                        );
-                        [0; 16]
-                    }),
-                    None => derive_naa(&name, id),
-                };
-                if !naas.insert(naa) {
-                    cx.err(
-                        l.wwn.as_ref().map(|w| w.span()).or(Some(l.id.span())),
-                        &format!("{key}.wwn"),
-                        "this NAA designator is used by another LUN",
-                    );
-                }
-                let serial = match &l.serial {
-                    Some(s) => {
-                        let v = s.get_ref();
-                        if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_graphic())
-                        {
-                            cx.err(
-                                Some(s.span()),
-                                &format!("{key}.serial"),
-                                "must be 1-64 printable ASCII characters without spaces",
-                            );
-                        }
-                        v.clone()
-                    }
-                    None => naa[8..].iter().map(|b| format!("{b:02x}")).collect(),
-                };
-                if !serials.insert(serial.clone()) {
-                    cx.err(
-                        l.serial.as_ref().map(|s| s.span()).or(Some(l.id.span())),
-                        &format!("{key}.serial"),
-                        "this serial is used by another LUN",
-                    );
-                }
-                let text = |v: &Option<Spanned<String>>,
-                            k: &str,
-                            max: usize,
-                            def: &str,
-                            cx: &mut Ctx<'_>| match v {
-                    Some(s)
-                        if s.get_ref().len() > max
-                            || !s.get_ref().bytes().all(|b| (0x20..0x7f).contains(&b)) =>
+                        continue;
+                    };
+                    if l.path.is_some() || l.size.is_some() || l.serial.is_some() || l.wwn.is_some()
                     {
                         cx.err(
-                            Some(s.span()),
-                            &format!("{key}.{k}"),
-                            format!("must be at most {max} printable ASCII characters"),
+                            Some(lu.span()),
+                            &format!("{key}.lu"),
+                            "a LUN that names an [[lu]] takes every setting from it",
                         );
-                        def.to_owned()
                     }
-                    Some(s) => s.get_ref().clone(),
-                    None => def.to_owned(),
+                    match named.get(lu.get_ref()) {
+                        Some(def) => luns.push(LunConfig { id, ..def.clone() }),
+                        None => cx.err(
+                            Some(lu.span()),
+                            &format!("{key}.lu"),
+                            format!("no [[lu]] is named {:?}", lu.get_ref()),
+                        ),
+                    }
+                    continue;
                 };
-                let vendor = text(&l.vendor, "vendor", 8, "OXTGT", cx);
-                let product = text(&l.product, "product", 16, "oxtgt disk", cx);
-                luns.push(LunConfig {
-                    id,
+                if let Some(lu) = &l.lu {
+                    cx.err(
+                        Some(lu.span()),
+                        &format!("{key}.lu"),
+                        "a LUN names an [[lu]] or defines its own backstore, not both",
+                    );
+                }
+                let fields = LuFields {
                     backstore,
-                    path,
-                    size,
-                    block_size,
-                    physical_block_size,
+                    path: &l.path,
+                    size: &l.size,
+                    block_size: &l.block_size,
+                    physical_block_size: &l.physical_block_size,
                     read_only: l.read_only,
-                    thin: l.thin.unwrap_or(backstore == BackstoreKind::Ram),
-                    serial,
-                    naa,
-                    vendor,
-                    product,
-                });
+                    thin: l.thin,
+                    serial: &l.serial,
+                    wwn: &l.wwn,
+                    vendor: &l.vendor,
+                    product: &l.product,
+                    anchor: l.id.span(),
+                };
+                let lu_name = format!("{name}/lun{id}");
+                let def = validate_lu(
+                    cx,
+                    &key,
+                    &lu_name,
+                    &fields,
+                    derive_naa(&name, id),
+                    &mut uniq,
+                );
+                luns.push(LunConfig { id, ..def });
             }
             let mut acls = Vec::new();
             for (ai, a) in t.acl.into_iter().enumerate() {
@@ -741,6 +923,182 @@ impl Config {
     }
 }
 
+/// The running model written back as TOML that [`Config::parse`] reads to the same
+/// model (`save` and live reconfiguration build on this). LUs shared by targets are
+/// written once as `[[lu]]` and mapped by name; the others stay inline, as written.
+#[derive(Serialize)]
+struct OutConfig {
+    server: OutServer,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    lu: Vec<OutLu>,
+    target: Vec<OutTarget>,
+}
+
+#[derive(Serialize)]
+struct OutServer {
+    listen: Vec<String>,
+    queue_depth: u32,
+    nop_interval_secs: u64,
+    nop_timeout_secs: u64,
+    max_recv_data_segment_length: u32,
+    max_burst_length: u32,
+    first_burst_length: u32,
+    max_outstanding_r2t: u32,
+    initial_r2t: bool,
+    immediate_data: bool,
+    log_format: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state_dir: Option<String>,
+}
+
+#[derive(Serialize)]
+struct OutLu {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<u16>,
+    backstore: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size: Option<u64>,
+    block_size: u32,
+    physical_block_size: u32,
+    read_only: bool,
+    thin: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    serial: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wwn: Option<String>,
+    vendor: String,
+    product: String,
+}
+
+#[derive(Serialize)]
+struct OutMapped {
+    id: u16,
+    lu: String,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum OutLun {
+    Mapped(OutMapped),
+    Inline(Box<OutLu>),
+}
+
+#[derive(Serialize)]
+struct OutTarget {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alias: Option<String>,
+    open_access: bool,
+    lun: Vec<OutLun>,
+    acl: Vec<OutAcl>,
+}
+
+#[derive(Serialize)]
+struct OutAcl {
+    initiator: String,
+    map: BTreeMap<String, u16>,
+}
+
+impl OutLu {
+    fn of(l: &LunConfig, name: Option<String>, id: Option<u16>) -> Self {
+        Self {
+            name,
+            id,
+            backstore: match l.backstore {
+                BackstoreKind::File => "file",
+                BackstoreKind::Block => "block",
+                BackstoreKind::Ram => "ram",
+            },
+            path: l.path.as_ref().map(|p| p.display().to_string()),
+            size: l.size.filter(|_| l.backstore != BackstoreKind::Block),
+            block_size: l.block_size,
+            physical_block_size: l.physical_block_size,
+            read_only: l.read_only,
+            thin: l.thin,
+            serial: l.identity_configured.then(|| l.serial.clone()),
+            wwn: l
+                .identity_configured
+                .then(|| format!("naa.{}", codec::hex(&l.naa).to_ascii_lowercase())),
+            vendor: l.vendor.clone(),
+            product: l.product.clone(),
+        }
+    }
+}
+
+impl Config {
+    /// This model as TOML.
+    pub fn to_toml(&self) -> String {
+        let s = &self.server;
+        let inline_name =
+            |t: &TargetConfig, l: &LunConfig| l.lu == format!("{}/lun{}", t.name, l.id);
+        let mut lu: Vec<OutLu> = Vec::new();
+        let mut written = HashSet::new();
+        for t in &self.targets {
+            for l in t.luns.iter().filter(|l| !inline_name(t, l)) {
+                if written.insert(l.lu.clone()) {
+                    lu.push(OutLu::of(l, Some(l.lu.clone()), None));
+                }
+            }
+        }
+        let out = OutConfig {
+            server: OutServer {
+                listen: s.listen.iter().map(|a| a.to_string()).collect(),
+                queue_depth: s.queue_depth,
+                nop_interval_secs: s.nop_interval_secs,
+                nop_timeout_secs: s.nop_timeout_secs,
+                max_recv_data_segment_length: s.limits.max_recv_data_segment_length,
+                max_burst_length: s.limits.max_burst_length,
+                first_burst_length: s.limits.first_burst_length,
+                max_outstanding_r2t: s.limits.max_outstanding_r2t,
+                initial_r2t: s.limits.initial_r2t,
+                immediate_data: s.limits.immediate_data,
+                log_format: match s.log_format {
+                    LogFormat::Human => "human",
+                    LogFormat::Json => "json",
+                },
+                state_dir: s.state_dir.as_ref().map(|d| d.display().to_string()),
+            },
+            lu,
+            target: self
+                .targets
+                .iter()
+                .map(|t| OutTarget {
+                    name: t.name.clone(),
+                    alias: t.alias.clone(),
+                    open_access: t.open_access,
+                    lun: t
+                        .luns
+                        .iter()
+                        .map(|l| {
+                            if inline_name(t, l) {
+                                OutLun::Inline(Box::new(OutLu::of(l, None, Some(l.id))))
+                            } else {
+                                OutLun::Mapped(OutMapped {
+                                    id: l.id,
+                                    lu: l.lu.clone(),
+                                })
+                            }
+                        })
+                        .collect(),
+                    acl: t
+                        .acls
+                        .iter()
+                        .map(|a| OutAcl {
+                            initiator: a.initiator.clone(),
+                            map: a.map.iter().map(|(v, l)| (v.to_string(), *l)).collect(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        };
+        toml::to_string(&out).unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -793,6 +1151,85 @@ backstore = "file"
             lines.contains(&"10:target[0].lun[1].path".to_string()),
             "{lines:?}"
         );
+    }
+
+    const SHARED: &str = r#"
+[server]
+listen = ["127.0.0.1:3260"]
+
+[[lu]]
+name = "vmfs-1"
+backstore = "ram"
+size = "64MiB"
+
+[[target]]
+name = "iqn.2026-11.org.oxtgt:a"
+open_access = true
+[[target.lun]]
+id = 0
+lu = "vmfs-1"
+[[target.lun]]
+id = 1
+backstore = "ram"
+size = "1MiB"
+
+[[target]]
+name = "iqn.2026-11.org.oxtgt:b"
+[[target.lun]]
+id = 5
+lu = "vmfs-1"
+[[target.acl]]
+initiator = "iqn.1998-01.com.vmware:esx01"
+luns = [5]
+"#;
+
+    #[test]
+    fn a_named_lu_is_one_lu_in_every_target_that_maps_it() {
+        let c = Config::parse("s.toml", SHARED).unwrap();
+        let a = &c.targets[0].luns[0];
+        let b = &c.targets[1].luns[0];
+        assert_eq!((a.id, b.id), (0, 5));
+        assert_eq!((a.lu.as_str(), b.lu.as_str()), ("vmfs-1", "vmfs-1"));
+        assert_eq!(
+            a.naa, b.naa,
+            "one identity whatever the target or LUN number"
+        );
+        assert_eq!(a.naa, derive_lu_naa("vmfs-1"));
+        assert_eq!(c.targets[0].luns[1].lu, "iqn.2026-11.org.oxtgt:a/lun1");
+    }
+
+    #[test]
+    fn lu_references_are_checked_with_lines() {
+        let src = SHARED.replace(
+            "lu = \"vmfs-1\"\n[[target.lun]]",
+            "lu = \"nope\"\n[[target.lun]]",
+        );
+        let e = Config::parse("r.toml", &src).unwrap_err();
+        let s = e.to_string();
+        assert!(
+            s.contains("r.toml:15: target[0].lun[0].lu: no [[lu]] is named \"nope\""),
+            "{s}"
+        );
+        let both = SHARED.replace(
+            "id = 5\nlu = \"vmfs-1\"",
+            "id = 5\nlu = \"vmfs-1\"\nbackstore = \"ram\"",
+        );
+        let e = Config::parse("r.toml", &both).unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
+    }
+
+    #[test]
+    fn the_model_round_trips_through_toml() {
+        for src in [
+            SHARED,
+            DEFAULT_CONFIG,
+            include_str!("../../../examples/oxtgt.toml"),
+        ] {
+            let c = Config::parse("a.toml", src).unwrap();
+            let text = c.to_toml();
+            let again = Config::parse("b.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            assert_eq!(again, c, "{text}");
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! oxtgt: a userspace iSCSI target.
 //!
 //! `oxtgt` alone serves the embedded default config; `oxtgt serve --config FILE`
-//! serves a TOML config; `oxtgt check-config FILE` validates one.
+//! serves a TOML config; `oxtgt check-config FILE` validates one; `oxtgt
+//! migrate-config FILE` prints it as the model oxtgt runs.
 
 mod config;
 mod conn;
@@ -48,6 +49,9 @@ enum Cmd {
     },
     /// Validate a config file and report every error with its line and key.
     CheckConfig { file: PathBuf },
+    /// Print a config file as the model oxtgt runs, every default spelled out:
+    /// LUs that several targets share as named [[lu]] sections.
+    MigrateConfig { file: PathBuf },
 }
 
 fn init_logging(format: LogFormat) {
@@ -78,6 +82,18 @@ fn main() -> std::process::ExitCode {
                         c.targets.len(),
                         luns
                     );
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Cmd::MigrateConfig { file }) => {
+            return match Config::load(&file) {
+                Ok(c) => {
+                    print!("{}", c.to_toml());
                     std::process::ExitCode::SUCCESS
                 }
                 Err(e) => {

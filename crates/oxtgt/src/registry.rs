@@ -166,12 +166,114 @@ fn open_backstore(l: &LunConfig) -> anyhow::Result<Arc<dyn Backstore>> {
     })
 }
 
+/// LU identities remembered in the state directory (`identities.txt`, one line per
+/// LU: key, NAA, serial), so an identity assigned once stays with the disk: a file or
+/// block LU is keyed by its path, a RAM LU by its LU name. Renaming a target or
+/// renumbering a LUN therefore leaves what initiators see (VPD 83h, 80h) unchanged.
+#[derive(Debug, Default)]
+struct Identities {
+    path: Option<std::path::PathBuf>,
+    known: BTreeMap<String, ([u8; 16], String)>,
+    changed: bool,
+}
+
+impl Identities {
+    fn load(dir: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let Some(dir) = dir else {
+            return Ok(Self::default());
+        };
+        let path = dir.join("identities.txt");
+        let mut known = BTreeMap::new();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                for (n, line) in text.lines().enumerate() {
+                    let mut f = line.split('\t');
+                    let (Some(key), Some(naa), Some(serial), None) =
+                        (f.next(), f.next(), f.next(), f.next())
+                    else {
+                        anyhow::bail!("{}:{}: not KEY<TAB>NAA<TAB>SERIAL", path.display(), n + 1);
+                    };
+                    let naa = parse_naa_hex(naa)
+                        .with_context(|| format!("{}:{}: NAA {naa:?}", path.display(), n + 1))?;
+                    known.insert(key.to_owned(), (naa, serial.to_owned()));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+        Ok(Self {
+            path: Some(path),
+            known,
+            changed: false,
+        })
+    }
+
+    /// The identity `l` has: the configured one, else the one remembered for its
+    /// key, else the derived one, remembered from now on.
+    fn resolve(&mut self, l: &LunConfig) -> ([u8; 16], String) {
+        if self.path.is_none() || l.identity_configured {
+            return (l.naa, l.serial.clone());
+        }
+        let key = match &l.path {
+            Some(p) => format!("path:{}", p.display()),
+            None => format!("lu:{}", l.lu),
+        };
+        if let Some(id) = self.known.get(&key) {
+            return id.clone();
+        }
+        self.known.insert(key, (l.naa, l.serial.clone()));
+        self.changed = true;
+        (l.naa, l.serial.clone())
+    }
+
+    /// Writes the file when something new was remembered (temp file, fsync, rename).
+    fn save(&self) -> anyhow::Result<()> {
+        let (Some(path), true) = (&self.path, self.changed) else {
+            return Ok(());
+        };
+        let mut text = String::new();
+        for (key, (naa, serial)) in &self.known {
+            text.push_str(&format!("{key}\t{}\t{serial}\n", hex(naa)));
+        }
+        let store = FilePrStore { path: path.clone() };
+        scsi::pr::PrStore::save(&store, &text)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+fn parse_naa_hex(s: &str) -> Option<[u8; 16]> {
+    let mut out = [0u8; 16];
+    if s.len() != 32 {
+        return None;
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 impl Registry {
     pub fn build(cfg: &Config) -> anyhow::Result<Self> {
         let mut targets = Vec::new();
+        // LUs by name: a LU mapped into several targets is one LogicalUnit.
+        let mut built: HashMap<String, Arc<LogicalUnit>> = HashMap::new();
+        let mut identities = Identities::load(cfg.server.state_dir.as_deref())?;
+        let mut seen_naa: HashMap<[u8; 16], String> = HashMap::new();
         for t in &cfg.targets {
             let mut luns = BTreeMap::new();
             for l in &t.luns {
+                if let Some(lu) = built.get(&l.lu) {
+                    luns.insert(l.id, lu.clone());
+                    continue;
+                }
+                let (naa, serial) = identities.resolve(l);
+                if let Some(other) = seen_naa.insert(naa, l.lu.clone()) {
+                    anyhow::bail!(
+                        "LU {} and LU {other} have the same NAA {} (identities.txt in the state directory)",
+                        l.lu,
+                        hex(&naa)
+                    );
+                }
                 let store = open_backstore(l)?;
                 let identity = LuIdentity {
                     vendor: l.vendor.clone(),
@@ -181,21 +283,23 @@ impl Registry {
                         .filter(|c| *c != '.')
                         .take(4)
                         .collect(),
-                    serial: l.serial.clone(),
-                    naa: l.naa,
+                    serial,
+                    naa,
                 };
                 let mut lu = LogicalUnit::new(identity, store, l.block_size, l.read_only)
                     .with_thin(l.thin)
                     .with_physical_block_size(l.physical_block_size);
                 if let Some(dir) = &cfg.server.state_dir {
-                    let path = dir.join(format!("pr-{}.txt", hex(&l.naa)));
+                    let path = dir.join(format!("pr-{}.txt", hex(&naa)));
                     lu = lu
                         .with_pr_store(Box::new(FilePrStore { path: path.clone() }))
                         .map_err(|e| {
                             anyhow::anyhow!("LUN {}: reservations in {}: {e}", l.id, path.display())
                         })?;
                 }
-                luns.insert(l.id, Arc::new(lu));
+                let lu = Arc::new(lu);
+                built.insert(l.lu.clone(), lu.clone());
+                luns.insert(l.id, lu);
             }
             let access = if t.open_access {
                 Access::Open
@@ -215,6 +319,7 @@ impl Registry {
                 access,
             }));
         }
+        identities.save()?;
         let copy = Arc::new(copy::Manager::new(Arc::new(AclResolver {
             targets: targets.clone(),
         })));
@@ -282,5 +387,96 @@ impl LoginPolicy for Registry {
             return Err(LoginStatus::AUTHORIZATION_FAILURE);
         }
         Ok(t.alias.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpdir(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "oxtgt-registry-{tag}-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn config(dir: &std::path::Path, target: &str, lun: u16) -> Config {
+        let src = format!(
+            r#"
+[server]
+state_dir = "{d}"
+[[target]]
+name = "{target}"
+open_access = true
+[[target.lun]]
+id = {lun}
+backstore = "file"
+path = "{d}/disk.img"
+size = "1MiB"
+"#,
+            d = dir.display()
+        );
+        Config::parse("t.toml", &src).unwrap()
+    }
+
+    fn naa_of(r: &Registry) -> [u8; 16] {
+        r.targets[0].luns().next().unwrap().identity().naa
+    }
+
+    #[test]
+    fn a_disk_keeps_its_identity_when_its_target_is_renamed_and_its_lun_renumbered() {
+        let dir = tmpdir("identity");
+        let first = Registry::build(&config(&dir, "iqn.2026-11.org.oxtgt:old", 0)).unwrap();
+        let naa = naa_of(&first);
+        drop(first);
+        let renamed = Registry::build(&config(&dir, "iqn.2026-11.org.oxtgt:new", 7)).unwrap();
+        assert_eq!(naa_of(&renamed), naa, "remembered in identities.txt");
+        // Without the state directory the identity would have been derived anew.
+        assert_ne!(derive_naa_for_test("iqn.2026-11.org.oxtgt:new", 7), naa);
+        let text = std::fs::read_to_string(dir.join("identities.txt")).unwrap();
+        assert!(
+            text.starts_with(&format!("path:{}/disk.img\t", dir.display())),
+            "{text}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn derive_naa_for_test(target: &str, lun: u16) -> [u8; 16] {
+        crate::config::derive_naa(target, lun)
+    }
+
+    #[test]
+    fn an_lu_mapped_into_two_targets_is_one_logical_unit() {
+        let src = r#"
+[[lu]]
+name = "shared"
+backstore = "ram"
+size = "1MiB"
+[[target]]
+name = "iqn.2026-11.org.oxtgt:a"
+open_access = true
+[[target.lun]]
+id = 0
+lu = "shared"
+[[target]]
+name = "iqn.2026-11.org.oxtgt:b"
+open_access = true
+[[target.lun]]
+id = 3
+lu = "shared"
+"#;
+        let r = Registry::build(&Config::parse("s.toml", src).unwrap()).unwrap();
+        let a = r.targets[0].lun_map("iqn.x").unwrap();
+        let b = r.targets[1].lun_map("iqn.x").unwrap();
+        assert!(Arc::ptr_eq(&a[&0], &b[&3]));
+        let resolver = AclResolver {
+            targets: r.targets.clone(),
+        };
+        let nexus = scsi::testing::nexus(1);
+        assert_eq!(copy::Resolver::accessible(&resolver, &nexus).len(), 1);
     }
 }
