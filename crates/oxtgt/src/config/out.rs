@@ -1,0 +1,179 @@
+//! The model as TOML ([`Config::to_toml`]).
+
+use super::*;
+
+/// The running model written back as TOML that [`Config::parse`] reads to the same
+/// model (`save` and live reconfiguration build on this). LUs shared by targets are
+/// written once as `[[lu]]` and mapped by name; the others stay inline, as written.
+#[derive(Serialize)]
+struct OutConfig {
+    server: OutServer,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    lu: Vec<OutLu>,
+    target: Vec<OutTarget>,
+}
+
+#[derive(Serialize)]
+struct OutServer {
+    listen: Vec<String>,
+    queue_depth: u32,
+    nop_interval_secs: u64,
+    nop_timeout_secs: u64,
+    max_recv_data_segment_length: u32,
+    max_burst_length: u32,
+    first_burst_length: u32,
+    max_outstanding_r2t: u32,
+    initial_r2t: bool,
+    immediate_data: bool,
+    log_format: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state_dir: Option<String>,
+}
+
+#[derive(Serialize)]
+struct OutLu {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<u16>,
+    backstore: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size: Option<u64>,
+    block_size: u32,
+    physical_block_size: u32,
+    read_only: bool,
+    thin: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    serial: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wwn: Option<String>,
+    vendor: String,
+    product: String,
+}
+
+#[derive(Serialize)]
+struct OutMapped {
+    id: u16,
+    lu: String,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum OutLun {
+    Mapped(OutMapped),
+    Inline(Box<OutLu>),
+}
+
+#[derive(Serialize)]
+struct OutTarget {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alias: Option<String>,
+    open_access: bool,
+    lun: Vec<OutLun>,
+    acl: Vec<OutAcl>,
+}
+
+#[derive(Serialize)]
+struct OutAcl {
+    initiator: String,
+    map: BTreeMap<String, u16>,
+}
+
+impl OutLu {
+    fn of(l: &LunConfig, name: Option<String>, id: Option<u16>) -> Self {
+        Self {
+            name,
+            id,
+            backstore: match l.backstore {
+                BackstoreKind::File => "file",
+                BackstoreKind::Block => "block",
+                BackstoreKind::Ram => "ram",
+            },
+            path: l.path.as_ref().map(|p| p.display().to_string()),
+            size: l.size.filter(|_| l.backstore != BackstoreKind::Block),
+            block_size: l.block_size,
+            physical_block_size: l.physical_block_size,
+            read_only: l.read_only,
+            thin: l.thin,
+            serial: l.identity_configured.then(|| l.serial.clone()),
+            wwn: l
+                .identity_configured
+                .then(|| format!("naa.{}", codec::hex(&l.naa).to_ascii_lowercase())),
+            vendor: l.vendor.clone(),
+            product: l.product.clone(),
+        }
+    }
+}
+
+impl Config {
+    /// This model as TOML.
+    pub fn to_toml(&self) -> String {
+        let s = &self.server;
+        let inline_name =
+            |t: &TargetConfig, l: &LunConfig| l.lu == format!("{}/lun{}", t.name, l.id);
+        let mut lu: Vec<OutLu> = Vec::new();
+        let mut written = HashSet::new();
+        for t in &self.targets {
+            for l in t.luns.iter().filter(|l| !inline_name(t, l)) {
+                if written.insert(l.lu.clone()) {
+                    lu.push(OutLu::of(l, Some(l.lu.clone()), None));
+                }
+            }
+        }
+        let out = OutConfig {
+            server: OutServer {
+                listen: s.listen.iter().map(|a| a.to_string()).collect(),
+                queue_depth: s.queue_depth,
+                nop_interval_secs: s.nop_interval_secs,
+                nop_timeout_secs: s.nop_timeout_secs,
+                max_recv_data_segment_length: s.limits.max_recv_data_segment_length,
+                max_burst_length: s.limits.max_burst_length,
+                first_burst_length: s.limits.first_burst_length,
+                max_outstanding_r2t: s.limits.max_outstanding_r2t,
+                initial_r2t: s.limits.initial_r2t,
+                immediate_data: s.limits.immediate_data,
+                log_format: match s.log_format {
+                    LogFormat::Human => "human",
+                    LogFormat::Json => "json",
+                },
+                state_dir: s.state_dir.as_ref().map(|d| d.display().to_string()),
+            },
+            lu,
+            target: self
+                .targets
+                .iter()
+                .map(|t| OutTarget {
+                    name: t.name.clone(),
+                    alias: t.alias.clone(),
+                    open_access: t.open_access,
+                    lun: t
+                        .luns
+                        .iter()
+                        .map(|l| {
+                            if inline_name(t, l) {
+                                OutLun::Inline(Box::new(OutLu::of(l, None, Some(l.id))))
+                            } else {
+                                OutLun::Mapped(OutMapped {
+                                    id: l.id,
+                                    lu: l.lu.clone(),
+                                })
+                            }
+                        })
+                        .collect(),
+                    acl: t
+                        .acls
+                        .iter()
+                        .map(|a| OutAcl {
+                            initiator: a.initiator.clone(),
+                            map: a.map.iter().map(|(v, l)| (v.to_string(), *l)).collect(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        };
+        toml::to_string(&out).unwrap_or_default()
+    }
+}

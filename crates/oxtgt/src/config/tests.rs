@@ -1,0 +1,140 @@
+//! Config parsing, validation and the TOML round trip.
+
+use super::*;
+
+#[test]
+fn embedded_default_is_valid() {
+    let c = Config::embedded_default();
+    assert_eq!(c.targets[0].luns.len(), 2);
+    assert_eq!(c.targets[0].luns[1].size, Some(1 << 30));
+    assert_ne!(c.targets[0].luns[0].naa, c.targets[0].luns[1].naa);
+}
+
+#[test]
+fn unknown_key_reports_line_and_key() {
+    let src = "[server]\nlisten = [\"127.0.0.1:3260\"]\nbogus = 1\n";
+    let e = Config::parse("x.toml", src).unwrap_err();
+    let s = e.to_string();
+    assert!(s.starts_with("x.toml:3:"), "{s}");
+    assert!(s.contains("bogus"), "{s}");
+}
+
+#[test]
+fn semantic_errors_all_reported_with_lines() {
+    let src = r#"
+[[target]]
+name = "iqn.bad"
+[[target.lun]]
+id = 0
+backstore = "ram"
+size = "10XB"
+[[target.lun]]
+id = 0
+backstore = "file"
+"#;
+    let e = Config::parse("y.toml", src).unwrap_err();
+    let lines: Vec<String> =
+        e.0.iter()
+            .map(|e| format!("{}:{}", e.line.unwrap_or(0), e.key))
+            .collect();
+    assert!(lines.contains(&"3:target[0].name".to_string()), "{lines:?}");
+    assert!(
+        lines.contains(&"7:target[0].lun[0].size".to_string()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"9:target[0].lun[1].id".to_string()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"10:target[0].lun[1].path".to_string()),
+        "{lines:?}"
+    );
+}
+
+const SHARED: &str = r#"
+[server]
+listen = ["127.0.0.1:3260"]
+
+[[lu]]
+name = "vmfs-1"
+backstore = "ram"
+size = "64MiB"
+
+[[target]]
+name = "iqn.2026-11.org.oxtgt:a"
+open_access = true
+[[target.lun]]
+id = 0
+lu = "vmfs-1"
+[[target.lun]]
+id = 1
+backstore = "ram"
+size = "1MiB"
+
+[[target]]
+name = "iqn.2026-11.org.oxtgt:b"
+[[target.lun]]
+id = 5
+lu = "vmfs-1"
+[[target.acl]]
+initiator = "iqn.1998-01.com.vmware:esx01"
+luns = [5]
+"#;
+
+#[test]
+fn a_named_lu_is_one_lu_in_every_target_that_maps_it() {
+    let c = Config::parse("s.toml", SHARED).unwrap();
+    let a = &c.targets[0].luns[0];
+    let b = &c.targets[1].luns[0];
+    assert_eq!((a.id, b.id), (0, 5));
+    assert_eq!((a.lu.as_str(), b.lu.as_str()), ("vmfs-1", "vmfs-1"));
+    assert_eq!(
+        a.naa, b.naa,
+        "one identity whatever the target or LUN number"
+    );
+    assert_eq!(a.naa, derive_lu_naa("vmfs-1"));
+    assert_eq!(c.targets[0].luns[1].lu, "iqn.2026-11.org.oxtgt:a/lun1");
+}
+
+#[test]
+fn lu_references_are_checked_with_lines() {
+    let src = SHARED.replace(
+        "lu = \"vmfs-1\"\n[[target.lun]]",
+        "lu = \"nope\"\n[[target.lun]]",
+    );
+    let e = Config::parse("r.toml", &src).unwrap_err();
+    let s = e.to_string();
+    assert!(
+        s.contains("r.toml:15: target[0].lun[0].lu: no [[lu]] is named \"nope\""),
+        "{s}"
+    );
+    let both = SHARED.replace(
+        "id = 5\nlu = \"vmfs-1\"",
+        "id = 5\nlu = \"vmfs-1\"\nbackstore = \"ram\"",
+    );
+    let e = Config::parse("r.toml", &both).unwrap_err();
+    assert!(e.to_string().contains("not both"), "{e}");
+}
+
+#[test]
+fn the_model_round_trips_through_toml() {
+    for src in [
+        SHARED,
+        DEFAULT_CONFIG,
+        include_str!("../../../../examples/oxtgt.toml"),
+    ] {
+        let c = Config::parse("a.toml", src).unwrap();
+        let text = c.to_toml();
+        let again = Config::parse("b.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(again, c, "{text}");
+    }
+}
+
+#[test]
+fn naa_is_stable_and_type6() {
+    let a = derive_naa("iqn.2026-11.org.oxtgt:t", 0);
+    assert_eq!(a, derive_naa("iqn.2026-11.org.oxtgt:t", 0));
+    assert_ne!(a, derive_naa("iqn.2026-11.org.oxtgt:t", 1));
+    assert_eq!(a[0] >> 4, 6);
+}

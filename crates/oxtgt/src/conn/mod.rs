@@ -1,0 +1,522 @@
+//! One iSCSI connection (= one session: MaxConnections is 1): login, then the
+//! full-feature phase.
+//!
+//! ```text
+//!  socket ─► PduReader ─► Conn::on_pdu ─► CmdSN window ─► command ─► R2T/Data-Out ─► execute
+//!                                                                  (pooled buffer)   (blocking pool)
+//!  socket ◄─ writer task (StatSN/ExpCmdSN/MaxCmdSN stamped, vectored writes) ◄─ responses
+//! ```
+//! The reader never waits on storage: commands run on the blocking pool and their
+//! responses go to the writer through a channel.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use iscsi::keys::TextPairs;
+use iscsi::login::{LoginOutcome, NegotiatedParams, Negotiator, SessionType};
+use iscsi::pdu::{
+    self, reject_reason, tmf_response, DataIn, LogoutResp, NopIn, R2t, Reject, Request,
+    ScsiCommand, ScsiResponse, TaskMgmt, TaskMgmtResp, TextResp, TmfFunction, NO_TAG,
+};
+use iscsi::session::data_in::{self, Answer};
+use iscsi::session::order::{CmdQueue, Offer};
+use iscsi::session::write::{DataOutHeader, TttAllocator, WriteSeq};
+use iscsi::{DigestConfig, PduError};
+use scsi::cdb::{DataDir, DeviceType, Parsed};
+use scsi::lu::{TaskManagement, MAX_TRANSFER_BYTES};
+use scsi::report::{decode_lun, report_luns};
+use scsi::sense::status;
+use scsi::{Asc, Command, Ctx, LogicalUnit, Nexus, Outcome, Sense, SenseKey};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+
+mod data;
+mod login;
+mod response;
+mod text;
+mod tmf;
+
+use login::{login, shutdown_notice, spawn_keepalive, LoginDone};
+
+use response::{build_response, run_command};
+
+use crate::pool::BufPool;
+use crate::registry::{Registry, SessionEntry, Target};
+use crate::wire::{
+    self, After, DataRef, Header, OutTx, Outgoing, PduOut, PduReader, ReadError, Shared, SnMode,
+};
+
+/// Login text is small; this bounds what a peer can make us buffer before login ends.
+const LOGIN_MAX_DATA: usize = 64 * 1024;
+
+/// Serves one TCP connection until it closes.
+pub async fn serve(
+    stream: TcpStream,
+    reg: Arc<Registry>,
+    pool: Arc<BufPool>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let peer = stream.peer_addr().ok();
+    let local = stream.local_addr().ok();
+    let _ = stream.set_nodelay(true);
+    let (rd, mut wr) = stream.into_split();
+    let mut reader = PduReader::new(rd, LOGIN_MAX_DATA);
+    let login = match login(&mut reader, &mut wr, &reg).await {
+        Ok(Some(l)) => l,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::info!(?peer, error = %e, "connection closed during login");
+            return;
+        }
+    };
+    let LoginDone { params, stat_sn } = login;
+    let tsih = params.tsih;
+    tracing::info!(?peer, initiator = %params.initiator_name, target = ?params.target_name, tsih = params.tsih, "login complete");
+    reader.digests = DigestConfig {
+        header: params.header_digest,
+        data: params.data_digest,
+    };
+    reader.max_data = params.max_recv_data_segment_length as usize;
+
+    let shared = Arc::new(Shared::new(params.first_cmd_sn, reg.server.queue_depth));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(wire::writer(
+        wr,
+        rx,
+        shared.clone(),
+        reader.digests,
+        stat_sn,
+        pool.clone(),
+    ));
+
+    let target = params
+        .target_name
+        .as_deref()
+        .and_then(|n| reg.target(n))
+        .cloned();
+    let luns = target
+        .as_ref()
+        .and_then(|t| t.lun_map(&params.initiator_name))
+        .unwrap_or_default();
+    let nexus = Arc::new(Nexus {
+        id: reg.new_nexus_id(),
+        initiator: params.initiator_name.as_str().into(),
+        isid: params.isid,
+        target_name: params.target_name.clone().unwrap_or_default().into(),
+        tpgt: target.as_ref().map(|t| t.tpgt).unwrap_or(1),
+        relative_port: 1,
+    });
+    for lu in luns.values() {
+        lu.attach(&nexus);
+    }
+
+    // Register for reinstatement and for being stopped.
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let (ended_tx, ended_rx) = watch::channel(false);
+    let key = (
+        params.initiator_name.clone(),
+        params.isid,
+        params.target_name.clone().unwrap_or_default(),
+    );
+    if params.session_type == SessionType::Normal {
+        let old = reg
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                key.clone(),
+                SessionEntry {
+                    tsih: params.tsih,
+                    stop: stop_tx,
+                    ended: ended_rx,
+                },
+            );
+        if let Some(old) = old {
+            // Session reinstatement (RFC 7143 §6.3.5): the old session ends first.
+            let _ = old.stop.send(true);
+            let mut ended = old.ended;
+            let _ = tokio::time::timeout(Duration::from_secs(10), ended.wait_for(|e| *e)).await;
+        }
+    }
+
+    let last_rx = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut conn = Conn {
+        reg: reg.clone(),
+        pool: pool.clone(),
+        params: Arc::new(params),
+        nexus: nexus.clone(),
+        target,
+        visible_luns: luns.keys().copied().collect(),
+        luns,
+        tx: tx.clone(),
+        shared: shared.clone(),
+        queued: CmdQueue::default(),
+        writes: HashMap::new(),
+        tasks: Arc::new(Mutex::new(HashMap::new())),
+        ttts: TttAllocator::default(),
+        local,
+        logged_out: false,
+    };
+
+    let keepalive = spawn_keepalive(&reg, tx.clone(), last_rx.clone(), started);
+    let mut shutdown = shutdown;
+    let end_reason: String = tokio::select! {
+        r = conn.run(&mut reader, &last_rx, started) => r,
+        _ = stop_rx.wait_for(|s| *s) => "session stopped (reinstated or reset)".into(),
+        r = shutdown_notice(&mut shutdown, tx.clone()) => r,
+    };
+    if let Some(k) = keepalive {
+        k.abort();
+    }
+    tracing::info!(?peer, initiator = %nexus.initiator, reason = %end_reason, "session ended");
+
+    // Nexus loss: stop what runs, let in-flight writes finish, then detach.
+    for w in conn.writes.drain() {
+        pool.put(w.1.exec.data_out);
+    }
+    // Running commands lose their nexus: long ones (copies) stop at their next
+    // check, the rest finish and their responses are dropped.
+    let waiters = {
+        let tasks = conn.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks
+            .values()
+            .map(|t| {
+                t.aborted.store(true, Ordering::Release);
+                t.done.clone()
+            })
+            .collect::<Vec<_>>()
+    };
+    let drained = async {
+        for mut d in waiters {
+            let _ = d.wait_for(|x| *x).await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(30), drained)
+        .await
+        .is_err()
+    {
+        tracing::warn!(initiator = %nexus.initiator, "commands still running 30 s after the session ended");
+    }
+    for lu in conn.luns.values() {
+        lu.detach(nexus.id);
+    }
+    conn.reg.copy.forget_nexus(nexus.id);
+    drop(conn);
+    drop(tx);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    if !key.2.is_empty() {
+        // Remove our own entry only: a reinstating session may already have replaced it.
+        let mut s = reg.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if s.get(&key).is_some_and(|e| e.tsih == tsih) {
+            s.remove(&key);
+        }
+    }
+    let _ = ended_tx.send(true);
+}
+
+/// A command in flight on the blocking pool.
+struct TaskEntry {
+    lun: u64,
+    aborted: Arc<AtomicBool>,
+    done: watch::Receiver<bool>,
+}
+
+/// Everything needed to run a command once its data is in.
+struct Exec {
+    itt: u32,
+    lun_raw: u64,
+    edtl: u32,
+    read: bool,
+    counted: bool,
+    lu: Option<Arc<LogicalUnit>>,
+    parsed: Result<Parsed, Sense>,
+    /// Bytes the CDB wants to move out (for the residual).
+    needed_out: u64,
+    data_out: Vec<u8>,
+    data_out_len: usize,
+}
+
+/// A write waiting for its Data-Out PDUs.
+struct PendingWrite {
+    exec: Exec,
+    seq: WriteSeq,
+}
+
+/// A non-immediate request that arrived ahead of ExpCmdSN.
+enum Queued {
+    Command(ScsiCommand, PendingBuf),
+    Other(Request, Header, Vec<u8>),
+}
+
+/// Immediate data already read, in the buffer it will be written from.
+struct PendingBuf {
+    buf: Vec<u8>,
+    imm_len: usize,
+    plan: Plan,
+}
+
+struct Plan {
+    lu: Option<Arc<LogicalUnit>>,
+    parsed: Result<Parsed, Sense>,
+    /// Bytes the target will use: min(EDTL, what the CDB needs).
+    transfer: usize,
+    needed_out: u64,
+    /// Unsolicited Data-Out PDUs follow the command (F clear, InitialR2T=No).
+    unsolicited_open: bool,
+    /// Where unsolicited data must end: FirstBurstLength, never past EDTL.
+    unsolicited_limit: usize,
+}
+
+struct Conn {
+    reg: Arc<Registry>,
+    pool: Arc<BufPool>,
+    params: Arc<NegotiatedParams>,
+    nexus: Arc<Nexus>,
+    target: Option<Arc<Target>>,
+    luns: BTreeMap<u16, Arc<LogicalUnit>>,
+    /// The LUN numbers this nexus sees, for REPORT LUNS.
+    visible_luns: Arc<[u16]>,
+    tx: OutTx,
+    shared: Arc<Shared>,
+    queued: CmdQueue<Queued>,
+    writes: HashMap<u32, PendingWrite>,
+    tasks: Arc<Mutex<HashMap<u32, TaskEntry>>>,
+    ttts: TttAllocator,
+    local: Option<SocketAddr>,
+    logged_out: bool,
+}
+
+impl Conn {
+    fn discovery(&self) -> bool {
+        self.params.session_type == SessionType::Discovery
+    }
+
+    fn send(&self, o: Outgoing) {
+        let _ = self.tx.send(o);
+    }
+
+    fn lu_for(&self, lun_raw: u64) -> Option<Arc<LogicalUnit>> {
+        decode_lun(lun_raw).and_then(|l| self.luns.get(&l)).cloned()
+    }
+
+    /// The read loop; returns why it ended.
+    async fn run(
+        &mut self,
+        reader: &mut PduReader,
+        last_rx: &AtomicU64,
+        started: Instant,
+    ) -> String {
+        loop {
+            if self.logged_out {
+                return "logout".into();
+            }
+            let h = match reader.header().await {
+                Ok(h) => h,
+                Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return "initiator closed the connection".into()
+                }
+                Err(e) => return format!("closing: {e}"),
+            };
+            last_rx.store(started.elapsed().as_secs(), Ordering::Relaxed);
+            if let Err(e) = self.on_pdu(reader, h).await {
+                return format!("closing: {e}");
+            }
+        }
+    }
+
+    fn reject(&self, reason: u8, bhs: &[u8; 48]) {
+        let r = Reject {
+            reason,
+            stat_sn: 0,
+            exp_cmd_sn: 0,
+            max_cmd_sn: 0,
+            data_len: 48,
+        };
+        self.send(Outgoing::one(PduOut::with_data(
+            r.encode(),
+            SnMode::Current,
+            bhs.to_vec(),
+        )));
+    }
+
+    async fn on_pdu(&mut self, reader: &mut PduReader, h: Header) -> Result<(), ReadError> {
+        let req = match Request::parse(&h.bhs, &h.ahs) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!(error = %e, "rejecting PDU");
+                reader.skip_data(&h).await?;
+                let reason = if matches!(e, PduError::UnknownOpcode(_)) {
+                    reject_reason::COMMAND_NOT_SUPPORTED
+                } else {
+                    reject_reason::PROTOCOL_ERROR
+                };
+                self.reject(reason, &h.bhs);
+                return Ok(());
+            }
+        };
+        match req {
+            Request::DataOut(d) => self.on_data_out(reader, h, d).await,
+            Request::ScsiCommand(cmd) => {
+                if self.discovery() {
+                    reader.skip_data(&h).await?;
+                    self.reject(reject_reason::PROTOCOL_ERROR, &h.bhs);
+                    return Ok(());
+                }
+                let mut pb = self.plan_command(&cmd, &h);
+                let imm = h.layout.prefix.data_segment_len;
+                if imm > 0 {
+                    if imm > pb.buf.len() {
+                        let mut bigger = self.pool.get(imm);
+                        std::mem::swap(&mut bigger, &mut pb.buf);
+                        self.pool.put(bigger);
+                    }
+                    if let Err(e) = reader.data_into(&h, &mut pb.buf[..imm]).await? {
+                        tracing::warn!(error = %e, itt = cmd.itt, "immediate data digest error");
+                        self.pool.put(pb.buf);
+                        self.reject(reject_reason::DATA_DIGEST_ERROR, &h.bhs);
+                        return Ok(());
+                    }
+                    pb.imm_len = imm;
+                }
+                let (cmd_sn, immediate) = (cmd.cmd_sn, cmd.immediate);
+                self.offer(cmd_sn, immediate, Queued::Command(cmd, pb));
+                Ok(())
+            }
+            other => {
+                let data = match reader.data_vec(&h).await? {
+                    Ok(d) => d,
+                    Err(_) => {
+                        self.reject(reject_reason::DATA_DIGEST_ERROR, &h.bhs);
+                        return Ok(());
+                    }
+                };
+                let (immediate, cmd_sn) = match &other {
+                    Request::NopOut(n) => (n.immediate || n.itt == NO_TAG, n.cmd_sn),
+                    Request::TaskMgmt(t) => (t.immediate, t.cmd_sn),
+                    Request::Text(t) => (t.immediate, t.cmd_sn),
+                    Request::Logout(l) => (l.immediate, l.cmd_sn),
+                    _ => (true, 0),
+                };
+                self.offer(cmd_sn, immediate, Queued::Other(other, h, data));
+                Ok(())
+            }
+        }
+    }
+
+    /// Hands a request to the CmdSN order (`iscsi::session::order`) and delivers
+    /// what is ready. Each counted request is counted in flight before ExpCmdSN moves
+    /// past it, so MaxCmdSN never opens beyond the queue depth.
+    fn offer(&mut self, cmd_sn: u32, immediate: bool, q: Queued) {
+        let shared = self.shared.clone();
+        let offer = {
+            let mut window = shared.window();
+            self.queued.offer(&mut window, cmd_sn, immediate, q, || {
+                shared.in_flight.fetch_add(1, Ordering::AcqRel);
+            })
+        };
+        match offer {
+            Offer::Deliver(ready) => {
+                for (q, counted) in ready {
+                    match q {
+                        Queued::Command(cmd, pb) => self.start_command(cmd, pb, counted),
+                        Queued::Other(req, h, data) => self.on_other(req, &h, data, counted),
+                    }
+                }
+            }
+            Offer::Queued => {}
+            Offer::Dropped(q) => {
+                tracing::debug!(cmd_sn, "request outside the CmdSN window dropped");
+                if let Queued::Command(_, pb) = q {
+                    self.pool.put(pb.buf);
+                }
+            }
+        }
+    }
+
+    fn on_other(&mut self, req: Request, h: &Header, data: Vec<u8>, counted: bool) {
+        match req {
+            Request::NopOut(n) => {
+                if n.itt == NO_TAG {
+                    // The answer to our ping; nothing to send.
+                    self.finish_counted(counted);
+                    return;
+                }
+                let mut ping = data;
+                ping.truncate(self.params.max_send_data_segment_length as usize);
+                let nop = NopIn {
+                    lun: n.lun,
+                    itt: n.itt,
+                    ttt: NO_TAG,
+                    stat_sn: 0,
+                    exp_cmd_sn: 0,
+                    max_cmd_sn: 0,
+                    data_len: ping.len(),
+                };
+                let mut o = Outgoing::one(PduOut::with_data(nop.encode(), SnMode::Advance, ping));
+                o.completes_command = counted;
+                self.send(o);
+            }
+            Request::Text(t) => self.on_text(t, &data, counted),
+            Request::Logout(l) => {
+                let response = match l.reason {
+                    0 | 1 => 0,
+                    _ => 2, // connection recovery is not supported at ErrorRecoveryLevel 0
+                };
+                let resp = LogoutResp {
+                    response,
+                    itt: l.itt,
+                    stat_sn: 0,
+                    exp_cmd_sn: 0,
+                    max_cmd_sn: 0,
+                    time2wait: 0,
+                    time2retain: 0,
+                };
+                let close = response == 0;
+                let mut o = Outgoing::one(PduOut::new(resp.encode(), SnMode::Advance));
+                o.completes_command = counted;
+                if close {
+                    // Let running commands answer first (RFC 7143 §11.14).
+                    let waiters = self.task_waiters(|_| true);
+                    let tx = self.tx.clone();
+                    o.after = After::Close;
+                    tokio::spawn(async move {
+                        for mut w in waiters {
+                            let _ = w.wait_for(|d| *d).await;
+                        }
+                        let _ = tx.send(o);
+                    });
+                    self.logged_out = true;
+                } else {
+                    self.send(o);
+                }
+            }
+            Request::TaskMgmt(t) => self.on_tmf(t, counted),
+            Request::Snack(_) => {
+                self.reject(reject_reason::SNACK_REJECT, &h.bhs);
+                self.finish_counted(counted);
+            }
+            Request::Login(_) => {
+                self.reject(reject_reason::PROTOCOL_ERROR, &h.bhs);
+                self.finish_counted(counted);
+            }
+            Request::ScsiCommand(_) | Request::DataOut(_) => {}
+        }
+    }
+
+    /// Releases the window slot of a counted request that produced no response.
+    fn finish_counted(&self, counted: bool) {
+        if counted {
+            self.send(Outgoing {
+                completes_command: true,
+                ..Outgoing::default()
+            });
+        }
+    }
+}
+
+/// Largest READ or WRITE done inline on the connection task when it cannot block.
+const INLINE_IO_MAX: usize = 64 * 1024;

@@ -1,0 +1,157 @@
+//! A command's answer as PDUs: the command runs against its LU (or the no-LU rules
+//! of SPC-4 6.6.2 and SAM-5 5.9.2), then `iscsi::session::data_in` splits the data
+//! and places status and residuals.
+
+use super::*;
+
+/// Executes one command (blocking) and builds its response PDUs.
+pub(super) fn run_command(
+    exec: Exec,
+    ctx: Ctx<'_>,
+    nexus: &Nexus,
+    luns: &[u16],
+    params: &NegotiatedParams,
+    pool: &BufPool,
+) -> Outgoing {
+    let hint = match (&exec.lu, &exec.parsed) {
+        (
+            Some(lu),
+            Ok(Parsed {
+                command:
+                    Command::Read { blocks, .. }
+                    | Command::Verify { blocks, .. }
+                    | Command::WriteVerify { blocks, .. },
+                ..
+            }),
+        ) => (u64::from(*blocks) * u64::from(lu.block_size())).min(MAX_TRANSFER_BYTES) as usize,
+        _ => 4096,
+    };
+    let mut data_in = pool.get(hint.max(1));
+    let data_out = &exec.data_out[..exec.data_out_len.min(exec.data_out.len())];
+    let outcome = match (&exec.lu, exec.parsed) {
+        (
+            _,
+            Ok(Parsed {
+                command: Command::ReportLuns { select, alloc },
+                ..
+            }),
+        ) => match report_luns(luns, select, alloc) {
+            Ok(b) => copy_in(&mut data_in, &b, alloc),
+            Err(s) => Outcome::check(s),
+        },
+        (Some(lu), parsed) => lu.execute(nexus, parsed, ctx, data_out, &mut data_in),
+        (None, parsed) => no_lu(parsed, &mut data_in),
+    };
+    pool.put(exec.data_out);
+    build_response(
+        exec.itt,
+        exec.lun_raw,
+        exec.edtl,
+        exec.read,
+        exec.needed_out,
+        outcome,
+        data_in,
+        params,
+    )
+}
+
+fn copy_in(buf: &mut Vec<u8>, bytes: &[u8], alloc: u32) -> Outcome {
+    let n = bytes.len().min(alloc as usize);
+    if buf.len() < n {
+        buf.resize(n, 0);
+    }
+    buf[..n].copy_from_slice(&bytes[..n]);
+    Outcome::good(n)
+}
+
+/// Commands addressed to a LUN this nexus has no LU at (SPC-4 6.6.2, SAM-5 5.9.2).
+fn no_lu(parsed: Result<Parsed, Sense>, buf: &mut Vec<u8>) -> Outcome {
+    match parsed.map(|p| p.command) {
+        Ok(Command::Inquiry {
+            evpd: false, alloc, ..
+        }) => copy_in(buf, &scsi::inquiry::standard_no_lu(), alloc),
+        Ok(Command::RequestSense { desc, alloc }) => copy_in(
+            buf,
+            &Sense::illegal(Asc::LU_NOT_SUPPORTED).encode(desc),
+            alloc,
+        ),
+        _ => Outcome::check(Sense::illegal(Asc::LU_NOT_SUPPORTED)),
+    }
+}
+
+/// Data-In PDUs (status in the last one when it is GOOD) or Data-In plus SCSI Response.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn build_response(
+    itt: u32,
+    lun: u64,
+    edtl: u32,
+    read: bool,
+    needed_out: u64,
+    out: Outcome,
+    data_in: Vec<u8>,
+    params: &NegotiatedParams,
+) -> Outgoing {
+    let plan = data_in::plan(
+        Answer {
+            edtl,
+            read,
+            needed_out,
+            data_in: out.data_in_len,
+            good: out.status == status::GOOD && out.sense.is_none(),
+        },
+        params.max_send_data_segment_length as usize,
+        params.max_burst_length as usize,
+    );
+    let residual = plan.residual;
+    let mut pdus = Vec::with_capacity(plan.data_in.len() + 1);
+    for p in &plan.data_in {
+        let d = DataIn {
+            final_: p.final_,
+            status: p.with_status.then_some(out.status),
+            lun,
+            itt,
+            stat_sn: 0,
+            exp_cmd_sn: 0,
+            max_cmd_sn: 0,
+            data_sn: p.data_sn,
+            buffer_offset: p.offset as u32,
+            residual,
+            data_len: p.len,
+        };
+        pdus.push(PduOut {
+            bhs: d.encode(),
+            sn: if p.with_status {
+                SnMode::Advance
+            } else {
+                SnMode::NoStat
+            },
+            data: DataRef::Buf(p.offset, p.len),
+        });
+    }
+    if let Some(exp_data_sn) = plan.response {
+        let sense = out.sense_bytes().map(|s| {
+            let mut v = (s.len() as u16).to_be_bytes().to_vec();
+            v.extend(s);
+            v
+        });
+        let data = sense.unwrap_or_default();
+        let r = ScsiResponse {
+            itt,
+            response: 0,
+            status: out.status,
+            stat_sn: 0,
+            exp_cmd_sn: 0,
+            max_cmd_sn: 0,
+            exp_data_sn,
+            residual,
+            data_len: data.len(),
+        };
+        pdus.push(PduOut::with_data(r.encode(), SnMode::Advance, data));
+    }
+    Outgoing {
+        pdus,
+        buf: Some(data_in),
+        completes_command: false,
+        after: After::Nothing,
+    }
+}
