@@ -391,10 +391,15 @@ size = "16MiB"
 
     drop((a, b));
     server.restart();
-    let state: Vec<_> = std::fs::read_dir(server.dir.join("state"))
+    let state: Vec<String> = std::fs::read_dir(server.dir.join("state"))
         .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(state.len(), 1, "one APTPL file for the LU");
+    let pr_files = state.iter().filter(|n| n.starts_with("pr-")).count();
+    assert_eq!(pr_files, 1, "one APTPL file for the LU: {state:?}");
+    // The LU's identity is remembered beside it, keyed by its backing file.
+    let ids = std::fs::read_to_string(server.dir.join("state/identities.txt")).unwrap();
+    assert!(ids.starts_with("path:") && ids.contains("lun0.img\t"), "{ids}");
     let mut a = session_as(&server, A, 1);
     let mut b = session_as(&server, B, 2);
     let keys = a.scsi(0, &prin(0), 8192, None).unwrap();
