@@ -3,7 +3,10 @@
 //! Requests (initiator → target) are parsed from the 48-byte Basic Header Segment into
 //! [`Request`]; every field the target acts on is named. Responses (target → initiator)
 //! are plain structs whose `encode` writes a BHS. Data segments travel separately so the
-//! daemon can place them straight into I/O buffers.
+//! daemon can place them straight into I/O buffers. Full-feature responses carry no
+//! StatSN, ExpCmdSN or MaxCmdSN: those bytes are zero here and the connection's writer
+//! stamps them at send time, in sending order (only the login phase, which has no
+//! writer yet, sets them on [`LoginResp`]).
 
 use crate::framer::PduError;
 use codec::be;
@@ -436,9 +439,6 @@ pub struct ScsiResponse {
     /// 0x00 command completed at target, 0x01 target failure.
     pub response: u8,
     pub status: u8,
-    pub stat_sn: u32,
-    pub exp_cmd_sn: u32,
-    pub max_cmd_sn: u32,
     pub exp_data_sn: u32,
     pub residual: Residual,
     pub data_len: usize,
@@ -452,7 +452,6 @@ impl ScsiResponse {
             .u8_at(3, self.status)
             .data_len(self.data_len)
             .u32_at(16, self.itt)
-            .sns(self.stat_sn, self.exp_cmd_sn, self.max_cmd_sn)
             .u32_at(36, self.exp_data_sn)
             .u32_at(44, count)
             .finish()
@@ -467,9 +466,6 @@ pub struct DataIn {
     pub status: Option<u8>,
     pub lun: u64,
     pub itt: u32,
-    pub stat_sn: u32,
-    pub exp_cmd_sn: u32,
-    pub max_cmd_sn: u32,
     pub data_sn: u32,
     pub buffer_offset: u32,
     pub residual: Residual,
@@ -492,15 +488,9 @@ impl DataIn {
         if let Some(status) = self.status {
             let (rf, count) = self.residual.flags_and_count();
             flags |= 0x01 | rf;
-            w = w
-                .u8_at(3, status)
-                .u32_at(24, self.stat_sn)
-                .u32_at(44, count);
+            w = w.u8_at(3, status).u32_at(44, count);
         }
-        w.u32_at(28, self.exp_cmd_sn)
-            .u32_at(32, self.max_cmd_sn)
-            .u8_at(1, flags)
-            .finish()
+        w.u8_at(1, flags).finish()
     }
 }
 
@@ -510,9 +500,6 @@ pub struct R2t {
     pub lun: u64,
     pub itt: u32,
     pub ttt: u32,
-    pub stat_sn: u32,
-    pub exp_cmd_sn: u32,
-    pub max_cmd_sn: u32,
     pub r2t_sn: u32,
     pub buffer_offset: u32,
     pub desired_len: u32,
@@ -524,7 +511,6 @@ impl R2t {
             .u64_at(8, self.lun)
             .u32_at(16, self.itt)
             .u32_at(20, self.ttt)
-            .sns(self.stat_sn, self.exp_cmd_sn, self.max_cmd_sn)
             .u32_at(36, self.r2t_sn)
             .u32_at(40, self.buffer_offset)
             .u32_at(44, self.desired_len)
@@ -539,9 +525,6 @@ pub struct NopIn {
     pub lun: u64,
     pub itt: u32,
     pub ttt: u32,
-    pub stat_sn: u32,
-    pub exp_cmd_sn: u32,
-    pub max_cmd_sn: u32,
     pub data_len: usize,
 }
 
@@ -552,7 +535,6 @@ impl NopIn {
             .u64_at(8, self.lun)
             .u32_at(16, self.itt)
             .u32_at(20, self.ttt)
-            .sns(self.stat_sn, self.exp_cmd_sn, self.max_cmd_sn)
             .finish()
     }
 }
@@ -562,9 +544,6 @@ impl NopIn {
 pub struct TaskMgmtResp {
     pub response: u8,
     pub itt: u32,
-    pub stat_sn: u32,
-    pub exp_cmd_sn: u32,
-    pub max_cmd_sn: u32,
 }
 
 impl TaskMgmtResp {
@@ -572,7 +551,6 @@ impl TaskMgmtResp {
         BhsWriter::new(opcode::TASK_MGMT_RESP, 0x80)
             .u8_at(2, self.response)
             .u32_at(16, self.itt)
-            .sns(self.stat_sn, self.exp_cmd_sn, self.max_cmd_sn)
             .finish()
     }
 }
@@ -624,9 +602,6 @@ pub struct TextResp {
     pub lun: u64,
     pub itt: u32,
     pub ttt: u32,
-    pub stat_sn: u32,
-    pub exp_cmd_sn: u32,
-    pub max_cmd_sn: u32,
     pub data_len: usize,
 }
 
@@ -638,7 +613,6 @@ impl TextResp {
             .u64_at(8, self.lun)
             .u32_at(16, self.itt)
             .u32_at(20, self.ttt)
-            .sns(self.stat_sn, self.exp_cmd_sn, self.max_cmd_sn)
             .finish()
     }
 }
@@ -648,9 +622,6 @@ impl TextResp {
 pub struct LogoutResp {
     pub response: u8,
     pub itt: u32,
-    pub stat_sn: u32,
-    pub exp_cmd_sn: u32,
-    pub max_cmd_sn: u32,
     pub time2wait: u16,
     pub time2retain: u16,
 }
@@ -660,7 +631,6 @@ impl LogoutResp {
         BhsWriter::new(opcode::LOGOUT_RESP, 0x80)
             .u8_at(2, self.response)
             .u32_at(16, self.itt)
-            .sns(self.stat_sn, self.exp_cmd_sn, self.max_cmd_sn)
             .u16_at(40, self.time2wait)
             .u16_at(42, self.time2retain)
             .finish()
@@ -671,9 +641,6 @@ impl LogoutResp {
 #[derive(Debug, Clone, Copy)]
 pub struct AsyncMsg {
     pub lun: u64,
-    pub stat_sn: u32,
-    pub exp_cmd_sn: u32,
-    pub max_cmd_sn: u32,
     /// 1 = target requests logout, 2 = target will drop the connection,
     /// 3 = target will drop all connections of the session.
     pub event: u8,
@@ -689,7 +656,6 @@ impl AsyncMsg {
             .data_len(self.data_len)
             .u64_at(8, self.lun)
             .u32_at(16, NO_TAG)
-            .sns(self.stat_sn, self.exp_cmd_sn, self.max_cmd_sn)
             .u8_at(36, self.event)
             .u16_at(38, self.parameter1)
             .u16_at(40, self.parameter2)
@@ -702,9 +668,6 @@ impl AsyncMsg {
 #[derive(Debug, Clone, Copy)]
 pub struct Reject {
     pub reason: u8,
-    pub stat_sn: u32,
-    pub exp_cmd_sn: u32,
-    pub max_cmd_sn: u32,
     pub data_len: usize,
 }
 
@@ -714,7 +677,6 @@ impl Reject {
             .u8_at(2, self.reason)
             .data_len(self.data_len)
             .u32_at(16, NO_TAG)
-            .sns(self.stat_sn, self.exp_cmd_sn, self.max_cmd_sn)
             .finish()
     }
 }
@@ -768,9 +730,6 @@ mod tests {
             status: Some(0),
             lun: 0,
             itt: 0xabcd,
-            stat_sn: 5,
-            exp_cmd_sn: 6,
-            max_cmd_sn: 133,
             data_sn: 2,
             buffer_offset: 8192,
             residual: Residual::Underflow(512),
@@ -781,7 +740,8 @@ mod tests {
         assert_eq!(b[1], 0x80 | 0x02 | 0x01);
         assert_eq!(&b[5..8], &[0, 0x10, 0]);
         assert_eq!(&b[20..24], &[0xff; 4]);
-        assert_eq!(u32::from_be_bytes([b[24], b[25], b[26], b[27]]), 5);
+        // StatSN, ExpCmdSN, MaxCmdSN are left for the writer to stamp at send time.
+        assert_eq!(&b[24..36], &[0; 12]);
         assert_eq!(u32::from_be_bytes([b[36], b[37], b[38], b[39]]), 2);
         assert_eq!(u32::from_be_bytes([b[40], b[41], b[42], b[43]]), 8192);
         assert_eq!(u32::from_be_bytes([b[44], b[45], b[46], b[47]]), 512);

@@ -399,7 +399,10 @@ size = "16MiB"
     assert_eq!(pr_files, 1, "one APTPL file for the LU: {state:?}");
     // The LU's identity is remembered beside it, keyed by its backing file.
     let ids = std::fs::read_to_string(server.dir.join("state/identities.txt")).unwrap();
-    assert!(ids.starts_with("path:") && ids.contains("lun0.img\t"), "{ids}");
+    assert!(
+        ids.starts_with("path:") && ids.contains("lun0.img\t"),
+        "{ids}"
+    );
     let mut a = session_as(&server, A, 1);
     let mut b = session_as(&server, B, 2);
     let keys = a.scsi(0, &prin(0), 8192, None).unwrap();

@@ -99,9 +99,6 @@ pub(super) async fn shutdown_notice(shutdown: &mut watch::Receiver<bool>, tx: Ou
     let _ = shutdown.wait_for(|s| *s).await;
     let msg = pdu::AsyncMsg {
         lun: 0,
-        stat_sn: 0,
-        exp_cmd_sn: 0,
-        max_cmd_sn: 0,
         event: 1,
         parameter1: 0,
         parameter2: 0,
@@ -149,9 +146,6 @@ pub(super) fn spawn_keepalive(
                     lun: 0,
                     itt: NO_TAG,
                     ttt,
-                    stat_sn: 0,
-                    exp_cmd_sn: 0,
-                    max_cmd_sn: 0,
                     data_len: 0,
                 };
                 if tx

@@ -331,9 +331,6 @@ impl Conn {
     fn reject(&self, reason: u8, bhs: &[u8; 48]) {
         let r = Reject {
             reason,
-            stat_sn: 0,
-            exp_cmd_sn: 0,
-            max_cmd_sn: 0,
             data_len: 48,
         };
         self.send(Outgoing::one(PduOut::with_data(
@@ -451,9 +448,6 @@ impl Conn {
                     lun: n.lun,
                     itt: n.itt,
                     ttt: NO_TAG,
-                    stat_sn: 0,
-                    exp_cmd_sn: 0,
-                    max_cmd_sn: 0,
                     data_len: ping.len(),
                 };
                 let mut o = Outgoing::one(PduOut::with_data(nop.encode(), SnMode::Advance, ping));
@@ -469,9 +463,6 @@ impl Conn {
                 let resp = LogoutResp {
                     response,
                     itt: l.itt,
-                    stat_sn: 0,
-                    exp_cmd_sn: 0,
-                    max_cmd_sn: 0,
                     time2wait: 0,
                     time2retain: 0,
                 };

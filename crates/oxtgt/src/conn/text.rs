@@ -29,9 +29,6 @@ impl Conn {
             lun: t.lun,
             itt: t.itt,
             ttt: NO_TAG,
-            stat_sn: 0,
-            exp_cmd_sn: 0,
-            max_cmd_sn: 0,
             data_len: body.len(),
         };
         let mut o = Outgoing::one(PduOut::with_data(resp.encode(), SnMode::Advance, body));

@@ -130,9 +130,6 @@ impl Conn {
         let resp = TaskMgmtResp {
             response,
             itt: t.itt,
-            stat_sn: 0,
-            exp_cmd_sn: 0,
-            max_cmd_sn: 0,
         };
         let mut o = Outgoing::one(PduOut::new(resp.encode(), SnMode::Advance));
         o.completes_command = counted;
