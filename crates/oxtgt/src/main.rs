@@ -142,7 +142,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match rt.block_on(serve(cfg)) {
+    match rt.block_on(serve(cfg, cfg_path)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -152,7 +152,36 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<()> {
+/// SIGHUP: re-reads the config file and serves its targets and LUs; a config with
+/// errors (every one logged with file, line and key) or a change the running model
+/// cannot take changes nothing. Portals and negotiation limits are not reloaded.
+fn reload(reg: &registry::Registry, path: Option<&std::path::Path>) {
+    let Some(path) = path else {
+        tracing::warn!("SIGHUP: serving the embedded default, nothing to reload");
+        return;
+    };
+    let cfg = match Config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                tracing::error!(%e, "reload refused: nothing changed");
+            }
+            return;
+        }
+    };
+    match reg.reload(&cfg) {
+        Ok((lus, reused)) => tracing::info!(
+            config = %path.display(),
+            targets = cfg.targets.len(),
+            lus,
+            reused,
+            "reloaded"
+        ),
+        Err(e) => tracing::error!(error = %e, "reload refused: nothing changed"),
+    }
+}
+
+async fn serve(cfg: Config, cfg_path: Option<PathBuf>) -> anyhow::Result<()> {
     let reg = Arc::new(registry::Registry::build(&cfg)?);
     let pool = Arc::new(pool::BufPool::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -162,7 +191,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let bound = l.local_addr()?;
-        for t in &reg.targets {
+        for t in &reg.model().targets {
             let host = match bound {
                 SocketAddr::V6(a) => format!("[{}]", a.ip()),
                 SocketAddr::V4(a) => a.ip().to_string(),
@@ -204,11 +233,13 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         });
     }
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     loop {
         tokio::select! {
             Some(s) = conn_rx.recv() => {
                 conns.spawn(conn::serve(s, reg.clone(), pool.clone(), shutdown_rx.clone()));
             }
+            _ = sighup.recv() => reload(&reg, cfg_path.as_deref()),
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,

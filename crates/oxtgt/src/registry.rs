@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context;
 use backstore::{Backstore, FileBackstore, RamBackstore};
@@ -70,13 +70,14 @@ pub struct SessionEntry {
 /// may access, through its ACL entry (or open access) on each target of the server.
 #[derive(Debug)]
 pub struct AclResolver {
-    targets: Vec<Arc<Target>>,
+    model: Arc<RwLock<Arc<Model>>>,
 }
 
 impl copy::Resolver for AclResolver {
     fn accessible(&self, nexus: &scsi::Nexus) -> Vec<Arc<LogicalUnit>> {
+        let model = self.model.read().unwrap_or_else(|e| e.into_inner()).clone();
         let mut out: Vec<Arc<LogicalUnit>> = Vec::new();
-        for t in &self.targets {
+        for t in &model.targets {
             for lu in t
                 .lun_map(&nexus.initiator)
                 .into_iter()
@@ -91,9 +92,20 @@ impl copy::Resolver for AclResolver {
     }
 }
 
+/// The targets and LUs being served: built from a config, replaced whole on reload.
+/// Sessions notice a new model by its generation and re-read their LUN map.
+#[derive(Debug, Default)]
+pub struct Model {
+    pub targets: Vec<Arc<Target>>,
+    /// Every LU by name, with the definition it was built from (so a reload reuses
+    /// the LUs whose definition did not change).
+    lus: HashMap<String, (LunConfig, Arc<LogicalUnit>)>,
+}
+
 pub struct Registry {
     pub server: ServerConfig,
-    pub targets: Vec<Arc<Target>>,
+    model: Arc<RwLock<Arc<Model>>>,
+    generation: AtomicU64,
     /// The server's copy manager (EXTENDED COPY, RECEIVE COPY RESULTS).
     pub copy: Arc<copy::Manager>,
     next_nexus: AtomicU64,
@@ -252,17 +264,33 @@ fn parse_naa_hex(s: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
-impl Registry {
-    pub fn build(cfg: &Config) -> anyhow::Result<Self> {
+impl Model {
+    /// Builds the targets and LUs of `cfg`, reusing `old`'s LU objects whose name and
+    /// definition are unchanged. An LU whose definition changed while it exists is
+    /// refused: two objects over one backing store would not share range locks.
+    fn build(cfg: &Config, old: Option<&Model>) -> anyhow::Result<Self> {
         let mut targets = Vec::new();
         // LUs by name: a LU mapped into several targets is one LogicalUnit.
-        let mut built: HashMap<String, Arc<LogicalUnit>> = HashMap::new();
+        let mut lus: HashMap<String, (LunConfig, Arc<LogicalUnit>)> = HashMap::new();
         let mut identities = Identities::load(cfg.server.state_dir.as_deref())?;
         let mut seen_naa: HashMap<[u8; 16], String> = HashMap::new();
         for t in &cfg.targets {
             let mut luns = BTreeMap::new();
             for l in &t.luns {
-                if let Some(lu) = built.get(&l.lu) {
+                if let Some((_, lu)) = lus.get(&l.lu) {
+                    luns.insert(l.id, lu.clone());
+                    continue;
+                }
+                let def = LunConfig { id: 0, ..l.clone() };
+                if let Some((was, lu)) = old.and_then(|o| o.lus.get(&l.lu)) {
+                    if *was != def {
+                        anyhow::bail!(
+                            "LU {} is served and its definition changed; remove it first, or restart",
+                            l.lu
+                        );
+                    }
+                    seen_naa.insert(lu.identity().naa, l.lu.clone());
+                    lus.insert(l.lu.clone(), (def, lu.clone()));
                     luns.insert(l.id, lu.clone());
                     continue;
                 }
@@ -274,31 +302,8 @@ impl Registry {
                         hex(&naa)
                     );
                 }
-                let store = open_backstore(l)?;
-                let identity = LuIdentity {
-                    vendor: l.vendor.clone(),
-                    product: l.product.clone(),
-                    revision: env!("CARGO_PKG_VERSION")
-                        .chars()
-                        .filter(|c| *c != '.')
-                        .take(4)
-                        .collect(),
-                    serial,
-                    naa,
-                };
-                let mut lu = LogicalUnit::new(identity, store, l.block_size, l.read_only)
-                    .with_thin(l.thin)
-                    .with_physical_block_size(l.physical_block_size);
-                if let Some(dir) = &cfg.server.state_dir {
-                    let path = dir.join(format!("pr-{}.txt", hex(&naa)));
-                    lu = lu
-                        .with_pr_store(Box::new(FilePrStore { path: path.clone() }))
-                        .map_err(|e| {
-                            anyhow::anyhow!("LUN {}: reservations in {}: {e}", l.id, path.display())
-                        })?;
-                }
-                let lu = Arc::new(lu);
-                built.insert(l.lu.clone(), lu.clone());
+                let lu = Arc::new(build_lu(cfg, l, naa, serial)?);
+                lus.insert(l.lu.clone(), (def, lu.clone()));
                 luns.insert(l.id, lu);
             }
             let access = if t.open_access {
@@ -320,28 +325,101 @@ impl Registry {
             }));
         }
         identities.save()?;
+        Ok(Self { targets, lus })
+    }
+}
+
+/// One LU of `cfg` with its identity, backstore and reservation store.
+fn build_lu(
+    cfg: &Config,
+    l: &LunConfig,
+    naa: [u8; 16],
+    serial: String,
+) -> anyhow::Result<LogicalUnit> {
+    let store = open_backstore(l)?;
+    let identity = LuIdentity {
+        vendor: l.vendor.clone(),
+        product: l.product.clone(),
+        revision: env!("CARGO_PKG_VERSION")
+            .chars()
+            .filter(|c| *c != '.')
+            .take(4)
+            .collect(),
+        serial,
+        naa,
+    };
+    let mut lu = LogicalUnit::new(identity, store, l.block_size, l.read_only)
+        .with_thin(l.thin)
+        .with_physical_block_size(l.physical_block_size);
+    if let Some(dir) = &cfg.server.state_dir {
+        let path = dir.join(format!("pr-{}.txt", hex(&naa)));
+        lu = lu
+            .with_pr_store(Box::new(FilePrStore { path: path.clone() }))
+            .map_err(|e| anyhow::anyhow!("LU {}: reservations in {}: {e}", l.lu, path.display()))?;
+    }
+    Ok(lu)
+}
+
+impl Registry {
+    pub fn build(cfg: &Config) -> anyhow::Result<Self> {
+        let model = Arc::new(RwLock::new(Arc::new(Model::build(cfg, None)?)));
         let copy = Arc::new(copy::Manager::new(Arc::new(AclResolver {
-            targets: targets.clone(),
+            model: model.clone(),
         })));
         Ok(Self {
             server: cfg.server.clone(),
             copy,
-            targets,
+            model,
+            generation: AtomicU64::new(1),
             next_nexus: AtomicU64::new(1),
             next_tsih: AtomicU16::new(1),
             sessions: Mutex::new(HashMap::new()),
         })
     }
 
-    pub fn target(&self, name: &str) -> Option<&Arc<Target>> {
-        self.targets.iter().find(|t| t.name == name)
+    /// The model being served now.
+    pub fn model(&self) -> Arc<Model> {
+        self.model.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Changes whenever the model is replaced.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Builds the targets and LUs of `cfg` (reusing the LUs whose definition is
+    /// unchanged) and serves them from now on; sessions pick up their new LUN map at
+    /// their next request. Nothing changes on error. Server settings (portals,
+    /// negotiation limits) are not reloaded. Returns (LUs, of which reused).
+    pub fn reload(&self, cfg: &Config) -> anyhow::Result<(usize, usize)> {
+        let old = self.model();
+        let new = Model::build(cfg, Some(&old))?;
+        let reused = new
+            .lus
+            .values()
+            .filter(|(_, lu)| old.lus.values().any(|(_, o)| Arc::ptr_eq(o, lu)))
+            .count();
+        let total = new.lus.len();
+        *self.model.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        Ok((total, reused))
+    }
+
+    pub fn target(&self, name: &str) -> Option<Arc<Target>> {
+        self.model()
+            .targets
+            .iter()
+            .find(|t| t.name == name)
+            .cloned()
     }
 
     /// Targets `initiator` may discover (SendTargets).
-    pub fn visible_targets(&self, initiator: &str) -> Vec<&Arc<Target>> {
-        self.targets
+    pub fn visible_targets(&self, initiator: &str) -> Vec<Arc<Target>> {
+        self.model()
+            .targets
             .iter()
             .filter(|t| t.lun_map(initiator).is_some())
+            .cloned()
             .collect()
     }
 
@@ -361,11 +439,9 @@ impl Registry {
 
     /// Flushes every LU's backstore (shutdown).
     pub fn flush_all(&self) {
-        for t in &self.targets {
-            for lu in t.luns() {
-                if let Err(e) = lu.flush() {
-                    tracing::error!(target = %t.name, error = %e, "flush at shutdown failed");
-                }
+        for (name, (_, lu)) in &self.model().lus {
+            if let Err(e) = lu.flush() {
+                tracing::error!(lu = %name, error = %e, "flush at shutdown failed");
             }
         }
     }
@@ -424,7 +500,7 @@ size = "1MiB"
     }
 
     fn naa_of(r: &Registry) -> [u8; 16] {
-        r.targets[0].luns().next().unwrap().identity().naa
+        r.model().targets[0].luns().next().unwrap().identity().naa
     }
 
     #[test]
@@ -470,11 +546,12 @@ id = 3
 lu = "shared"
 "#;
         let r = Registry::build(&Config::parse("s.toml", src).unwrap()).unwrap();
-        let a = r.targets[0].lun_map("iqn.x").unwrap();
-        let b = r.targets[1].lun_map("iqn.x").unwrap();
+        let m = r.model();
+        let a = m.targets[0].lun_map("iqn.x").unwrap();
+        let b = m.targets[1].lun_map("iqn.x").unwrap();
         assert!(Arc::ptr_eq(&a[&0], &b[&3]));
         let resolver = AclResolver {
-            targets: r.targets.clone(),
+            model: r.model.clone(),
         };
         let nexus = scsi::testing::nexus(1);
         assert_eq!(copy::Resolver::accessible(&resolver, &nexus).len(), 1);

@@ -92,11 +92,8 @@ pub async fn serve(
         pool.clone(),
     ));
 
-    let target = params
-        .target_name
-        .as_deref()
-        .and_then(|n| reg.target(n))
-        .cloned();
+    let generation = reg.generation();
+    let target = params.target_name.as_deref().and_then(|n| reg.target(n));
     let luns = target
         .as_ref()
         .and_then(|t| t.lun_map(&params.initiator_name))
@@ -152,6 +149,7 @@ pub async fn serve(
         target,
         visible_luns: luns.keys().copied().collect(),
         luns,
+        generation,
         tx: tx.clone(),
         shared: shared.clone(),
         queued: CmdQueue::default(),
@@ -278,6 +276,8 @@ struct Conn {
     nexus: Arc<Nexus>,
     target: Option<Arc<Target>>,
     luns: BTreeMap<u16, Arc<LogicalUnit>>,
+    /// The registry model generation `luns` was read from.
+    generation: u64,
     /// The LUN numbers this nexus sees, for REPORT LUNS.
     visible_luns: Arc<[u16]>,
     tx: OutTx,
@@ -340,7 +340,57 @@ impl Conn {
         )));
     }
 
+    /// Re-reads this nexus's LUN map when the registry's model was replaced
+    /// (reload): LUs newly mapped are attached, LUs no longer mapped detached (their
+    /// SPC-2 reservation and PREVENT end), and when the map changed every LU still
+    /// mapped reports REPORTED LUNS DATA HAS CHANGED (SPC-4 6.33) at its next command.
+    fn refresh_luns(&mut self) {
+        let g = self.reg.generation();
+        if g == self.generation {
+            return;
+        }
+        self.generation = g;
+        let target = self.reg.target(&self.nexus.target_name);
+        let new = target
+            .as_ref()
+            .and_then(|t| t.lun_map(&self.nexus.initiator))
+            .unwrap_or_default();
+        let same = new.len() == self.luns.len()
+            && new
+                .iter()
+                .zip(&self.luns)
+                .all(|((a, x), (b, y))| a == b && Arc::ptr_eq(x, y));
+        if same {
+            self.target = target;
+            return;
+        }
+        for lu in new.values() {
+            if !self.luns.values().any(|o| Arc::ptr_eq(o, lu)) {
+                lu.attach(&self.nexus);
+            }
+        }
+        for lu in self.luns.values() {
+            if !new.values().any(|n| Arc::ptr_eq(n, lu)) {
+                lu.detach(self.nexus.id);
+            }
+        }
+        for lu in new.values() {
+            lu.raise_unit_attention_for(self.nexus.id, Asc::REPORTED_LUNS_DATA_CHANGED);
+        }
+        tracing::info!(
+            initiator = %self.nexus.initiator,
+            luns = new.len(),
+            "LUN map changed by a reload"
+        );
+        self.visible_luns = new.keys().copied().collect();
+        self.luns = new;
+        self.target = target;
+    }
+
     async fn on_pdu(&mut self, reader: &mut PduReader, h: Header) -> Result<(), ReadError> {
+        if !self.discovery() {
+            self.refresh_luns();
+        }
         let req = match Request::parse(&h.bhs, &h.ahs) {
             Ok(r) => r,
             Err(e) => {

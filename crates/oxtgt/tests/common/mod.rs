@@ -52,6 +52,17 @@ impl Server {
         self.port = port;
     }
 
+    /// Rewrites the config (`{dir}` replaced as at start) and sends SIGHUP.
+    #[allow(dead_code)]
+    pub fn reload(&self, config: &str) {
+        let cfg = self.dir.join("oxtgt.toml");
+        std::fs::write(&cfg, config.replace("{dir}", self.dir.to_str().unwrap())).unwrap();
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGHUP);
+        }
+    }
+
     pub fn url(&self, lun: u16) -> String {
         format!("iscsi://127.0.0.1:{}/{}/{}", self.port, TARGET, lun)
     }
