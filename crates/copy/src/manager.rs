@@ -38,7 +38,7 @@ pub const COPY_THREADS: usize = 8;
 /// RESOURCES, like one past [`MAX_CONCURRENT_COPIES`] on an LU.
 pub const COPY_QUEUE: usize = 256;
 /// How often a command waiting for its job passes on an abort.
-const ABORT_POLL: Duration = Duration::from_millis(20);
+const ABORT_POLL: Duration = Duration::from_millis(5);
 
 /// The LUs an initiator may reach, on every target of the server: the only place
 /// CSCD designators are looked up.
@@ -221,6 +221,9 @@ impl Manager {
             rec.clone(),
             self.counters.clone(),
         )?;
+        if req.abort.load(Ordering::Acquire) {
+            rec.abort.store(true, Ordering::Release);
+        }
         let (tx, rx) = sync_channel(1);
         self.executor
             .submit(move || {

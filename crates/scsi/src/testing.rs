@@ -105,9 +105,19 @@ impl TestLu {
 
     /// An LU configured by `f` over a fresh RAM store.
     pub fn build(blocks: u64, block_size: u32, f: impl FnOnce(LogicalUnit) -> LogicalUnit) -> Self {
+        Self::with_identity(1, blocks, block_size, f)
+    }
+
+    /// As [`TestLu::build`], with the identity of `seed` (distinct LUs for copies).
+    pub fn with_identity(
+        seed: u8,
+        blocks: u64,
+        block_size: u32,
+        f: impl FnOnce(LogicalUnit) -> LogicalUnit,
+    ) -> Self {
         let ram = Arc::new(RamBackstore::new(blocks * u64::from(block_size)));
         let store: Arc<dyn Backstore> = ram.clone();
-        let lu = f(LogicalUnit::new(identity(1), store, block_size, false));
+        let lu = f(LogicalUnit::new(identity(seed), store, block_size, false));
         Self {
             lu: Arc::new(lu),
             ram,
