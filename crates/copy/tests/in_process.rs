@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use copy::{Manager, Resolver};
 use scsi::sense::status;
-use scsi::testing::{cdbs, Reply, TestLu};
+use scsi::testing::{Reply, TestLu};
 use scsi::{LogicalUnit, Nexus};
+use testkit::cdb as cdbs;
 use testkit::xcopy;
 
 const BS: u32 = 512;

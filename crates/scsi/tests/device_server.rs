@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use scsi::lu::ResetKind;
 use scsi::sense::{status, Asc, SenseKey};
-use scsi::testing::{cdbs, TestLu};
+use scsi::testing::TestLu;
+use testkit::cdb as cdbs;
 
 const BS: u32 = 512;
 

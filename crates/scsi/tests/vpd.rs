@@ -3,7 +3,8 @@
 
 use scsi::cdb::Command;
 use scsi::sense::Asc;
-use scsi::testing::{cdbs, TestLu};
+use scsi::testing::TestLu;
+use testkit::cdb as cdbs;
 
 fn be16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])

@@ -551,4 +551,41 @@ pub mod cdb {
         let a = alloc.to_be_bytes();
         [0x12, u8::from(evpd), page, a[0], a[1], 0]
     }
+    pub fn read12(lba: u32, blocks: u32) -> [u8; 12] {
+        let mut c = [0u8; 12];
+        c[0] = 0xa8;
+        c[2..6].copy_from_slice(&lba.to_be_bytes());
+        c[6..10].copy_from_slice(&blocks.to_be_bytes());
+        c
+    }
+    pub fn verify16(lba: u64, blocks: u32) -> [u8; 16] {
+        let mut c = read16(lba, blocks);
+        c[0] = 0x8f;
+        c
+    }
+    pub fn request_sense(alloc: u8) -> [u8; 6] {
+        [0x03, 0, 0, 0, alloc, 0]
+    }
+    pub fn pr_in(sa: u8, alloc: u16) -> [u8; 10] {
+        let [hi, lo] = alloc.to_be_bytes();
+        [0x5e, sa, 0, 0, 0, 0, 0, hi, lo, 0]
+    }
+    /// PERSISTENT RESERVE OUT with a 24-byte parameter list.
+    pub fn pr_out(sa: u8, kind: u8) -> [u8; 10] {
+        [0x5f, sa, kind, 0, 0, 0, 0, 0, 24, 0]
+    }
+    /// The 24-byte PR OUT parameter list: reservation key, service action key.
+    pub fn pr_params(key: u64, sark: u64) -> [u8; 24] {
+        let mut p = [0u8; 24];
+        p[..8].copy_from_slice(&key.to_be_bytes());
+        p[8..16].copy_from_slice(&sark.to_be_bytes());
+        p
+    }
+    pub fn receive_copy_results(sa: u8, alloc: u32) -> [u8; 16] {
+        let mut c = [0u8; 16];
+        c[0] = 0x84;
+        c[1] = sa;
+        c[10..14].copy_from_slice(&alloc.to_be_bytes());
+        c
+    }
 }
