@@ -24,10 +24,10 @@ impl<T> Default for CmdQueue<T> {
 /// What became of an offered request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Offer<T> {
-    /// Deliver these now, in order: the offered request first when it was the next
-    /// expected, then any that waited behind it. `counted` is false only for an
-    /// immediate request (it takes no slot in the window).
-    Deliver(Vec<(T, bool)>),
+    /// Deliver it now; `counted` is false only for an immediate request (it takes no
+    /// slot in the window). Requests that waited behind it follow from
+    /// [`CmdQueue::next_ready`].
+    Deliver(T, bool),
     /// Inside the window but ahead of ExpCmdSN: it waits.
     Queued,
     /// Outside the window: dropped, as RFC 7143 says, with no response.
@@ -47,7 +47,7 @@ impl<T> CmdQueue<T> {
         mut admit: impl FnMut(),
     ) -> Offer<T> {
         if immediate {
-            return Offer::Deliver(vec![(item, false)]);
+            return Offer::Deliver(item, false);
         }
         match window.check(cmd_sn) {
             CmdSnCheck::OutOfWindow => Offer::Dropped(item),
@@ -58,15 +58,22 @@ impl<T> CmdQueue<T> {
             CmdSnCheck::InOrder => {
                 admit();
                 window.advance();
-                let mut ready = vec![(item, true)];
-                while let Some(next) = self.waiting.remove(&window.exp_cmd_sn()) {
-                    admit();
-                    window.advance();
-                    ready.push((next, true));
-                }
-                Offer::Deliver(ready)
+                Offer::Deliver(item, true)
             }
         }
+    }
+
+    /// The request that waited for ExpCmdSN, if it is here now: admitted (counted)
+    /// and ExpCmdSN advanced past it. Called after each delivery until `None`, so
+    /// requests are delivered in CmdSN order without a list being built.
+    pub fn next_ready(&mut self, window: &mut CmdWindow, mut admit: impl FnMut()) -> Option<T> {
+        if self.waiting.is_empty() {
+            return None;
+        }
+        let next = self.waiting.remove(&window.exp_cmd_sn())?;
+        admit();
+        window.advance();
+        Some(next)
     }
 
     /// Takes out the first waiting request `pred` selects (ABORT TASK of a command

@@ -140,13 +140,18 @@ fn in_order_delivery_with_gaps_and_immediates() {
     // Immediate: delivered at once, uncounted, ExpCmdSN unchanged.
     assert_eq!(
         q.offer(&mut w, 10, true, "nop", || admitted += 1),
-        Offer::Deliver(vec![("nop", false)])
+        Offer::Deliver("nop", false)
     );
     assert_eq!(w.exp_cmd_sn(), 10);
     assert_eq!(
         q.offer(&mut w, 10, false, "a", || admitted += 1),
-        Offer::Deliver(vec![("a", true), ("b", true), ("c", true)])
+        Offer::Deliver("a", true)
     );
+    let mut rest = Vec::new();
+    while let Some(x) = q.next_ready(&mut w, || admitted += 1) {
+        rest.push(x);
+    }
+    assert_eq!(rest, vec!["b", "c"]);
     assert_eq!((w.exp_cmd_sn(), admitted), (13, 3));
     // Already seen, and beyond MaxCmdSN: dropped.
     assert_eq!(
@@ -268,8 +273,11 @@ proptest! {
         let mut q = CmdQueue::default();
         let mut delivered = Vec::new();
         for k in order {
-            if let Offer::Deliver(v) = q.offer(&mut w, start.wrapping_add(k), false, k, || {}) {
-                delivered.extend(v.into_iter().map(|(k, _)| k));
+            if let Offer::Deliver(k, _) = q.offer(&mut w, start.wrapping_add(k), false, k, || {}) {
+                delivered.push(k);
+                while let Some(next) = q.next_ready(&mut w, || {}) {
+                    delivered.push(next);
+                }
             }
         }
         prop_assert_eq!(delivered, (0u32..16).collect::<Vec<_>>());

@@ -454,23 +454,39 @@ impl Conn {
         }
     }
 
+    fn deliver(&mut self, q: Queued, counted: bool) {
+        match q {
+            Queued::Command(cmd, pb) => self.start_command(cmd, pb, counted),
+            Queued::Other(req, h, data) => self.on_other(req, &h, data, counted),
+        }
+    }
+
     /// Hands a request to the CmdSN order (`iscsi::session::order`) and delivers
     /// what is ready. Each counted request is counted in flight before ExpCmdSN moves
     /// past it, so MaxCmdSN never opens beyond the queue depth.
     fn offer(&mut self, cmd_sn: u32, immediate: bool, q: Queued) {
-        let shared = self.shared.clone();
         let offer = {
+            let shared = &self.shared;
             let mut window = shared.window();
             self.queued.offer(&mut window, cmd_sn, immediate, q, || {
                 shared.in_flight.fetch_add(1, Ordering::AcqRel);
             })
         };
         match offer {
-            Offer::Deliver(ready) => {
-                for (q, counted) in ready {
-                    match q {
-                        Queued::Command(cmd, pb) => self.start_command(cmd, pb, counted),
-                        Queued::Other(req, h, data) => self.on_other(req, &h, data, counted),
+            Offer::Deliver(q, counted) => {
+                self.deliver(q, counted);
+                // Requests that waited behind it, in CmdSN order.
+                while !self.queued.is_empty() {
+                    let next = {
+                        let shared = &self.shared;
+                        let mut window = shared.window();
+                        self.queued.next_ready(&mut window, || {
+                            shared.in_flight.fetch_add(1, Ordering::AcqRel);
+                        })
+                    };
+                    match next {
+                        Some(q) => self.deliver(q, true),
+                        None => break,
                     }
                 }
             }

@@ -132,32 +132,62 @@ impl OpcodeInfo {
     }
 }
 
-static BLOCK: LazyLock<Vec<&'static OpcodeInfo>> = LazyLock::new(|| {
-    let mut rows: Vec<&'static OpcodeInfo> = table::SPC.iter().chain(table::SBC).collect();
-    rows.sort_by_key(|c| (c.opcode, c.service_action));
-    rows
-});
+/// One device type's rows in (opcode, service action) order, with the index of
+/// each opcode's first row, so a lookup touches only that opcode's rows.
+struct Table {
+    rows: Vec<&'static OpcodeInfo>,
+    first: [u16; 256],
+}
 
-/// Every command `device_type` implements, in opcode (then service action) order.
-pub fn table(device_type: DeviceType) -> &'static [&'static OpcodeInfo] {
+impl Table {
+    fn new(parts: &[&'static [OpcodeInfo]]) -> Self {
+        let mut rows: Vec<&'static OpcodeInfo> = parts.iter().flat_map(|p| p.iter()).collect();
+        rows.sort_by_key(|c| (c.opcode, c.service_action));
+        let mut first = [u16::MAX; 256];
+        for (i, c) in rows.iter().enumerate().rev() {
+            first[usize::from(c.opcode)] = i as u16;
+        }
+        Self { rows, first }
+    }
+
+    fn rows_of(&self, opcode: u8) -> &[&'static OpcodeInfo] {
+        let start = usize::from(self.first[usize::from(opcode)]);
+        let Some(rest) = self.rows.get(start..) else {
+            return &[];
+        };
+        let n = rest.iter().take_while(|c| c.opcode == opcode).count();
+        &rest[..n]
+    }
+}
+
+static BLOCK: LazyLock<Table> = LazyLock::new(|| Table::new(&[table::SPC, table::SBC]));
+
+fn table_of(device_type: DeviceType) -> &'static Table {
     match device_type {
         DeviceType::Block => &BLOCK,
     }
 }
 
+/// Every command `device_type` implements, in opcode (then service action) order.
+pub fn table(device_type: DeviceType) -> &'static [&'static OpcodeInfo] {
+    &table_of(device_type).rows
+}
+
 /// Opcodes whose byte 1 carries a service action.
 pub fn has_service_actions(device_type: DeviceType, opcode: u8) -> bool {
-    table(device_type)
+    table_of(device_type)
+        .rows_of(opcode)
         .iter()
-        .any(|c| c.opcode == opcode && c.service_action.is_some())
+        .any(|c| c.service_action.is_some())
 }
 
 /// The table entry for `opcode` / `sa` (sa ignored for opcodes without service actions).
 pub fn lookup(device_type: DeviceType, opcode: u8, sa: u8) -> Option<&'static OpcodeInfo> {
-    table(device_type)
+    table_of(device_type)
+        .rows_of(opcode)
         .iter()
         .copied()
-        .find(|c| c.opcode == opcode && c.service_action.is_none_or(|s| s == sa))
+        .find(|c| c.service_action.is_none_or(|s| s == sa))
 }
 
 /// A parsed command and its attributes.
@@ -774,6 +804,29 @@ mod tests {
                     assert_eq!(p.attrs.dir, DataDir::Out, "{}", c.name);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_opcode_index_finds_what_a_scan_finds() {
+        let rows = table(DeviceType::Block);
+        for op in 0..=255u8 {
+            for sa in 0..32u8 {
+                let scan = rows
+                    .iter()
+                    .copied()
+                    .find(|c| c.opcode == op && c.service_action.is_none_or(|s| s == sa));
+                let got = lookup(DeviceType::Block, op, sa);
+                assert_eq!(
+                    got.map(|c| c.name),
+                    scan.map(|c| c.name),
+                    "{op:02x}/{sa:02x}"
+                );
+            }
+            let any_sa = rows
+                .iter()
+                .any(|c| c.opcode == op && c.service_action.is_some());
+            assert_eq!(has_service_actions(DeviceType::Block, op), any_sa);
         }
     }
 

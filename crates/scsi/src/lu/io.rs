@@ -148,7 +148,8 @@ impl LogicalUnit {
         origin: Origin,
         guard: RangeGuard<'a>,
     ) -> Extent<'a> {
-        if exclusive && blocks > 0 {
+        // The flag spares writes the shared lock while nobody observes (the usual case).
+        if exclusive && blocks > 0 && self.observed.load(Ordering::Acquire) {
             let observers = self.observers.read().unwrap_or_else(|e| e.into_inner());
             for o in observers.iter() {
                 o.before_write(self, lba, blocks);
@@ -170,6 +171,7 @@ impl LogicalUnit {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .push(o);
+        self.observed.store(true, Ordering::Release);
     }
 
     pub fn io_stats(&self) -> &IoStats {

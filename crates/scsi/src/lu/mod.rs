@@ -77,6 +77,8 @@ pub struct LogicalUnit {
     wce: AtomicBool,
     stats: IoStats,
     observers: RwLock<Vec<Arc<dyn WriteObserver>>>,
+    /// Whether any observer is registered.
+    observed: AtomicBool,
 }
 
 impl LogicalUnit {
@@ -107,6 +109,7 @@ impl LogicalUnit {
             }),
             stats: IoStats::default(),
             observers: RwLock::new(Vec::new()),
+            observed: AtomicBool::new(false),
         }
     }
 
