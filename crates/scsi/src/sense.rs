@@ -15,22 +15,21 @@ pub mod status {
     pub const TASK_ABORTED: u8 = 0x40;
 }
 
-/// Sense keys (SPC-4 Table 49).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SenseKey(pub u8);
-
-impl SenseKey {
-    pub const NO_SENSE: Self = Self(0x0);
-    pub const RECOVERED_ERROR: Self = Self(0x1);
-    pub const NOT_READY: Self = Self(0x2);
-    pub const MEDIUM_ERROR: Self = Self(0x3);
-    pub const HARDWARE_ERROR: Self = Self(0x4);
-    pub const ILLEGAL_REQUEST: Self = Self(0x5);
-    pub const UNIT_ATTENTION: Self = Self(0x6);
-    pub const DATA_PROTECT: Self = Self(0x7);
-    pub const COPY_ABORTED: Self = Self(0xa);
-    pub const ABORTED_COMMAND: Self = Self(0xb);
-    pub const MISCOMPARE: Self = Self(0xe);
+codec::open_enum! {
+    /// Sense keys (SPC-4 Table 49). Unknown values print in hex.
+    pub struct SenseKey(u8) {
+        NO_SENSE = 0x0,
+        RECOVERED_ERROR = 0x1,
+        NOT_READY = 0x2,
+        MEDIUM_ERROR = 0x3,
+        HARDWARE_ERROR = 0x4,
+        ILLEGAL_REQUEST = 0x5,
+        UNIT_ATTENTION = 0x6,
+        DATA_PROTECT = 0x7,
+        COPY_ABORTED = 0xa,
+        ABORTED_COMMAND = 0xb,
+        MISCOMPARE = 0xe,
+    }
 }
 
 /// Additional sense code and qualifier (SPC-4 Table 50), as `ASC << 8 | ASCQ`.
