@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-2}
 command -v mkfs.xfs >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xfsprogs >/dev/null; }
-cargo build --release -q
+cargo build --release -q --workspace
 work=$(mktemp -d /var/tmp/oxtgt-copy.XXXX)
 port=13280
 cleanup() {

@@ -15,7 +15,7 @@ rounds=${2:-2}
 for p in tgt libiscsi-bin; do
     dpkg -s "$p" >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null; }
 done
-cargo build --release -q
+cargo build --release -q --workspace
 work=$(mktemp -d /var/tmp/oxtgt-bench.XXXX)
 ox_port=13260; tgt_port=13270
 cleanup() {

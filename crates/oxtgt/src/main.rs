@@ -91,10 +91,14 @@ fn main() -> std::process::ExitCode {
             };
         }
         Some(Cmd::MigrateConfig { file }) => {
-            return match Config::load(&file) {
-                Ok(c) => {
-                    print!("{}", c.to_toml());
+            return match Config::load(&file).map(|c| c.to_toml()) {
+                Ok(Ok(text)) => {
+                    print!("{text}");
                     std::process::ExitCode::SUCCESS
+                }
+                Ok(Err(e)) => {
+                    eprintln!("{}: cannot write the model as TOML: {e}", file.display());
+                    std::process::ExitCode::FAILURE
                 }
                 Err(e) => {
                     eprintln!("{e}");

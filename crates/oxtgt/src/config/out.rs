@@ -110,7 +110,7 @@ impl OutLu {
 
 impl Config {
     /// This model as TOML.
-    pub fn to_toml(&self) -> String {
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
         let s = &self.server;
         let inline_name =
             |t: &TargetConfig, l: &LunConfig| l.lu == format!("{}/lun{}", t.name, l.id);
@@ -174,6 +174,6 @@ impl Config {
                 })
                 .collect(),
         };
-        toml::to_string(&out).unwrap_or_default()
+        toml::to_string(&out)
     }
 }

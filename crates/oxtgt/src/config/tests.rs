@@ -125,7 +125,7 @@ fn the_model_round_trips_through_toml() {
         include_str!("../../../../examples/oxtgt.toml"),
     ] {
         let c = Config::parse("a.toml", src).unwrap();
-        let text = c.to_toml();
+        let text = c.to_toml().unwrap();
         let again = Config::parse("b.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(again, c, "{text}");
     }
