@@ -18,14 +18,45 @@ pub struct DataInPdu {
     pub with_status: bool,
 }
 
-/// The PDUs that answer one command.
+/// The PDUs that answer one command. The Data-In PDUs are produced on demand
+/// ([`DataInPlan::data_in`]), so planning allocates nothing per command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataInPlan {
-    pub data_in: Vec<DataInPdu>,
+    /// Bytes of Data-In sent.
+    send: usize,
+    seg: usize,
+    burst: usize,
+    good: bool,
     /// A SCSI Response follows the Data-In PDUs (status not piggybacked), carrying
     /// this ExpDataSN.
     pub response: Option<u32>,
     pub residual: Residual,
+}
+
+impl DataInPlan {
+    /// The Data-In PDUs, in order.
+    pub fn data_in(&self) -> impl Iterator<Item = DataInPdu> + '_ {
+        let mut off = 0usize;
+        let mut data_sn = 0u32;
+        std::iter::from_fn(move || {
+            if off >= self.send {
+                return None;
+            }
+            let to_burst_end = self.burst - (off % self.burst);
+            let len = self.seg.min(self.send - off).min(to_burst_end);
+            let last = off + len == self.send;
+            let pdu = DataInPdu {
+                data_sn,
+                offset: off,
+                len,
+                final_: last || (off + len).is_multiple_of(self.burst),
+                with_status: last && self.good,
+            };
+            off += len;
+            data_sn += 1;
+            Some(pdu)
+        })
+    }
 }
 
 /// What a command produced and what the initiator asked for.
@@ -56,28 +87,16 @@ pub fn plan(a: Answer, max_seg: usize, max_burst: usize) -> DataInPlan {
     } else {
         0
     };
-    let (seg, burst) = (max_seg.max(1), max_burst.max(1));
-    let mut data_in = Vec::new();
-    let mut off = 0usize;
-    let mut data_sn = 0u32;
-    while off < send {
-        let to_burst_end = burst - (off % burst);
-        let len = seg.min(send - off).min(to_burst_end);
-        let last = off + len == send;
-        data_in.push(DataInPdu {
-            data_sn,
-            offset: off,
-            len,
-            final_: last || (off + len).is_multiple_of(burst),
-            with_status: last && a.good,
-        });
-        off += len;
-        data_sn += 1;
-    }
-    let response = (send == 0 || !a.good).then_some(data_sn);
-    DataInPlan {
-        data_in,
-        response,
+    let mut p = DataInPlan {
+        send,
+        seg: max_seg.max(1),
+        burst: max_burst.max(1),
+        good: a.good,
+        response: None,
         residual,
+    };
+    if send == 0 || !a.good {
+        p.response = Some(p.data_in().count() as u32);
     }
+    p
 }

@@ -187,16 +187,15 @@ fn read_data_splits_at_segments_and_bursts_with_status_in_the_last() {
         8192,
         16384,
     );
-    let lens: Vec<_> = p
-        .data_in
-        .iter()
-        .map(|d| (d.offset, d.len, d.final_))
-        .collect();
+    let lens: Vec<_> = p.data_in().map(|d| (d.offset, d.len, d.final_)).collect();
     assert_eq!(
         lens,
         vec![(0, 8192, false), (8192, 8192, true), (16384, 3616, true)]
     );
-    assert!(p.data_in[2].with_status && !p.data_in[1].with_status);
+    assert!({
+        let v: Vec<_> = p.data_in().collect();
+        v[2].with_status && !v[1].with_status
+    });
     assert_eq!((p.response, p.residual), (None, Residual::None));
 }
 
@@ -215,7 +214,7 @@ fn residuals_and_the_response_pdu() {
         65536,
     );
     assert_eq!(p.residual, Residual::Overflow(4096));
-    assert_eq!(p.data_in.iter().map(|d| d.len).sum::<usize>(), 4096);
+    assert_eq!(p.data_in().map(|d| d.len).sum::<usize>(), 4096);
     // A write the CDB wanted 8192 bytes for, EDTL 16384: underflow, SCSI Response.
     let p = plan(
         Answer {
@@ -244,8 +243,8 @@ fn residuals_and_the_response_pdu() {
         4096,
         65536,
     );
-    assert_eq!(p.data_in.len(), 2);
-    assert!(p.data_in.iter().all(|d| !d.with_status));
+    assert_eq!(p.data_in().count(), 2);
+    assert!(p.data_in().all(|d| !d.with_status));
     assert_eq!(p.response, Some(2));
 }
 
@@ -289,7 +288,7 @@ proptest! {
     ) {
         let p = plan(Answer { edtl, read: true, needed_out: 0, data_in: data, good }, seg, burst);
         let mut at = 0;
-        for (i, d) in p.data_in.iter().enumerate() {
+        for (i, d) in p.data_in().enumerate() {
             prop_assert_eq!(d.offset, at);
             prop_assert_eq!(d.data_sn as usize, i);
             prop_assert!(d.len <= seg && d.len > 0);
@@ -297,6 +296,6 @@ proptest! {
         }
         prop_assert_eq!(at, data.min(edtl as usize));
         prop_assert_eq!(p.response.is_some(), at == 0 || !good);
-        prop_assert_eq!(p.data_in.iter().filter(|d| d.with_status).count(), usize::from(at > 0 && good));
+        prop_assert_eq!(p.data_in().filter(|d| d.with_status).count(), usize::from(at > 0 && good));
     }
 }

@@ -103,8 +103,8 @@ pub(super) fn build_response(
         params.max_burst_length as usize,
     );
     let residual = plan.residual;
-    let mut pdus = Vec::with_capacity(plan.data_in.len() + 1);
-    for p in &plan.data_in {
+    let mut pdus = Vec::new();
+    for p in plan.data_in() {
         let d = DataIn {
             final_: p.final_,
             status: p.with_status.then_some(out.status),
