@@ -289,7 +289,7 @@ pub(crate) mod tests {
             d[3] = 0x18;
             d[11] = 1;
             d[19] = i as u8;
-            d[27] = 100 + i as u8;
+            d[27] = 100u8.wrapping_add(i as u8);
             p.extend_from_slice(&d);
         }
         p
