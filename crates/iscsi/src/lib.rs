@@ -6,9 +6,11 @@
 //! ```text
 //!  bytes ──► framer (BHS + AHS + digests + data) ──► pdu::Request
 //!                                                     │
-//!        login::Negotiator (login phase) ◄────────────┤
-//!        seq::CmdWindow (full-feature phase) ◄────────┘
-//!  bytes ◄── pdu::*::encode (responses, Data-In, R2T, NOP-In, Reject, ...)
+//!   session::login::LoginPhase (login::Negotiator,    │
+//!     TSIH, StatSN, deadline) ◄───────────────────────┤
+//!   session::{order, write, data_in, control,         │
+//!     keepalive} (full-feature phase) ◄───────────────┘
+//!  bytes ◄── pdu::*::encode, stamped by session::stamp::Stamper at send time
 //! ```
 #![forbid(unsafe_code)]
 

@@ -7,6 +7,7 @@
 mod config;
 mod conn;
 mod pool;
+mod portals;
 mod registry;
 mod wire;
 
@@ -16,10 +17,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use config::{Config, LogFormat};
-use tokio::net::TcpListener;
+use portals::Portals;
 use tokio::sync::watch;
 
 #[derive(Parser)]
@@ -123,18 +123,19 @@ fn main() -> std::process::ExitCode {
         },
         None => Config::embedded_default(),
     };
-    if !listen.is_empty() {
-        cfg.server.listen = listen;
-    }
-    match log_format.as_deref() {
-        Some("json") => cfg.server.log_format = LogFormat::Json,
-        Some("human") => cfg.server.log_format = LogFormat::Human,
-        Some(other) => {
-            eprintln!("--log-format: {other:?} is not \"human\" or \"json\"");
-            return std::process::ExitCode::FAILURE;
-        }
-        None => {}
-    }
+    let overrides = Overrides {
+        listen,
+        log_format: match log_format.as_deref() {
+            Some("json") => Some(LogFormat::Json),
+            Some("human") => Some(LogFormat::Human),
+            Some(other) => {
+                eprintln!("--log-format: {other:?} is not \"human\" or \"json\"");
+                return std::process::ExitCode::FAILURE;
+            }
+            None => None,
+        },
+    };
+    overrides.apply(&mut cfg);
     init_logging(cfg.server.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -146,7 +147,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match rt.block_on(serve(cfg, cfg_path)) {
+    match rt.block_on(serve(cfg, cfg_path, overrides)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -156,15 +157,40 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// SIGHUP: re-reads the config file and serves its targets and LUs; a config with
-/// errors (every one logged with file, line and key) or a change the running model
-/// cannot take changes nothing. Portals and negotiation limits are not reloaded.
-fn reload(reg: &registry::Registry, path: Option<&std::path::Path>) {
+/// What the command line sets over the config file, at start and at every reload.
+#[derive(Debug, Clone, Default)]
+struct Overrides {
+    listen: Vec<SocketAddr>,
+    log_format: Option<LogFormat>,
+}
+
+impl Overrides {
+    fn apply(&self, cfg: &mut Config) {
+        if !self.listen.is_empty() {
+            cfg.server.listen = self.listen.clone();
+        }
+        if let Some(f) = self.log_format {
+            cfg.server.log_format = f;
+        }
+    }
+}
+
+/// SIGHUP: re-reads the config file and applies it whole, or nothing of it:
+/// targets, LUs, ACLs and LUN maps (sessions see their new map at their next
+/// request), the session settings new logins use, and the portals (new ones bound
+/// first, so an address in use refuses the reload; removed ones stop accepting).
+/// Every error is logged with file, line and key.
+async fn reload(
+    reg: &registry::Registry,
+    path: Option<&std::path::Path>,
+    overrides: &Overrides,
+    portals: &mut Portals,
+) {
     let Some(path) = path else {
         tracing::warn!("SIGHUP: serving the embedded default, nothing to reload");
         return;
     };
-    let cfg = match Config::load(path) {
+    let mut cfg = match Config::load(path) {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors.0 {
@@ -173,28 +199,47 @@ fn reload(reg: &registry::Registry, path: Option<&std::path::Path>) {
             return;
         }
     };
+    overrides.apply(&mut cfg);
+    let bound = match portals.bind_new(&cfg.server.listen).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "reload refused: nothing changed");
+            return;
+        }
+    };
+    let old_format = reg.server().log_format;
     match reg.reload(&cfg) {
-        Ok((lus, reused)) => tracing::info!(
-            config = %path.display(),
-            targets = cfg.targets.len(),
-            lus,
-            reused,
-            "reloaded"
-        ),
+        Ok((lus, reused)) => {
+            let (started, stopped) = portals.commit(bound, &cfg.server.listen);
+            for p in started {
+                tracing::info!(portal = %p, "listening");
+            }
+            for p in stopped {
+                tracing::info!(portal = %p, "portal removed: no new connections; its sessions continue");
+            }
+            if cfg.server.log_format != old_format {
+                tracing::warn!("server.log_format changes at the next restart");
+            }
+            tracing::info!(
+                config = %path.display(),
+                targets = cfg.targets.len(),
+                lus,
+                reused,
+                "reloaded"
+            )
+        }
         Err(e) => tracing::error!(error = %e, "reload refused: nothing changed"),
     }
 }
 
-async fn serve(cfg: Config, cfg_path: Option<PathBuf>) -> anyhow::Result<()> {
+async fn serve(cfg: Config, cfg_path: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
     let reg = Arc::new(registry::Registry::build(&cfg)?);
     let pool = Arc::new(pool::BufPool::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut listeners = Vec::new();
-    for addr in &cfg.server.listen {
-        let l = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        let bound = l.local_addr()?;
+    let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut portals = Portals::new(conn_tx);
+    let bound = portals.bind_new(&cfg.server.listen).await?;
+    for bound in bound.local_addrs() {
         for t in &reg.model().targets {
             let host = match bound {
                 SocketAddr::V6(a) => format!("[{}]", a.ip()),
@@ -213,29 +258,9 @@ async fn serve(cfg: Config, cfg_path: Option<PathBuf>) -> anyhow::Result<()> {
             );
             let _ = out.flush();
         }
-        listeners.push(l);
     }
+    portals.commit(bound, &cfg.server.listen);
     let mut conns = tokio::task::JoinSet::new();
-    let mut accepts = tokio::task::JoinSet::new();
-    let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel();
-    for l in listeners {
-        let tx = conn_tx.clone();
-        accepts.spawn(async move {
-            loop {
-                match l.accept().await {
-                    Ok((s, _)) => {
-                        if tx.send(s).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-        });
-    }
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     loop {
@@ -243,7 +268,7 @@ async fn serve(cfg: Config, cfg_path: Option<PathBuf>) -> anyhow::Result<()> {
             Some(s) = conn_rx.recv() => {
                 conns.spawn(conn::serve(s, reg.clone(), pool.clone(), shutdown_rx.clone()));
             }
-            _ = sighup.recv() => reload(&reg, cfg_path.as_deref()),
+            _ = sighup.recv() => reload(&reg, cfg_path.as_deref(), &overrides, &mut portals).await,
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
@@ -253,7 +278,7 @@ async fn serve(cfg: Config, cfg_path: Option<PathBuf>) -> anyhow::Result<()> {
         sessions = conns.len(),
         "shutting down: asking initiators to log out"
     );
-    accepts.abort_all();
+    portals.stop_all();
     let _ = shutdown_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(40), async {
         while conns.join_next().await.is_some() {}

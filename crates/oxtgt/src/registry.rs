@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use anyhow::Context;
 use backstore::{Backstore, FileBackstore, RamBackstore};
 use iscsi::login::{LoginPolicy, LoginStatus, SessionType};
+use iscsi::session::login::SessionTable;
 use scsi::{LogicalUnit, LuIdentity};
 use tokio::sync::watch;
 
@@ -94,8 +95,11 @@ impl copy::Resolver for AclResolver {
 
 /// The targets and LUs being served: built from a config, replaced whole on reload.
 /// Sessions notice a new model by its generation and re-read their LUN map.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Model {
+    /// Session settings (window, negotiation limits, timeouts) that new logins use;
+    /// a running session keeps what it negotiated.
+    pub server: Arc<ServerConfig>,
     pub targets: Vec<Arc<Target>>,
     /// Every LU by name, with the definition it was built from (so a reload reuses
     /// the LUs whose definition did not change).
@@ -103,7 +107,6 @@ pub struct Model {
 }
 
 pub struct Registry {
-    pub server: ServerConfig,
     model: Arc<RwLock<Arc<Model>>>,
     generation: AtomicU64,
     /// The server's copy manager (EXTENDED COPY, RECEIVE COPY RESULTS).
@@ -325,7 +328,11 @@ impl Model {
             }));
         }
         identities.save()?;
-        Ok(Self { targets, lus })
+        Ok(Self {
+            server: Arc::new(cfg.server.clone()),
+            targets,
+            lus,
+        })
     }
 }
 
@@ -367,7 +374,6 @@ impl Registry {
             model: model.clone(),
         })));
         Ok(Self {
-            server: cfg.server.clone(),
             copy,
             model,
             generation: AtomicU64::new(1),
@@ -382,6 +388,11 @@ impl Registry {
         self.model.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The server settings new sessions use now.
+    pub fn server(&self) -> Arc<ServerConfig> {
+        self.model().server.clone()
+    }
+
     /// Changes whenever the model is replaced.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
@@ -389,10 +400,20 @@ impl Registry {
 
     /// Builds the targets and LUs of `cfg` (reusing the LUs whose definition is
     /// unchanged) and serves them from now on; sessions pick up their new LUN map at
-    /// their next request. Nothing changes on error. Server settings (portals,
-    /// negotiation limits) are not reloaded. Returns (LUs, of which reused).
+    /// their next request. The server settings (negotiation limits, queue depth,
+    /// timeouts) apply to logins from now on; running sessions keep what they
+    /// negotiated. Portals are the caller's (`main`). `state_dir` cannot change
+    /// while running: reservations and identities live there. Nothing changes on
+    /// error. Returns (LUs, of which reused).
     pub fn reload(&self, cfg: &Config) -> anyhow::Result<(usize, usize)> {
         let old = self.model();
+        if cfg.server.state_dir != old.server.state_dir {
+            anyhow::bail!(
+                "server.state_dir changed ({:?} → {:?}); it holds reservations and LU identities, so changing it needs a restart",
+                old.server.state_dir,
+                cfg.server.state_dir
+            );
+        }
         let new = Model::build(cfg, Some(&old))?;
         let reused = new
             .lus
@@ -427,14 +448,22 @@ impl Registry {
         self.next_nexus.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// A TSIH not in use (never 0).
+    /// A TSIH not in use by a running session (never 0).
     pub fn new_tsih(&self) -> u16 {
         loop {
             let t = self.next_tsih.fetch_add(1, Ordering::Relaxed);
-            if t != 0 {
+            if t != 0 && !self.tsih_in_use(t) {
                 return t;
             }
         }
+    }
+
+    pub fn tsih_in_use(&self, tsih: u16) -> bool {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .any(|s| s.tsih == tsih)
     }
 
     /// Flushes every LU's backstore (shutdown).
@@ -444,6 +473,15 @@ impl Registry {
                 tracing::error!(lu = %name, error = %e, "flush at shutdown failed");
             }
         }
+    }
+}
+
+impl SessionTable for Registry {
+    fn tsih_in_use(&self, tsih: u16) -> bool {
+        Registry::tsih_in_use(self, tsih)
+    }
+    fn new_tsih(&self) -> u16 {
+        Registry::new_tsih(self)
     }
 }
 

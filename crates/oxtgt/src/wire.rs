@@ -3,12 +3,11 @@
 //! PDUs with vectored writes.
 
 use std::io::{self, IoSlice};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use iscsi::framer::{data_digest, pad4, Layout};
 use iscsi::pdu::BHS_LEN;
-use iscsi::seq::CmdWindow;
+use iscsi::session::stamp::Stamper;
 use iscsi::{DigestConfig, PduError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -16,43 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::pool::BufPool;
 
-/// Window state shared by the reader (admission) and the writer (advertising).
-pub struct Shared {
-    pub window: Mutex<CmdWindow>,
-    /// Admitted non-immediate commands whose final response has not been sent.
-    pub in_flight: AtomicU32,
-}
-
-impl Shared {
-    pub fn new(first_cmd_sn: u32, depth: u32) -> Self {
-        Self {
-            window: Mutex::new(CmdWindow::new(first_cmd_sn, depth)),
-            in_flight: AtomicU32::new(0),
-        }
-    }
-
-    pub fn window(&self) -> std::sync::MutexGuard<'_, CmdWindow> {
-        self.window.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Current ExpCmdSN and MaxCmdSN.
-    pub fn sns(&self) -> (u32, u32) {
-        let in_flight = self.in_flight.load(Ordering::Acquire);
-        let mut w = self.window();
-        (w.exp_cmd_sn(), w.max_cmd_sn(in_flight))
-    }
-}
-
-/// How the writer fills bytes 24..36 of a PDU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SnMode {
-    /// Data-In without status: StatSN reserved, ExpCmdSN/MaxCmdSN set.
-    NoStat,
-    /// StatSN = next StatSN, not advanced (R2T, unsolicited NOP-In, Reject, Async).
-    Current,
-    /// StatSN = next StatSN, then advanced (responses carrying status).
-    Advance,
-}
+pub use iscsi::session::stamp::{SessionWindow, SnMode};
 
 #[derive(Debug)]
 pub enum DataRef {
@@ -144,36 +107,27 @@ async fn write_all_vectored(
     Ok(())
 }
 
-/// The writer task: owns the write half and the StatSN counter.
+/// The writer task: owns the write half and the StatSN counter (`Stamper`).
 pub async fn writer(
     mut wr: OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
-    shared: Arc<Shared>,
+    shared: Arc<SessionWindow>,
     digests: DigestConfig,
-    mut stat_sn: u32,
+    mut stamper: Stamper,
     pool: Arc<BufPool>,
 ) {
     let mut meta: Vec<u8> = Vec::with_capacity(4096);
     let mut ranges: Vec<(usize, usize, usize, usize)> = Vec::new();
     while let Some(msg) = rx.recv().await {
         if msg.completes_command {
-            shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+            shared.completed();
         }
         let (exp, max) = shared.sns();
         meta.clear();
         ranges.clear();
         let mut pdus = msg.pdus;
         for p in &mut pdus {
-            match p.sn {
-                SnMode::NoStat => p.bhs[24..28].fill(0),
-                SnMode::Current => p.bhs[24..28].copy_from_slice(&stat_sn.to_be_bytes()),
-                SnMode::Advance => {
-                    p.bhs[24..28].copy_from_slice(&stat_sn.to_be_bytes());
-                    stat_sn = stat_sn.wrapping_add(1);
-                }
-            }
-            p.bhs[28..32].copy_from_slice(&exp.to_be_bytes());
-            p.bhs[32..36].copy_from_slice(&max.to_be_bytes());
+            stamper.stamp(&mut p.bhs, p.sn, exp, max);
             let data = p.data_in(msg.buf.as_deref());
             let h0 = meta.len();
             meta.extend_from_slice(&p.bhs);

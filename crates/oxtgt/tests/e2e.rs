@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Server, TARGET};
+use common::{pattern, session, Server, TARGET};
 use testkit::{cdb, Initiator};
 
 const CONFIG: &str = r#"
@@ -36,23 +36,6 @@ size = "16MiB"
 initiator = "iqn.2026-11.org.oxtgt.testkit:initiator"
 map = { "3" = 7 }
 "#;
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
-}
-
-fn session(server: &Server, keys: &[(&str, &str)]) -> Initiator {
-    let mut i = Initiator::connect(&server.addr()).unwrap();
-    let r = i.login(Some(TARGET), keys).unwrap();
-    assert_eq!(
-        (r.status_class, r.status_detail),
-        (0, 0),
-        "login failed: {r:?}"
-    );
-    i
-}
 
 #[test]
 fn login_negotiates_per_rfc_rules() {
@@ -574,90 +557,39 @@ fn keepalive_pings_an_idle_initiator_and_drops_a_silent_one() {
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
 
-/// SIGHUP reloads the config: a running session sees its new LUN map at its next
-/// command (REPORTED LUNS DATA HAS CHANGED, then REPORT LUNS), an unchanged LU keeps
-/// its data and identity, a broken config or a live LU's changed definition changes
-/// nothing.
+/// A peer that connects and stalls in the middle of its first Login PDU is
+/// dropped once `login_timeout_secs` passes; a peer that logs in meanwhile is not.
 #[test]
-fn sighup_reload_changes_the_lun_map_of_a_running_session() {
-    const ONE: &str = r#"
-[[lu]]
-name = "keep"
-backstore = "file"
-path = "{dir}/keep.img"
-size = "8MiB"
-[[target]]
-name = "iqn.2026-11.org.oxtgt:test"
-open_access = true
-[[target.lun]]
-id = 0
-lu = "keep"
-"#;
-    let two = format!("{ONE}[[target.lun]]\nid = 4\nbackstore = \"ram\"\nsize = \"4MiB\"\n");
-    let s = Server::start("reload", ONE);
-    let mut i = session(&s, &[]);
-    let data = pattern(4096, 9);
-    assert_eq!(
-        i.scsi(0, &cdb::write10(8, 8), 0, Some(&data))
-            .unwrap()
-            .status,
-        0
+fn a_login_that_stalls_is_dropped_at_the_login_timeout() {
+    let config = CONFIG.replacen(
+        "[[target]]",
+        "[server]\nlogin_timeout_secs = 1\n\n[[target]]",
+        1,
     );
-    let naa = |i: &mut Initiator| {
-        i.scsi(0, &cdb::inquiry(true, 0x83, 255), 255, None)
-            .unwrap()
-            .data[8..24]
-            .to_vec()
-    };
-    let before = naa(&mut i);
-    let luns = |i: &mut Initiator| {
-        let r = i.scsi(0, &cdb::report_luns(4096), 4096, None).unwrap();
-        let n = u32::from_be_bytes(r.data[..4].try_into().unwrap()) as usize / 8;
-        (0..n).map(|k| r.data[8 + 8 * k + 1]).collect::<Vec<u8>>()
-    };
-    assert_eq!(luns(&mut i), vec![0]);
-
-    // Waits for the reload to land: the session's next command reports it.
-    let wait_for_ua = |i: &mut Initiator| {
-        for _ in 0..200 {
-            let r = i.scsi(0, &cdb::TEST_UNIT_READY, 0, None).unwrap();
-            if r.sense_code() == Some((0x06, 0x3f, 0x0e)) {
-                return true;
-            }
-            assert_eq!(r.status, 0, "{:?}", r.sense_code());
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
-        false
-    };
-
-    // A broken config changes nothing.
-    s.reload("[[target]]\nname = \"iqn.bad\"\n");
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(luns(&mut i), vec![0]);
-
-    s.reload(&two);
-    assert!(wait_for_ua(&mut i), "REPORTED LUNS DATA HAS CHANGED");
-    assert_eq!(luns(&mut i), vec![0, 4]);
-    // Unit attentions are per LU: the new LUN reports the change too, then serves.
-    let r = i.scsi(4, &cdb::TEST_UNIT_READY, 0, None).unwrap();
-    assert_eq!(r.sense_code(), Some((0x06, 0x3f, 0x0e)));
-    let r = i
-        .scsi(4, &cdb::write10(0, 1), 0, Some(&[0x5a; 512]))
-        .unwrap();
-    assert_eq!(r.status, 0, "the new LUN serves: {:?}", r.sense_code());
-    let r = i.scsi(0, &cdb::read10(8, 8), 4096, None).unwrap();
-    assert_eq!(r.data, data, "the unchanged LU kept its data");
-    assert_eq!(naa(&mut i), before, "and its identity");
-
-    // Changing a live LU's definition is refused; nothing changes.
-    s.reload(&two.replace("size = \"8MiB\"", "size = \"16MiB\""));
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(luns(&mut i), vec![0, 4]);
-
-    // Unmapping a LUN: it is gone for the session.
-    s.reload(ONE);
-    assert!(wait_for_ua(&mut i));
-    assert_eq!(luns(&mut i), vec![0]);
-    let r = i.scsi(4, &cdb::read10(0, 1), 512, None).unwrap();
-    assert_eq!(r.sense_code(), Some((0x05, 0x25, 0x00)), "LU NOT SUPPORTED");
+    let s = Server::start("logintimeout", &config);
+    let mut stalled = Initiator::connect(&s.addr()).unwrap();
+    stalled.set_read_timeout(std::time::Duration::from_secs(10));
+    stalled.send_raw(&[0x43, 0x87, 0, 0, 0, 0]).unwrap(); // 6 of 48 header bytes
+    let started = std::time::Instant::now();
+    let mut ok = session(&s, &[]);
+    let e = stalled
+        .recv()
+        .expect_err("a stalled login must not be answered");
+    let waited = started.elapsed();
+    assert!(
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+        ),
+        "closed, not timed out on our side: {e}"
+    );
+    assert!(
+        waited >= std::time::Duration::from_millis(800)
+            && waited < std::time::Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+    // The session that completed its login is past the login deadline and still served.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let r = ok.scsi(0, &cdb::inquiry(false, 0, 96), 96, None).unwrap();
+    assert_eq!(r.status, 0);
 }

@@ -10,14 +10,25 @@
 //!                   DataSN, offset, F) and accepted; complete() when all arrived
 //!  command done ──► data_in::plan ──► Data-In PDUs (segment and burst split,
 //!                   status piggybacked when GOOD) + SCSI Response, residuals
+//!  NOP-Out, Logout, SNACK, stray Login ─► control::answer ──► reply / close
+//!  silence (time passed in) ─► keepalive::Keepalive ──► NOP-In ping / close
+//!  Login Requests ─► login::LoginPhase ──► Login Responses, TSIH, deadline
 //! ```
 //!
-//! StatSN, ExpCmdSN and MaxCmdSN are stamped by the connection's writer at send time
-//! from the [`crate::seq::CmdWindow`], so PDUs are built with zeros there.
+//! StatSN, ExpCmdSN and MaxCmdSN are stamped at send time by [`stamp::Stamper`]
+//! from the [`stamp::SessionWindow`], so PDUs are built with zeros there. The
+//! connection task keeps only I/O: reading PDUs into buffers, running commands,
+//! writing bytes, sleeping until the deadlines these types return.
 
+pub mod control;
 pub mod data_in;
+pub mod keepalive;
+pub mod login;
 pub mod order;
+pub mod stamp;
 pub mod write;
 
+#[cfg(test)]
+mod pair_tests;
 #[cfg(test)]
 mod tests;

@@ -8,12 +8,17 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+mod identity;
 mod lu;
 mod out;
+mod raw;
 
+use identity::parse_wwn;
+pub use identity::{derive_lu_naa, derive_naa};
 use lu::{validate_lu, LuFields, Unique};
+use raw::RawConfig;
 use toml::Spanned;
 
 /// What `oxtgt` runs with no arguments: one target on 127.0.0.1:3260 with two thin
@@ -37,98 +42,6 @@ id = 1
 backstore = "ram"
 size = "1GiB"
 "#;
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default)]
-    server: RawServer,
-    /// Logical units defined once, by name, and mapped into targets with
-    /// `[[target.lun]] lu = "name"`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    lu: Vec<RawLu>,
-    #[serde(default)]
-    target: Vec<RawTarget>,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct RawLu {
-    name: Spanned<String>,
-    backstore: Spanned<String>,
-    path: Option<Spanned<String>>,
-    size: Option<Spanned<toml::Value>>,
-    block_size: Option<Spanned<u32>>,
-    physical_block_size: Option<Spanned<u32>>,
-    #[serde(default)]
-    read_only: bool,
-    thin: Option<bool>,
-    serial: Option<Spanned<String>>,
-    wwn: Option<Spanned<String>>,
-    vendor: Option<Spanned<String>>,
-    product: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize, Serialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawServer {
-    listen: Option<Spanned<Vec<String>>>,
-    queue_depth: Option<Spanned<u32>>,
-    nop_interval_secs: Option<u64>,
-    nop_timeout_secs: Option<u64>,
-    max_recv_data_segment_length: Option<Spanned<u32>>,
-    max_burst_length: Option<Spanned<u32>>,
-    first_burst_length: Option<Spanned<u32>>,
-    max_outstanding_r2t: Option<Spanned<u32>>,
-    initial_r2t: Option<bool>,
-    immediate_data: Option<bool>,
-    log_format: Option<Spanned<String>>,
-    state_dir: Option<String>,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct RawTarget {
-    name: Spanned<String>,
-    alias: Option<String>,
-    #[serde(default)]
-    open_access: bool,
-    #[serde(default)]
-    lun: Vec<RawLun>,
-    #[serde(default)]
-    acl: Vec<RawAcl>,
-}
-
-/// A LUN of a target: either `lu = "name"` (an LU defined in `[[lu]]`, which two
-/// targets may share) or an LU defined inline, as configs have always done.
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct RawLun {
-    id: Spanned<u16>,
-    lu: Option<Spanned<String>>,
-    backstore: Option<Spanned<String>>,
-    path: Option<Spanned<String>>,
-    size: Option<Spanned<toml::Value>>,
-    block_size: Option<Spanned<u32>>,
-    physical_block_size: Option<Spanned<u32>>,
-    #[serde(default)]
-    read_only: bool,
-    thin: Option<bool>,
-    serial: Option<Spanned<String>>,
-    wwn: Option<Spanned<String>>,
-    vendor: Option<Spanned<String>>,
-    product: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct RawAcl {
-    initiator: Spanned<String>,
-    /// Initiator-visible LUN → target LUN id. Keys are strings in TOML.
-    map: Option<Spanned<BTreeMap<String, u16>>>,
-    /// Shorthand: these target LUNs, visible under the same numbers.
-    luns: Option<Spanned<Vec<u16>>>,
-}
 
 /// A configuration error: where, which key, what is wrong.
 #[derive(Debug)]
@@ -180,6 +93,9 @@ pub struct ServerConfig {
     pub queue_depth: u32,
     pub nop_interval_secs: u64,
     pub nop_timeout_secs: u64,
+    /// A connection that has not completed login this long after it was accepted
+    /// is closed.
+    pub login_timeout_secs: u64,
     pub limits: iscsi::TargetLimits,
     pub log_format: LogFormat,
     /// Where persistent reservations made with APTPL are kept; without it APTPL is
@@ -292,60 +208,6 @@ fn parse_size(v: &toml::Value) -> Result<u64, String> {
         }
         _ => Err("size must be a positive integer of bytes or a string like \"10GiB\"".into()),
     }
-}
-
-/// FNV-1a over 128 bits: a stable (across builds and restarts) digest for deriving LU
-/// identities from their configured names.
-fn fnv128(parts: &[&[u8]]) -> u128 {
-    let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
-    for p in parts {
-        for &b in *p {
-            h ^= u128::from(b);
-            h = h.wrapping_mul(0x0000000001000000000000000000013B);
-        }
-        h ^= 0xff;
-        h = h.wrapping_mul(0x0000000001000000000000000000013B);
-    }
-    h
-}
-
-/// IEEE company ID used in derived NAA designators: a locally administered value (the
-/// X bit set, M bit clear), so it cannot collide with a registered vendor's.
-const LOCAL_COMPANY_ID: u32 = 0x5a_0e_7c;
-
-/// NAA type 6 (IEEE Registered Extended, SPC-4 7.8.6.6.5) designator derived from the
-/// target name and LUN id: stable across restarts, distinct per LU.
-pub fn derive_naa(target: &str, lun: u16) -> [u8; 16] {
-    naa_from(fnv128(&[target.as_bytes(), &lun.to_be_bytes()]))
-}
-
-/// NAA designator of a named `[[lu]]`: derived from its name alone, so mapping it
-/// into other targets or under other LUN numbers never changes it.
-pub fn derive_lu_naa(name: &str) -> [u8; 16] {
-    naa_from(fnv128(&[b"lu:", name.as_bytes()]))
-}
-
-fn naa_from(h: u128) -> [u8; 16] {
-    let mut v = h.to_be_bytes();
-    // NAA(4) = 6 | company id (24) | vendor specific (100 bits).
-    let id = LOCAL_COMPANY_ID;
-    v[0] = 0x60 | ((id >> 20) as u8 & 0x0f);
-    v[1] = (id >> 12) as u8;
-    v[2] = (id >> 4) as u8;
-    v[3] = ((id as u8 & 0x0f) << 4) | (v[3] & 0x0f);
-    v
-}
-
-fn parse_wwn(s: &str) -> Option<[u8; 16]> {
-    let hex = s.strip_prefix("naa.").unwrap_or(s);
-    if hex.len() != 32 || !hex.starts_with('6') {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 impl Config {
@@ -492,11 +354,24 @@ impl Config {
                 LogFormat::Human
             }
         };
+        let login_timeout_secs = match &s.login_timeout_secs {
+            None => 15,
+            Some(v) if (1..=3600).contains(v.get_ref()) => *v.get_ref(),
+            Some(v) => {
+                cx.err(
+                    Some(v.span()),
+                    "server.login_timeout_secs",
+                    format!("{} is not 1 to 3600 seconds", v.get_ref()),
+                );
+                15
+            }
+        };
         let server = ServerConfig {
             listen,
             queue_depth,
             nop_interval_secs: s.nop_interval_secs.unwrap_or(0),
             nop_timeout_secs: s.nop_timeout_secs.unwrap_or(30),
+            login_timeout_secs,
             limits,
             log_format,
             state_dir: s.state_dir.clone().map(PathBuf::from),

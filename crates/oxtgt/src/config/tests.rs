@@ -52,6 +52,15 @@ backstore = "file"
     );
 }
 
+#[test]
+fn login_timeout_is_bounded_and_defaults_to_15_s() {
+    assert_eq!(Config::embedded_default().server.login_timeout_secs, 15);
+    let src = "[server]\nlisten = [\"127.0.0.1:3260\"]\nlogin_timeout_secs = 0\n";
+    let e = Config::parse("z.toml", src).unwrap_err().to_string();
+    assert!(e.starts_with("z.toml:3:"), "{e}");
+    assert!(e.contains("server.login_timeout_secs"), "{e}");
+}
+
 const SHARED: &str = r#"
 [server]
 listen = ["127.0.0.1:3260"]

@@ -2,89 +2,72 @@
 //! driven by `iscsi::login::Negotiator` until the full-feature phase, and the
 //! connection's keep-alive and shutdown notice.
 
+use iscsi::session::keepalive::{Keepalive, KeepaliveAction};
+use iscsi::session::login::{LoginPhase, LoginStep};
+use iscsi::session::stamp::Stamper;
+
+use crate::config::ServerConfig;
+
 use super::*;
 
 pub(super) struct LoginDone {
     pub(super) params: NegotiatedParams,
-    pub(super) stat_sn: u32,
+    pub(super) stamper: Stamper,
+    /// The settings this session logged in under; it keeps them across reloads.
+    pub(super) server: Arc<ServerConfig>,
 }
 
-/// The login phase: Login Request/Response exchanges until full-feature phase.
+/// The login phase: Login Request/Response exchanges, decided by
+/// `iscsi::session::login::LoginPhase`, until full-feature phase or the login
+/// deadline.
 pub(super) async fn login(
     reader: &mut PduReader,
     wr: &mut tokio::net::tcp::OwnedWriteHalf,
     reg: &Arc<Registry>,
+    peer: Option<SocketAddr>,
 ) -> Result<Option<LoginDone>, ReadError> {
     use tokio::io::AsyncWriteExt;
-    let mut neg = Negotiator::new(reg.server.limits.clone());
-    let mut stat_sn: u32 = rand_u32();
+    let server = reg.server();
+    let mut phase = LoginPhase::new(
+        server.limits.clone(),
+        server.queue_depth,
+        rand_u32(),
+        Instant::now(),
+        Duration::from_secs(server.login_timeout_secs),
+    );
+    let deadline = tokio::time::Instant::from_std(phase.deadline());
     loop {
-        let h = reader.header().await?;
-        let data = match reader.data_vec(&h).await? {
-            Ok(d) => d,
-            Err(e) => return Err(ReadError::Protocol(e)),
+        let read = async {
+            let h = reader.header().await?;
+            let data = reader.data_vec(&h).await?.map_err(ReadError::Protocol)?;
+            Ok::<_, ReadError>((h, data))
         };
-        let req = match Request::parse(&h.bhs, &h.ahs) {
-            Ok(Request::Login(l)) => l,
-            Ok(other) => {
-                tracing::info!(pdu = ?std::mem::discriminant(&other), "non-login PDU during login; closing");
+        let Ok(read) = tokio::time::timeout_at(deadline, read).await else {
+            tracing::info!(
+                ?peer,
+                secs = server.login_timeout_secs,
+                "login not completed in time; closing"
+            );
+            return Ok(None);
+        };
+        let (h, data) = read?;
+        let answer = phase.handle(&h.bhs, &h.ahs, &data, reg.as_ref(), reg.as_ref());
+        if !answer.reply.is_empty() {
+            wr.write_all(&answer.reply).await?;
+        }
+        match answer.step {
+            LoginStep::Continue => {}
+            LoginStep::FullFeature(params) => {
+                return Ok(Some(LoginDone {
+                    params: *params,
+                    stamper: phase.stamper(),
+                    server,
+                }))
+            }
+            LoginStep::Close(why) => {
+                tracing::info!(?peer, reason = %why, "login ended");
                 return Ok(None);
             }
-            Err(e) => return Err(ReadError::Protocol(e)),
-        };
-        let mut reply = neg.handle(&req, &data, reg.as_ref());
-        reply.header.stat_sn = stat_sn;
-        stat_sn = stat_sn.wrapping_add(1);
-        reply.header.exp_cmd_sn = req.cmd_sn;
-        reply.header.max_cmd_sn = req
-            .cmd_sn
-            .wrapping_add(reg.server.queue_depth)
-            .wrapping_sub(1);
-        let mut done = None;
-        match reply.outcome {
-            LoginOutcome::Complete(mut p) => {
-                if p.tsih != 0 {
-                    // Adding a connection to an existing session (MC/S) is not offered.
-                    reply.header.status_class = 2;
-                    reply.header.status_detail = if reg
-                        .sessions
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .values()
-                        .any(|s| s.tsih == p.tsih)
-                    {
-                        6
-                    } else {
-                        10
-                    };
-                    reply.header.transit = false;
-                    reply.data.clear();
-                } else {
-                    p.tsih = reg.new_tsih();
-                    reply.header.tsih = p.tsih;
-                    done = Some(*p);
-                }
-            }
-            LoginOutcome::Failed(st) => {
-                tracing::info!(class = st.0, detail = st.1, "login refused");
-            }
-            LoginOutcome::Continue => {}
-        }
-        reply.header.data_len = reply.data.len();
-        let mut out = Vec::with_capacity(48 + reply.data.len() + 4);
-        iscsi::framer::encode(
-            &reply.header.encode(),
-            &[],
-            &reply.data,
-            DigestConfig::default(),
-            &mut out,
-        );
-        wr.write_all(&out).await?;
-        if reply.header.status_class != 0 {
-            return Ok(None);
-        }
-        if let Some(params) = done {
-            return Ok(Some(LoginDone { params, stat_sn }));
         }
     }
 }
@@ -110,48 +93,43 @@ pub(super) async fn shutdown_notice(shutdown: &mut watch::Receiver<bool>, tx: Ou
     "server shutting down".into()
 }
 
-/// NOP-In pings when the initiator has been silent for the configured interval; the
-/// connection is dropped if it stays silent past the timeout.
+/// NOP-In pings when the initiator has been silent (`iscsi::session::keepalive`);
+/// the reader reports receive times through `last_rx` (milliseconds since
+/// `started`), so the read path takes no lock.
 pub(super) fn spawn_keepalive(
-    reg: &Registry,
+    server: &ServerConfig,
     tx: OutTx,
     last_rx: Arc<AtomicU64>,
     started: Instant,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let interval = reg.server.nop_interval_secs;
-    if interval == 0 {
-        return None;
-    }
-    let timeout = reg.server.nop_timeout_secs;
+    let mut ka = Keepalive::new(
+        started,
+        Duration::from_secs(server.nop_interval_secs),
+        Duration::from_secs(server.nop_timeout_secs),
+    )?;
     Some(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(interval));
-        let mut ttt: u32 = 0x4000_0000;
         loop {
-            tick.tick().await;
-            let idle = started
-                .elapsed()
-                .as_secs()
-                .saturating_sub(last_rx.load(Ordering::Relaxed));
-            if idle >= interval + timeout {
-                tracing::warn!(idle, "initiator unresponsive to NOP-In; closing connection");
-                let _ = tx.send(Outgoing {
-                    after: After::Close,
-                    ..Outgoing::default()
-                });
-                return;
-            }
-            if idle >= interval {
-                ttt = ttt.wrapping_add(1) | 0x4000_0000;
-                let nop = NopIn {
-                    lun: 0,
-                    itt: NO_TAG,
-                    ttt,
-                    data_len: 0,
-                };
-                if tx
-                    .send(Outgoing::one(PduOut::new(nop.encode(), SnMode::Current)))
-                    .is_err()
+            tokio::time::sleep_until(tokio::time::Instant::from_std(ka.poll_timeout())).await;
+            ka.on_receive(started + Duration::from_millis(last_rx.load(Ordering::Relaxed)));
+            match ka.handle_timeout(Instant::now()) {
+                None => {}
+                Some(KeepaliveAction::Ping(bhs))
+                    if tx
+                        .send(Outgoing::one(PduOut::new(bhs, SnMode::Current)))
+                        .is_err() =>
                 {
+                    return;
+                }
+                Some(KeepaliveAction::Ping(_)) => {}
+                Some(KeepaliveAction::Close { idle }) => {
+                    tracing::warn!(
+                        idle_secs = idle.as_secs(),
+                        "initiator unresponsive to NOP-In; closing connection"
+                    );
+                    let _ = tx.send(Outgoing {
+                        after: After::Close,
+                        ..Outgoing::default()
+                    });
                     return;
                 }
             }

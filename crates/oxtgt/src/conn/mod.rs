@@ -16,11 +16,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use iscsi::keys::TextPairs;
-use iscsi::login::{LoginOutcome, NegotiatedParams, Negotiator, SessionType};
+use iscsi::login::{NegotiatedParams, SessionType};
 use iscsi::pdu::{
-    self, reject_reason, tmf_response, DataIn, LogoutResp, NopIn, R2t, Reject, Request,
-    ScsiCommand, ScsiResponse, TaskMgmt, TaskMgmtResp, TextResp, TmfFunction, NO_TAG,
+    self, reject_reason, tmf_response, DataIn, R2t, Request, ScsiCommand, ScsiResponse, TaskMgmt,
+    TaskMgmtResp, TextResp, TmfFunction, NO_TAG,
 };
+use iscsi::session::control::{self, Control};
 use iscsi::session::data_in::{self, Answer};
 use iscsi::session::order::{CmdQueue, Offer};
 use iscsi::session::write::{DataOutHeader, TttAllocator, WriteSeq};
@@ -46,7 +47,8 @@ use response::{build_response, run_command};
 use crate::pool::BufPool;
 use crate::registry::{Registry, SessionEntry, Target};
 use crate::wire::{
-    self, After, DataRef, Header, OutTx, Outgoing, PduOut, PduReader, ReadError, Shared, SnMode,
+    self, After, DataRef, Header, OutTx, Outgoing, PduOut, PduReader, ReadError, SessionWindow,
+    SnMode,
 };
 
 /// Login text is small; this bounds what a peer can make us buffer before login ends.
@@ -64,7 +66,7 @@ pub async fn serve(
     let _ = stream.set_nodelay(true);
     let (rd, mut wr) = stream.into_split();
     let mut reader = PduReader::new(rd, LOGIN_MAX_DATA);
-    let login = match login(&mut reader, &mut wr, &reg).await {
+    let login = match login(&mut reader, &mut wr, &reg, peer).await {
         Ok(Some(l)) => l,
         Ok(None) => return,
         Err(e) => {
@@ -72,7 +74,11 @@ pub async fn serve(
             return;
         }
     };
-    let LoginDone { params, stat_sn } = login;
+    let LoginDone {
+        params,
+        stamper,
+        server,
+    } = login;
     let tsih = params.tsih;
     tracing::info!(?peer, initiator = %params.initiator_name, target = ?params.target_name, tsih = params.tsih, "login complete");
     reader.digests = DigestConfig {
@@ -81,14 +87,14 @@ pub async fn serve(
     };
     reader.max_data = params.max_recv_data_segment_length as usize;
 
-    let shared = Arc::new(Shared::new(params.first_cmd_sn, reg.server.queue_depth));
+    let shared = Arc::new(SessionWindow::new(params.first_cmd_sn, server.queue_depth));
     let (tx, rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(wire::writer(
         wr,
         rx,
         shared.clone(),
         reader.digests,
-        stat_sn,
+        stamper,
         pool.clone(),
     ));
 
@@ -160,7 +166,7 @@ pub async fn serve(
         logged_out: false,
     };
 
-    let keepalive = spawn_keepalive(&reg, tx.clone(), last_rx.clone(), started);
+    let keepalive = spawn_keepalive(&server, tx.clone(), last_rx.clone(), started);
     let mut shutdown = shutdown;
     let end_reason: String = tokio::select! {
         r = conn.run(&mut reader, &last_rx, started) => r,
@@ -281,7 +287,7 @@ struct Conn {
     /// The LUN numbers this nexus sees, for REPORT LUNS.
     visible_luns: Arc<[u16]>,
     tx: OutTx,
-    shared: Arc<Shared>,
+    shared: Arc<SessionWindow>,
     queued: CmdQueue<Queued>,
     writes: HashMap<u32, PendingWrite>,
     tasks: Arc<Mutex<HashMap<u32, TaskEntry>>>,
@@ -321,7 +327,7 @@ impl Conn {
                 }
                 Err(e) => return format!("closing: {e}"),
             };
-            last_rx.store(started.elapsed().as_secs(), Ordering::Relaxed);
+            last_rx.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
             if let Err(e) = self.on_pdu(reader, h).await {
                 return format!("closing: {e}");
             }
@@ -329,15 +335,8 @@ impl Conn {
     }
 
     fn reject(&self, reason: u8, bhs: &[u8; 48]) {
-        let r = Reject {
-            reason,
-            data_len: 48,
-        };
-        self.send(Outgoing::one(PduOut::with_data(
-            r.encode(),
-            SnMode::Current,
-            bhs.to_vec(),
-        )));
+        let r = control::reject(reason, bhs);
+        self.send(Outgoing::one(PduOut::with_data(r.bhs, r.sn, r.data)));
     }
 
     /// Re-reads this nexus's LUN map when the registry's model was replaced
@@ -469,7 +468,7 @@ impl Conn {
             let shared = &self.shared;
             let mut window = shared.window();
             self.queued.offer(&mut window, cmd_sn, immediate, q, || {
-                shared.in_flight.fetch_add(1, Ordering::AcqRel);
+                shared.admitted();
             })
         };
         match offer {
@@ -481,7 +480,7 @@ impl Conn {
                         let shared = &self.shared;
                         let mut window = shared.window();
                         self.queued.next_ready(&mut window, || {
-                            shared.in_flight.fetch_add(1, Ordering::AcqRel);
+                            shared.admitted();
                         })
                     };
                     match next {
@@ -502,65 +501,39 @@ impl Conn {
 
     fn on_other(&mut self, req: Request, h: &Header, data: Vec<u8>, counted: bool) {
         match req {
-            Request::NopOut(n) => {
-                if n.itt == NO_TAG {
-                    // The answer to our ping; nothing to send.
-                    self.finish_counted(counted);
-                    return;
-                }
-                let mut ping = data;
-                ping.truncate(self.params.max_send_data_segment_length as usize);
-                let nop = NopIn {
-                    lun: n.lun,
-                    itt: n.itt,
-                    ttt: NO_TAG,
-                    data_len: ping.len(),
-                };
-                let mut o = Outgoing::one(PduOut::with_data(nop.encode(), SnMode::Advance, ping));
-                o.completes_command = counted;
+            Request::Text(t) => return self.on_text(t, &data, counted),
+            Request::TaskMgmt(t) => return self.on_tmf(t, counted),
+            _ => {}
+        }
+        let max_send = self.params.max_send_data_segment_length as usize;
+        match control::answer(&req, &h.bhs, data, max_send) {
+            Control::Nothing => self.finish_counted(counted),
+            Control::Reply(r) => {
+                let carries_status = r.sn == SnMode::Advance;
+                let mut o = Outgoing::one(PduOut::with_data(r.bhs, r.sn, r.data));
+                o.completes_command = counted && carries_status;
                 self.send(o);
-            }
-            Request::Text(t) => self.on_text(t, &data, counted),
-            Request::Logout(l) => {
-                let response = match l.reason {
-                    0 | 1 => 0,
-                    _ => 2, // connection recovery is not supported at ErrorRecoveryLevel 0
-                };
-                let resp = LogoutResp {
-                    response,
-                    itt: l.itt,
-                    time2wait: 0,
-                    time2retain: 0,
-                };
-                let close = response == 0;
-                let mut o = Outgoing::one(PduOut::new(resp.encode(), SnMode::Advance));
-                o.completes_command = counted;
-                if close {
-                    // Let running commands answer first (RFC 7143 §11.14).
-                    let waiters = self.task_waiters(|_| true);
-                    let tx = self.tx.clone();
-                    o.after = After::Close;
-                    tokio::spawn(async move {
-                        for mut w in waiters {
-                            let _ = w.wait_for(|d| *d).await;
-                        }
-                        let _ = tx.send(o);
-                    });
-                    self.logged_out = true;
-                } else {
-                    self.send(o);
+                if counted && !carries_status {
+                    self.finish_counted(counted);
                 }
             }
-            Request::TaskMgmt(t) => self.on_tmf(t, counted),
-            Request::Snack(_) => {
-                self.reject(reject_reason::SNACK_REJECT, &h.bhs);
-                self.finish_counted(counted);
+            Control::Logout(r) => {
+                let mut o = Outgoing::one(PduOut::with_data(r.bhs, r.sn, r.data));
+                o.completes_command = counted;
+                o.after = After::Close;
+                // Let running commands answer first (RFC 7143 §11.14).
+                let waiters = self.task_waiters(|_| true);
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    for mut w in waiters {
+                        let _ = w.wait_for(|d| *d).await;
+                    }
+                    let _ = tx.send(o);
+                });
+                self.logged_out = true;
             }
-            Request::Login(_) => {
-                self.reject(reject_reason::PROTOCOL_ERROR, &h.bhs);
-                self.finish_counted(counted);
-            }
-            Request::ScsiCommand(_) | Request::DataOut(_) => {}
+            // Commands and Data-Out never reach here.
+            Control::NotControl => self.finish_counted(counted),
         }
     }
 

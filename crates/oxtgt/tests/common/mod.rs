@@ -9,10 +9,36 @@ use std::time::Duration;
 
 pub const TARGET: &str = "iqn.2026-11.org.oxtgt:test";
 
+/// Deterministic test data: `len` bytes that differ per offset and per `seed`.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// A session logged in to [`TARGET`] at `addr` with `keys`; panics on a failed login.
+pub fn session_at(addr: &str, keys: &[(&str, &str)]) -> testkit::Initiator {
+    let mut i = testkit::Initiator::connect(addr).unwrap();
+    let r = i.login(Some(TARGET), keys).unwrap();
+    assert_eq!(
+        (r.status_class, r.status_detail),
+        (0, 0),
+        "login failed: {r:?}"
+    );
+    i
+}
+
+/// [`session_at`] on `server`'s first portal.
+pub fn session(server: &Server, keys: &[(&str, &str)]) -> testkit::Initiator {
+    session_at(&server.addr(), keys)
+}
+
 pub struct Server {
     child: Child,
     pub port: u16,
     pub dir: PathBuf,
+    /// Started with `--listen 127.0.0.1:0` (the default) or on the config's portals.
+    pinned: bool,
 }
 
 /// A fresh directory under the system temp dir, removed by [`Server`]'s drop.
@@ -38,8 +64,28 @@ impl Server {
         prepare(&dir);
         let cfg = dir.join("oxtgt.toml");
         std::fs::write(&cfg, config.replace("{dir}", dir.to_str().unwrap())).unwrap();
-        let (child, port) = spawn(&cfg);
-        Server { child, port, dir }
+        let (child, port) = spawn(&cfg, true);
+        Server {
+            child,
+            port,
+            dir,
+            pinned: true,
+        }
+    }
+
+    /// Starts oxtgt on the portals `config` lists (no `--listen`), so a reload can
+    /// change them. `port` is the first portal's.
+    pub fn start_on_config_portals(tag: &str, config: &str) -> Server {
+        let dir = temp_dir(tag);
+        let cfg = dir.join("oxtgt.toml");
+        std::fs::write(&cfg, config.replace("{dir}", dir.to_str().unwrap())).unwrap();
+        let (child, port) = spawn(&cfg, false);
+        Server {
+            child,
+            port,
+            dir,
+            pinned: false,
+        }
     }
 
     /// Stops the server (SIGTERM) and starts it again on the same directory and
@@ -47,7 +93,7 @@ impl Server {
     pub fn restart(&mut self) {
         let st = self.terminate();
         assert!(st.success(), "oxtgt exited with {st}");
-        let (child, port) = spawn(&self.dir.join("oxtgt.toml"));
+        let (child, port) = spawn(&self.dir.join("oxtgt.toml"), self.pinned);
         self.child = child;
         self.port = port;
     }
@@ -99,12 +145,28 @@ impl Server {
     }
 }
 
-fn spawn(cfg: &std::path::Path) -> (Child, u16) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_oxtgt"))
-        .args(["serve", "--config"])
-        .arg(cfg)
-        .args(["--listen", "127.0.0.1:0"])
-        .env("OXTGT_LOG", "warn")
+/// A loopback port free at the time of asking, below Linux's ephemeral range
+/// (32768-60999), so an outgoing connection cannot take it before oxtgt binds it.
+pub fn free_port() -> u16 {
+    loop {
+        let p = 20000 + (rand::random::<u16>() % 12000);
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+fn spawn(cfg: &std::path::Path, pinned: bool) -> (Child, u16) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oxtgt"));
+    cmd.args(["serve", "--config"]).arg(cfg);
+    if pinned {
+        cmd.args(["--listen", "127.0.0.1:0"]);
+    }
+    let mut child = cmd
+        .env(
+            "OXTGT_LOG",
+            std::env::var("OXTGT_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
