@@ -5,7 +5,11 @@ use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::{check_range, sys, Backstore, CopyOffload, CopyReport, CopySource, ThinProvisioning};
+use std::sync::Arc;
+
+use crate::{
+    check_range, sys, Backstore, CopyOffload, CopyReport, CopySource, Snapshot, ThinProvisioning,
+};
 
 /// A file or block device.
 #[derive(Debug)]
@@ -157,6 +161,80 @@ impl Backstore for FileBackstore {
 
     fn copy_offload(&self) -> Option<&dyn CopyOffload> {
         Some(self)
+    }
+
+    fn snapshot(&self) -> Option<&dyn Snapshot> {
+        (!self.block_device).then_some(self as &dyn Snapshot)
+    }
+}
+
+impl Snapshot for FileBackstore {
+    /// An unnamed file (O_TMPFILE) next to the backing file, so on the same
+    /// filesystem, with the ranges' filesystem-block-aligned middles cloned
+    /// (FICLONERANGE: shared extents, no data moved) and their unaligned edges, at
+    /// most two blocks per range, copied. A filesystem that cannot clone gives
+    /// `None`: a full copy is not cheap, and the caller has a cheaper fallback. The
+    /// image's space is freed when its last handle closes, crash included.
+    fn snapshot_ranges(&self, ranges: &[(u64, u64)]) -> io::Result<Option<Arc<dyn Backstore>>> {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        for &(offset, len) in ranges {
+            check_range(offset, len as usize, self.size)?;
+        }
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let image = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_TMPFILE)
+            .open(dir)
+        {
+            Ok(f) => f,
+            Err(e) if unsupported(&e) || e.raw_os_error() == Some(libc::EISDIR) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        image.set_len(self.size)?;
+        let blk = self.file.metadata()?.blksize().max(512);
+        let mut edge = vec![0u8; blk as usize];
+        for &(offset, len) in ranges {
+            let end = offset + len;
+            let mid_start = offset.div_ceil(blk) * blk;
+            let mid_end = end / blk * blk;
+            let (head, mid, tail) = if mid_start < mid_end {
+                ((offset, mid_start), (mid_start, mid_end), (mid_end, end))
+            } else {
+                ((offset, end), (end, end), (end, end))
+            };
+            for (from, to) in [head, tail] {
+                let mut at = from;
+                while at < to {
+                    let n = ((to - at) as usize).min(edge.len());
+                    self.file.read_exact_at(&mut edge[..n], at)?;
+                    image.write_all_at(&edge[..n], at)?;
+                    at += n as u64;
+                }
+            }
+            if mid.1 > mid.0 {
+                match sys::clone_range(&self.file, mid.0, &image, mid.0, mid.1 - mid.0) {
+                    Ok(()) => {}
+                    Err(e) if unsupported(&e) || e.raw_os_error() == Some(libc::EXDEV) => {
+                        return Ok(None)
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(Some(Arc::new(FileBackstore {
+            file: image,
+            path: dir.join(format!(
+                "(snapshot of {})",
+                self.path.file_name().unwrap_or_default().to_string_lossy()
+            )),
+            size: self.size,
+            block_device: false,
+        })))
     }
 }
 

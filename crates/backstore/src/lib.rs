@@ -2,8 +2,8 @@
 //!
 //! One [`Backstore`] trait with byte-addressed positional I/O, called from a blocking
 //! I/O pool (never from a network task). What only some engines can do is a
-//! capability trait an engine hands out ([`ThinProvisioning`], [`CopyOffload`]);
-//! [`copy_native`] pairs two stores' copy capabilities.
+//! capability trait an engine hands out ([`ThinProvisioning`], [`CopyOffload`],
+//! [`Snapshot`]); [`copy_native`] pairs two stores' copy capabilities.
 //!
 //! Engines: [`FileBackstore`] (regular files, also used for block devices),
 //! [`RamBackstore`] (sparse, allocate on write).
@@ -18,6 +18,7 @@ pub use file::FileBackstore;
 pub use ram::RamBackstore;
 
 use std::io;
+use std::sync::Arc;
 
 /// Byte-addressed storage for one logical unit. Offsets and lengths are validated
 /// against [`Backstore::size`] by the SCSI layer before they reach here; engines still
@@ -79,6 +80,27 @@ pub trait Backstore: Send + Sync + std::fmt::Debug {
     fn copy_offload(&self) -> Option<&dyn CopyOffload> {
         None
     }
+
+    /// Point-in-time images of ranges, when the engine can take them cheaply.
+    fn snapshot(&self) -> Option<&dyn Snapshot> {
+        None
+    }
+}
+
+/// Point-in-time images of byte ranges of a store, cheap enough to take inside a
+/// command: shared extents on a reflink filesystem, shared pages in RAM. This is
+/// what a point-in-time ROD token (POPULATE TOKEN) holds on to.
+pub trait Snapshot {
+    /// Captures `ranges` (byte offset, length; in any order, possibly overlapping)
+    /// as they are now. The image is a store of this store's size, at the same
+    /// offsets, whose `ranges` read as they did at the call whatever is written to
+    /// this store later; bytes outside them are unspecified. The image is the
+    /// caller's to read (and to copy from natively): nothing writes to it.
+    ///
+    /// The caller holds the ranges' locks, so no write races the capture. `Ok(None)`:
+    /// this store cannot take the image cheaply (a filesystem without reflink);
+    /// nothing was kept.
+    fn snapshot_ranges(&self, ranges: &[(u64, u64)]) -> io::Result<Option<Arc<dyn Backstore>>>;
 }
 
 /// Deallocation and mapping status (SBC-4 4.7: UNMAP, WRITE SAME with UNMAP, GET LBA

@@ -1,18 +1,34 @@
 //! Sparse RAM: memory is allocated a page at a time when first written; unwritten and
-//! discarded pages read as zeros.
+//! discarded pages read as zeros. Pages are reference counted so that a snapshot
+//! shares them: a write to a shared page copies it first (copy on write), and the
+//! snapshot keeps the old contents.
 
 use std::io;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
-use crate::{check_range, Backstore, CopyOffload, CopyReport, CopySource, ThinProvisioning};
+use crate::{
+    check_range, Backstore, CopyOffload, CopyReport, CopySource, Snapshot, ThinProvisioning,
+};
 
 const PAGE: usize = 64 * 1024;
+
+type Page = Option<Arc<[u8]>>;
 
 /// A RAM-backed store.
 #[derive(Debug)]
 pub struct RamBackstore {
     size: u64,
-    pages: Vec<RwLock<Option<Box<[u8]>>>>,
+    pages: Vec<RwLock<Page>>,
+}
+
+/// The page's bytes for writing: allocated (zeroed) if absent, and copied first if
+/// a snapshot shares it.
+fn page_mut(slot: &mut Page) -> &mut [u8] {
+    let page = slot.get_or_insert_with(|| Arc::from(vec![0u8; PAGE]));
+    if Arc::get_mut(page).is_none() {
+        *page = Arc::from(&page[..]);
+    }
+    Arc::get_mut(page).unwrap_or_else(|| unreachable!("a fresh copy has one owner"))
 }
 
 impl RamBackstore {
@@ -78,15 +94,15 @@ impl RamBackstore {
                 let sp = src.pages[(from / PAGE as u64) as usize]
                     .read()
                     .map_err(|_| poisoned())?;
-                match (sp.as_deref(), g.as_mut()) {
+                match (sp.as_deref(), g.as_mut().and_then(Arc::get_mut)) {
                     (None, _) => *g = None,
                     (Some(p), Some(d)) => d.copy_from_slice(p),
-                    // A fresh page is one copy of the source, not zeroed first.
-                    (Some(p), None) => *g = Some(Box::from(p)),
+                    // A fresh (or shared) page is one copy of the source, not zeroed first.
+                    (Some(p), None) => *g = Some(Arc::from(p)),
                 }
                 continue;
             }
-            let p = g.get_or_insert_with(|| vec![0u8; PAGE].into_boxed_slice());
+            let p = page_mut(&mut g);
             src.read_at(&mut p[at..at + r.len()], from)?;
         }
         Ok(())
@@ -127,8 +143,7 @@ impl Backstore for RamBackstore {
         check_range(offset, buf.len(), self.size)?;
         for (page, at, r) in Self::spans(offset, buf.len()) {
             let mut g = self.pages[page].write().map_err(|_| poisoned())?;
-            let p = g.get_or_insert_with(|| vec![0u8; PAGE].into_boxed_slice());
-            p[at..at + r.len()].copy_from_slice(&buf[r]);
+            page_mut(&mut g)[at..at + r.len()].copy_from_slice(&buf[r]);
         }
         Ok(())
     }
@@ -144,6 +159,40 @@ impl Backstore for RamBackstore {
     fn copy_offload(&self) -> Option<&dyn CopyOffload> {
         Some(self)
     }
+
+    fn snapshot(&self) -> Option<&dyn Snapshot> {
+        Some(self)
+    }
+}
+
+impl Snapshot for RamBackstore {
+    /// A store that shares this one's pages under the ranges: no data is copied
+    /// now; a later write to a shared page copies that page (64 KiB) once.
+    fn snapshot_ranges(&self, ranges: &[(u64, u64)]) -> io::Result<Option<Arc<dyn Backstore>>> {
+        let mut wanted = vec![false; self.pages.len()];
+        for &(offset, len) in ranges {
+            check_range(offset, len as usize, self.size)?;
+            if len == 0 {
+                continue;
+            }
+            let first = (offset / PAGE as u64) as usize;
+            let last = ((offset + len - 1) / PAGE as u64) as usize;
+            wanted[first..=last].iter_mut().for_each(|w| *w = true);
+        }
+        let mut pages = Vec::with_capacity(self.pages.len());
+        for (slot, wanted) in self.pages.iter().zip(wanted) {
+            let page = if wanted {
+                slot.read().map_err(|_| poisoned())?.clone()
+            } else {
+                None
+            };
+            pages.push(RwLock::new(page));
+        }
+        Ok(Some(Arc::new(RamBackstore {
+            size: self.size,
+            pages,
+        })))
+    }
 }
 
 impl ThinProvisioning for RamBackstore {
@@ -153,8 +202,8 @@ impl ThinProvisioning for RamBackstore {
             let mut g = self.pages[page].write().map_err(|_| poisoned())?;
             if r.len() == PAGE {
                 *g = None;
-            } else if let Some(p) = g.as_mut() {
-                p[at..at + r.len()].fill(0);
+            } else if g.is_some() {
+                page_mut(&mut g)[at..at + r.len()].fill(0);
             }
         }
         Ok(())
@@ -260,6 +309,48 @@ mod tests {
         assert!(crate::copy_native(&a, 0, &a, 1 << 20, 4096)
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn snapshot_keeps_the_data_of_its_ranges_while_the_store_changes() {
+        let r = RamBackstore::new(4 << 20);
+        let old: Vec<u8> = (0..300_000u32).map(|i| (i * 3) as u8).collect();
+        r.write_at(&old, 10_000, false).unwrap();
+        let snap = r
+            .snapshot()
+            .unwrap()
+            .snapshot_ranges(&[(10_000, 100_000), (200_000, 110_000)])
+            .unwrap()
+            .unwrap();
+        // Nothing is copied: the image shares the pages.
+        assert_eq!(snap.size(), 4 << 20);
+        // Overwrite, discard and partially zero the source under both ranges.
+        r.write_at(&vec![0xee; 150_000], 0, false).unwrap();
+        r.discard(4 * PAGE as u64, PAGE as u64).unwrap();
+        r.discard(200_000, 1000).unwrap();
+        let mut back = vec![0u8; 100_000];
+        snap.read_at(&mut back, 10_000).unwrap();
+        assert!(back == old[..100_000], "first range changed");
+        let mut back = vec![0u8; 110_000];
+        snap.read_at(&mut back, 200_000).unwrap();
+        assert!(back == old[190_000..300_000], "second range changed");
+        // And the source has its new contents.
+        let mut now = vec![0u8; 150_000];
+        r.read_at(&mut now, 0).unwrap();
+        assert!(now.iter().all(|&b| b == 0xee));
+        // An image can be a native copy source, like any RAM store.
+        let dst = RamBackstore::new(4 << 20);
+        crate::copy_native(snap.as_ref(), 10_000, &dst, 0, 100_000)
+            .unwrap()
+            .unwrap();
+        let mut back = vec![0u8; 100_000];
+        dst.read_at(&mut back, 0).unwrap();
+        assert!(back == old[..100_000]);
+        assert!(r
+            .snapshot()
+            .unwrap()
+            .snapshot_ranges(&[(4 << 20, 1)])
+            .is_err());
     }
 
     #[test]

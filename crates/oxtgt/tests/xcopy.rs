@@ -745,56 +745,10 @@ fn esxi_and_sg_xcopy_styles_copy_a_gib_identically() {
 /// copied costs the filesystem almost no space, and reads back identical.
 #[test]
 fn reflink_clone_on_xfs_shares_extents() {
-    let skip = |why: &str| println!("reflink test skipped: {why}");
-    if unsafe { libc::geteuid() } != 0 {
-        return skip("needs root for losetup and mount");
-    }
-    if std::process::Command::new("mkfs.xfs")
-        .arg("-V")
-        .output()
-        .is_err()
-    {
-        return skip("mkfs.xfs not installed (xfsprogs)");
-    }
-    let dir = common::temp_dir("xfs");
-    let img = dir.join("xfs.img");
-    let mnt = dir.join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    std::fs::File::create(&img)
-        .unwrap()
-        .set_len(2 << 30)
-        .unwrap();
-    let run = |args: &[&str]| {
-        let o = std::process::Command::new(args[0])
-            .args(&args[1..])
-            .output()
-            .unwrap();
-        (
-            o.status.success(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
+    let Some(fs) = testkit::xfs::ReflinkFs::mount_or_skip("xcopy", 2 << 30) else {
+        return;
     };
-    let (ok, err) = run(&["mkfs.xfs", "-q", "-m", "reflink=1", img.to_str().unwrap()]);
-    assert!(ok, "mkfs.xfs: {err}");
-    let (ok, err) = run(&[
-        "mount",
-        "-o",
-        "loop",
-        img.to_str().unwrap(),
-        mnt.to_str().unwrap(),
-    ]);
-    if !ok {
-        let _ = std::fs::remove_dir_all(&dir);
-        return skip(&format!("loop mount failed: {err}"));
-    }
-    struct Unmount(std::path::PathBuf, std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-            let _ = std::fs::remove_dir_all(&self.1);
-        }
-    }
-    let _guard = Unmount(mnt.clone(), dir.clone());
+    let mnt = fs.path().to_path_buf();
     let config = format!(
         "[[target]]\nname = \"{TARGET}\"\nopen_access = true\n\
          [[target.lun]]\nid = 0\nbackstore = \"file\"\npath = \"{m}/a.img\"\nsize = \"512MiB\"\n\

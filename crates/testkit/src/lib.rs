@@ -15,6 +15,7 @@ use iscsi::pdu::{opcode, BhsWriter, BHS_LEN, NO_TAG};
 
 pub mod load;
 pub mod xcopy;
+pub mod xfs;
 
 pub const INITIATOR: &str = "iqn.2026-11.org.oxtgt.testkit:initiator";
 
