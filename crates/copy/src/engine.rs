@@ -42,7 +42,7 @@ pub struct PathCounters {
 }
 
 impl PathCounters {
-    fn add(&self, r: CopyReport) {
+    pub(crate) fn add(&self, r: CopyReport) {
         self.reflink.fetch_add(r.reflink, Ordering::Relaxed);
         self.copy_file_range
             .fetch_add(r.copy_file_range, Ordering::Relaxed);

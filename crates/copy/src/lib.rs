@@ -10,5 +10,9 @@ pub mod engine;
 mod executor;
 mod job;
 mod manager;
+mod rod;
+mod status;
+mod token;
 
 pub use manager::{LuCounters, Manager, Resolver, MAX_HELD_PER_NEXUS, RETENTION};
+pub use token::{TokenLimits, Tokens, TOMBSTONE_RETENTION};

@@ -21,12 +21,16 @@ use std::time::{Duration, Instant};
 
 use scsi::sense::{Asc, Sense};
 use scsi::tpc::lid1::ListIdUsage;
-use scsi::tpc::{self, CopyManager, ExtendedCopy, ReceiveCopy, MAX_CONCURRENT_COPIES};
+use scsi::tpc::{
+    self, CopyManager, ExtendedCopy, PopulateToken, ReceiveCopy, WriteUsingToken,
+    MAX_CONCURRENT_COPIES,
+};
 use scsi::{LogicalUnit, Nexus};
 
 use crate::engine::PathCounters;
 use crate::executor::Executor;
 use crate::job::Job;
+use crate::token::{Token, TokenLimits, Tokens};
 
 /// How long held results stay readable.
 pub const RETENTION: Duration = Duration::from_secs(600);
@@ -49,9 +53,24 @@ pub trait Resolver: Send + Sync + std::fmt::Debug {
 /// Per-LU offload counters (keyed by the LU's NAA).
 #[derive(Debug, Default)]
 pub struct LuCounters {
+    /// EXTENDED COPY bytes into this LU, by path.
     pub paths: PathCounters,
     pub started: AtomicU64,
     pub failed: AtomicU64,
+    /// ROD tokens made from this LU, and how they ended.
+    pub tokens_created: AtomicU64,
+    pub tokens_expired: AtomicU64,
+    pub tokens_cancelled: AtomicU64,
+    pub tokens_deleted: AtomicU64,
+    /// WRITE USING TOKEN commands into this LU, and their bytes by path.
+    pub tokens_used: AtomicU64,
+    pub token_paths: PathCounters,
+}
+
+impl LuCounters {
+    pub(crate) fn token_used(&self) {
+        self.tokens_used.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,23 +78,54 @@ pub(crate) enum Status {
     Running,
     Done,
     Failed,
+    /// Stopped by COPY OPERATION ABORT, a task abort or a reset.
+    Aborted,
 }
 
-/// What RECEIVE COPY RESULTS reads about one copy.
+/// The command that started a copy: its service action is what RECEIVE COPY
+/// STATUS(LID4) and RECEIVE ROD TOKEN INFORMATION report as RESPONSE TO SERVICE
+/// ACTION.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    ExtendedCopyLid1 = 0x00,
+    PopulateToken = 0x10,
+    WriteUsingToken = 0x11,
+}
+
+/// What RECEIVE COPY RESULTS and THIRD PARTY COPY IN read about one copy. List
+/// IDs are scoped to the I_T nexus and the LU that received the command.
 #[derive(Debug)]
 pub(crate) struct Record {
     pub(crate) list_id: u32,
+    pub(crate) lu: [u8; 16],
+    pub(crate) op: Op,
     pub(crate) usage: ListIdUsage,
     pub(crate) segments_done: AtomicU32,
     pub(crate) bytes: AtomicU64,
+    /// TRANSFER COUNT in logical blocks: what a PT represents, or the contiguous
+    /// blocks a WUT wrote from its first.
+    pub(crate) blocks: AtomicU64,
     pub(crate) end: Mutex<Option<(Status, Instant, Option<Sense>)>>,
     /// Data of 0Dh segments, for RECEIVE COPY DATA.
     pub(crate) held: Mutex<Vec<u8>>,
     /// Raised to stop the job at its next window.
     pub(crate) abort: AtomicBool,
+    /// The token a POPULATE TOKEN made, for RECEIVE ROD TOKEN INFORMATION.
+    pub(crate) token: Mutex<Option<Arc<Token>>>,
 }
 
 impl Record {
+    /// Records how the copy ended.
+    pub(crate) fn end_with(&self, result: &Result<(), Sense>, now: Instant) {
+        let status = match result {
+            Ok(()) => Status::Done,
+            Err(_) if self.abort.load(Ordering::Acquire) => Status::Aborted,
+            Err(_) => Status::Failed,
+        };
+        *self.end.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((status, now, result.clone().err()));
+    }
+
     fn status(&self) -> Status {
         self.end
             .lock()
@@ -87,21 +137,27 @@ impl Record {
 
 #[derive(Debug)]
 pub struct Manager {
-    resolver: Arc<dyn Resolver>,
+    pub(crate) resolver: Arc<dyn Resolver>,
     lists: Mutex<HashMap<u64, VecDeque<Arc<Record>>>>,
-    running_per_lu: Mutex<HashMap<[u8; 16], u16>>,
-    counters: CounterMap,
-    executor: Executor,
+    running_per_lu: Arc<Mutex<HashMap<[u8; 16], u16>>>,
+    pub(crate) counters: CounterMap,
+    pub(crate) executor: Executor,
+    pub tokens: Tokens,
 }
 
 impl Manager {
     pub fn new(resolver: Arc<dyn Resolver>) -> Self {
+        Self::with_token_limits(resolver, TokenLimits::default())
+    }
+
+    pub fn with_token_limits(resolver: Arc<dyn Resolver>, limits: TokenLimits) -> Self {
         Self {
             resolver,
             lists: Mutex::new(HashMap::new()),
-            running_per_lu: Mutex::new(HashMap::new()),
+            running_per_lu: Arc::new(Mutex::new(HashMap::new())),
             counters: Arc::new(Mutex::new(HashMap::new())),
             executor: Executor::new(COPY_THREADS, COPY_QUEUE),
+            tokens: Tokens::new(limits),
         }
     }
 
@@ -119,22 +175,22 @@ impl Manager {
         self.lists().remove(&nexus);
     }
 
-    /// Stops the running copy `list_id` of `nexus` at its next window (COPY
-    /// OPERATION ABORT); false when none runs.
-    pub fn abort(&self, nexus: u64, list_id: u32) -> bool {
+    /// Stops the running copy `list_id` that `nexus` started through the LU `lu`
+    /// at its next window (COPY OPERATION ABORT). `None` when the ID is unknown
+    /// there, `Some(false)` when it is known but nothing runs.
+    pub fn abort(&self, nexus: u64, lu: &[u8; 16], list_id: u32) -> Option<bool> {
         let lists = self.lists();
-        let Some(q) = lists.get(&nexus) else {
-            return false;
-        };
+        let q = lists.get(&nexus)?;
+        let mut known = false;
         let mut hit = false;
-        for r in q
-            .iter()
-            .filter(|r| r.list_id == list_id && r.status() == Status::Running)
-        {
-            r.abort.store(true, Ordering::Release);
-            hit = true;
+        for r in q.iter().filter(|r| r.list_id == list_id && r.lu == *lu) {
+            known = true;
+            if r.status() == Status::Running {
+                r.abort.store(true, Ordering::Release);
+                hit = true;
+            }
         }
-        hit
+        known.then_some(hit)
     }
 
     fn prune(q: &mut VecDeque<Arc<Record>>, now: Instant) {
@@ -153,9 +209,11 @@ impl Manager {
         }
     }
 
-    fn begin(
+    pub(crate) fn begin(
         &self,
         nexus: &Nexus,
+        lu: [u8; 16],
+        op: Op,
         list_id: u32,
         usage: ListIdUsage,
         now: Instant,
@@ -163,37 +221,40 @@ impl Manager {
         let mut lists = self.lists();
         let q = lists.entry(nexus.id).or_default();
         Self::prune(q, now);
-        if usage == ListIdUsage::Hold
-            && q.iter()
-                .any(|r| r.list_id == list_id && r.status() == Status::Running)
+        let mine = |r: &Arc<Record>| r.list_id == list_id && r.lu == lu;
+        if usage == ListIdUsage::Hold && q.iter().any(|r| mine(r) && r.status() == Status::Running)
         {
             return Err(Sense::illegal(Asc::OPERATION_IN_PROGRESS));
         }
         if usage == ListIdUsage::Hold {
             // A new held list replaces an old result under the same ID.
-            q.retain(|r| !(r.list_id == list_id && r.usage == ListIdUsage::Hold));
+            q.retain(|r| !(mine(r) && r.usage == ListIdUsage::Hold));
         }
         let rec = Arc::new(Record {
             list_id,
+            lu,
+            op,
             usage,
             segments_done: AtomicU32::new(0),
             bytes: AtomicU64::new(0),
+            blocks: AtomicU64::new(0),
             end: Mutex::new(None),
             held: Mutex::new(Vec::new()),
             abort: AtomicBool::new(false),
+            token: Mutex::new(None),
         });
         q.push_back(rec.clone());
         Ok(rec)
     }
 
-    fn finish(&self, nexus: &Nexus, rec: &Arc<Record>, result: &Result<(), Sense>, now: Instant) {
-        let status = if result.is_ok() {
-            Status::Done
-        } else {
-            Status::Failed
-        };
-        *rec.end.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((status, now, result.clone().err()));
+    pub(crate) fn finish(
+        &self,
+        nexus: &Nexus,
+        rec: &Arc<Record>,
+        result: &Result<(), Sense>,
+        now: Instant,
+    ) {
+        rec.end_with(result, now);
         let mut lists = self.lists();
         if let Some(q) = lists.get_mut(&nexus.id) {
             Self::prune(q, now);
@@ -245,19 +306,37 @@ impl Manager {
         }
     }
 
-    /// RECEIVE COPY RESULTS as of `now`.
-    fn results(&self, nexus: &Nexus, req: ReceiveCopy, now: Instant) -> Result<Vec<u8>, Sense> {
+    /// RECEIVE COPY RESULTS and THIRD PARTY COPY IN through `lu` as of `now`.
+    pub(crate) fn results(
+        &self,
+        lu: &[u8; 16],
+        nexus: &Nexus,
+        req: ReceiveCopy,
+        alloc: u32,
+        now: Instant,
+    ) -> Result<Vec<u8>, Sense> {
         let list_id = match req {
             ReceiveCopy::OperatingParameters => return Ok(tpc::operating_parameters()),
+            ReceiveCopy::AllRodTokens => return Ok(self.all_rod_tokens(nexus)),
             ReceiveCopy::Status { list_id }
             | ReceiveCopy::Data { list_id }
-            | ReceiveCopy::FailureDetails { list_id } => list_id,
+            | ReceiveCopy::FailureDetails { list_id }
+            | ReceiveCopy::StatusLid4 { list_id }
+            | ReceiveCopy::RodTokenInfo { list_id } => list_id,
         };
+        let lid1 = matches!(
+            req,
+            ReceiveCopy::Status { .. }
+                | ReceiveCopy::Data { .. }
+                | ReceiveCopy::FailureDetails { .. }
+        );
         let rec = {
             let mut lists = self.lists();
             let q = lists.entry(nexus.id).or_default();
             Self::prune(q, now);
-            let mut mine = q.iter().filter(|r| r.list_id == list_id);
+            let mut mine = q.iter().filter(|r| {
+                r.list_id == list_id && r.lu == *lu && (r.op == Op::ExtendedCopyLid1) == lid1
+            });
             let running = mine.clone().find(|r| r.status() == Status::Running);
             running
                 .or_else(|| mine.rfind(|r| r.usage == ListIdUsage::Hold))
@@ -268,13 +347,34 @@ impl Manager {
         };
         let end = rec.end.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match req {
+            ReceiveCopy::StatusLid4 { .. } => return Ok(crate::status::lid4(&rec, end.as_ref())),
+            ReceiveCopy::RodTokenInfo { .. } => {
+                let token = rec.token.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                if alloc == 0 {
+                    // SPC-4 (as QNAP quotes r36): allocation length 0 discards the
+                    // token this list made.
+                    if let Some(t) = &token {
+                        self.tokens.delete(t, now);
+                    }
+                    return Ok(Vec::new());
+                }
+                let token = token.filter(|t| t.alive());
+                return Ok(crate::status::rod_token_info(
+                    &rec,
+                    end.as_ref(),
+                    token.as_deref(),
+                ));
+            }
+            _ => {}
+        }
+        match req {
             ReceiveCopy::Status { .. } => {
                 let mut b = vec![0u8; 12];
                 b[3] = 8;
                 b[4] = match end.as_ref().map(|e| e.0) {
                     None | Some(Status::Running) => 0x00,
                     Some(Status::Done) => 0x01,
-                    Some(Status::Failed) => 0x02,
+                    Some(Status::Failed | Status::Aborted) => 0x02,
                 };
                 let segs = rec.segments_done.load(Ordering::Relaxed).min(0xffff) as u16;
                 b[5..7].copy_from_slice(&segs.to_be_bytes());
@@ -300,7 +400,7 @@ impl Manager {
                 b.extend_from_slice(&held);
                 Ok(b)
             }
-            ReceiveCopy::FailureDetails { .. } | ReceiveCopy::OperatingParameters => {
+            _ => {
                 let mut b = vec![0u8; 60];
                 match end {
                     None => return Err(Sense::illegal(Asc::OPERATION_IN_PROGRESS)),
@@ -336,7 +436,8 @@ impl CopyManager for Manager {
             *n += 1;
         }
         let list_id = u32::from(list.list_id);
-        let rec = match self.begin(nexus, list_id, list.usage, Instant::now()) {
+        let op = Op::ExtendedCopyLid1;
+        let rec = match self.begin(nexus, naa, op, list_id, list.usage, Instant::now()) {
             Ok(r) => r,
             Err(e) => {
                 self.release(&naa);
@@ -380,25 +481,95 @@ impl CopyManager for Manager {
         result
     }
 
+    fn populate_token(&self, req: PopulateToken<'_>) -> Result<(), Sense> {
+        crate::rod::populate_token(self, req)
+    }
+
+    fn write_using_token(&self, req: WriteUsingToken<'_>) -> Result<(), Sense> {
+        crate::rod::write_using_token(self, req)
+    }
+
+    fn copy_operation_abort(
+        &self,
+        lu: &LogicalUnit,
+        nexus: &Nexus,
+        list_id: u32,
+    ) -> Result<(), Sense> {
+        match self.abort(nexus.id, &lu.identity().naa, list_id) {
+            None => Err(Sense::invalid_cdb_field(2, None)),
+            Some(running) => {
+                if running {
+                    tracing::info!(initiator = %nexus.initiator, list_id, "COPY OPERATION ABORT");
+                }
+                Ok(())
+            }
+        }
+    }
+
     fn receive_copy_results(
         &self,
-        _lu: &LogicalUnit,
+        lu: &LogicalUnit,
         nexus: &Nexus,
         req: ReceiveCopy,
+        alloc: u32,
     ) -> Result<Vec<u8>, Sense> {
-        self.results(nexus, req, Instant::now())
+        self.results(&lu.identity().naa, nexus, req, alloc, Instant::now())
     }
 }
 
 impl Manager {
-    fn release(&self, naa: &[u8; 16]) {
+    /// Counts a copy against its LU's concurrency limit (INSUFFICIENT RESOURCES
+    /// past [`MAX_CONCURRENT_COPIES`]); [`Manager::release`] undoes it.
+    pub(crate) fn reserve(&self, naa: &[u8; 16]) -> Result<(), Sense> {
         let mut running = self
             .running_per_lu
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = running.get_mut(naa) {
-            *n = n.saturating_sub(1);
+        let n = running.entry(*naa).or_default();
+        if *n >= MAX_CONCURRENT_COPIES {
+            return Err(Sense::illegal(Asc::INSUFFICIENT_RESOURCES));
         }
+        *n += 1;
+        Ok(())
+    }
+
+    /// REPORT ALL ROD TOKENS (SPC-4 6.21): the management tokens of the live
+    /// tokens whose source this nexus's initiator can reach.
+    fn all_rod_tokens(&self, nexus: &Nexus) -> Vec<u8> {
+        let accessible = self.resolver.accessible(nexus);
+        let mut b = vec![0u8; 8];
+        for m in self.tokens.management_tokens(&accessible) {
+            b.extend_from_slice(&m);
+        }
+        let avail = (b.len() - 4) as u32;
+        b[..4].copy_from_slice(&avail.to_be_bytes());
+        b
+    }
+
+    pub(crate) fn release(&self, naa: &[u8; 16]) {
+        release_in(&self.running_per_lu, naa);
+    }
+
+    /// What a job that outlives its command does when it ends: record the result
+    /// and give back its place in the LU's concurrency count.
+    pub(crate) fn completion(
+        &self,
+        rec: &Arc<Record>,
+        naa: [u8; 16],
+    ) -> impl FnOnce(&Result<(), Sense>) + Send + 'static {
+        let running = self.running_per_lu.clone();
+        let rec = rec.clone();
+        move |result| {
+            rec.end_with(result, Instant::now());
+            release_in(&running, &naa);
+        }
+    }
+}
+
+fn release_in(running: &Mutex<HashMap<[u8; 16], u16>>, naa: &[u8; 16]) {
+    let mut running = running.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(n) = running.get_mut(naa) {
+        *n = n.saturating_sub(1);
     }
 }
 
@@ -436,9 +607,12 @@ mod tests {
         let (m, _t) = manager();
         let n = nexus(1);
         let t0 = Instant::now();
-        let rec = m.begin(&n, 7, ListIdUsage::Hold, t0).unwrap();
+        let lu = [0u8; 16];
+        let rec = m
+            .begin(&n, lu, Op::ExtendedCopyLid1, 7, ListIdUsage::Hold, t0)
+            .unwrap();
         m.finish(&n, &rec, &Ok(()), t0);
-        let status = |at: Instant| m.results(&n, ReceiveCopy::Status { list_id: 7 }, at);
+        let status = |at: Instant| m.results(&lu, &n, ReceiveCopy::Status { list_id: 7 }, 255, at);
         assert_eq!(
             status(t0 + RETENTION - Duration::from_secs(1)).unwrap()[4],
             0x01
@@ -456,15 +630,30 @@ mod tests {
         let (m, _t) = manager();
         let n = nexus(1);
         let t0 = Instant::now();
-        let a = m.begin(&n, 0x0100_0005, ListIdUsage::Hold, t0).unwrap();
-        let e = m.begin(&n, 0x0100_0005, ListIdUsage::Hold, t0).unwrap_err();
+        let (lu, other_lu) = ([1u8; 16], [2u8; 16]);
+        let op = Op::PopulateToken;
+        let a = m
+            .begin(&n, lu, op, 0x0100_0005, ListIdUsage::Hold, t0)
+            .unwrap();
+        let e = m
+            .begin(&n, lu, op, 0x0100_0005, ListIdUsage::Hold, t0)
+            .unwrap_err();
         assert_eq!(e.asc, Asc::OPERATION_IN_PROGRESS);
-        assert!(m.begin(&n, 5, ListIdUsage::Hold, t0).is_ok(), "another ID");
-        assert!(m.abort(1, 0x0100_0005));
-        assert!(a.abort.load(Ordering::Acquire));
-        assert!(!m.abort(1, 0x9999), "no such copy");
         assert!(
-            !m.abort(2, 0x0100_0005),
+            m.begin(&n, lu, op, 5, ListIdUsage::Hold, t0).is_ok(),
+            "another ID"
+        );
+        assert!(
+            m.begin(&n, other_lu, op, 0x0100_0005, ListIdUsage::Hold, t0)
+                .is_ok(),
+            "list IDs are per LU"
+        );
+        assert_eq!(m.abort(1, &lu, 0x0100_0005), Some(true));
+        assert!(a.abort.load(Ordering::Acquire));
+        assert_eq!(m.abort(1, &lu, 0x9999), None, "no such copy");
+        assert_eq!(
+            m.abort(2, &lu, 0x0100_0005),
+            None,
             "another nexus's IDs are not reachable"
         );
     }

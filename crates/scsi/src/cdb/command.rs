@@ -151,6 +151,17 @@ pub enum Command {
     ExtendedCopy {
         len: u32,
     },
+    PopulateToken {
+        list_id: u32,
+        len: u32,
+    },
+    WriteUsingToken {
+        list_id: u32,
+        len: u32,
+    },
+    CopyOperationAbort {
+        list_id: u32,
+    },
     ReceiveCopyResults {
         request: crate::tpc::ReceiveCopy,
         alloc: u32,
@@ -361,17 +372,35 @@ impl Command {
                 blocks: be::u32(c, 10),
                 fua: c[1] & 0x08 != 0,
             },
-            Opcode::EXTENDED_COPY => Command::ExtendedCopy {
-                len: be::u32(c, 10),
+            // The table admits only these service actions.
+            Opcode::EXTENDED_COPY => match sa {
+                0x10 => Command::PopulateToken {
+                    list_id: be::u32(c, 6),
+                    len: be::u32(c, 10),
+                },
+                0x11 => Command::WriteUsingToken {
+                    list_id: be::u32(c, 6),
+                    len: be::u32(c, 10),
+                },
+                0x1c => Command::CopyOperationAbort {
+                    list_id: be::u32(c, 2),
+                },
+                _ => Command::ExtendedCopy {
+                    len: be::u32(c, 10),
+                },
             },
             Opcode::RECEIVE_COPY_RESULTS => {
                 use crate::tpc::ReceiveCopy;
                 let list_id = u32::from(c[2]);
+                let lid4 = be::u32(c, 2);
                 // The table admits only these service actions.
                 let request = match sa {
                     0x00 => ReceiveCopy::Status { list_id },
                     0x01 => ReceiveCopy::Data { list_id },
                     0x03 => ReceiveCopy::OperatingParameters,
+                    0x05 => ReceiveCopy::StatusLid4 { list_id: lid4 },
+                    0x07 => ReceiveCopy::RodTokenInfo { list_id: lid4 },
+                    0x08 => ReceiveCopy::AllRodTokens,
                     _ => ReceiveCopy::FailureDetails { list_id },
                 };
                 Command::ReceiveCopyResults {
@@ -411,7 +440,9 @@ impl Command {
             Command::WriteSame { ndob: false, .. } => bs,
             Command::Unmap { len, .. }
             | Command::PersistentReserveOut { len, .. }
-            | Command::ExtendedCopy { len } => u64::from(len),
+            | Command::ExtendedCopy { len }
+            | Command::PopulateToken { len, .. }
+            | Command::WriteUsingToken { len, .. } => u64::from(len),
             Command::Verify {
                 blocks, bytchk: 1, ..
             } => u64::from(blocks) * bs,

@@ -192,6 +192,36 @@ pub(super) static SPC: &[OpcodeInfo] = &[
     .data_out()
     .pr(PrAccess::Any),
     row(
+        0x83,
+        Some(0x10),
+        "POPULATE TOKEN",
+        60,
+        &[
+            0x83, 0x10, 0, 0, 0, 0, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, 0,
+        ],
+    )
+    .data_out()
+    .pr(PrAccess::Read),
+    row(
+        0x83,
+        Some(0x11),
+        "WRITE USING TOKEN",
+        60,
+        &[
+            0x83, 0x11, 0, 0, 0, 0, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, 0,
+        ],
+    )
+    .data_out()
+    .pr(PrAccess::Write),
+    row(
+        0x83,
+        Some(0x1c),
+        "COPY OPERATION ABORT",
+        1,
+        &[0x83, 0x1c, FF, FF, FF, FF, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    )
+    .pr(PrAccess::Any),
+    row(
         0x84,
         Some(0x00),
         "RECEIVE COPY STATUS(LID1)",
@@ -224,6 +254,33 @@ pub(super) static SPC: &[OpcodeInfo] = &[
         "RECEIVE COPY FAILURE DETAILS(LID1)",
         1,
         &[0x84, 0x04, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0],
+    )
+    .data_in()
+    .pr(PrAccess::Any),
+    row(
+        0x84,
+        Some(0x05),
+        "RECEIVE COPY STATUS(LID4)",
+        1,
+        &[0x84, 0x05, FF, FF, FF, FF, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0],
+    )
+    .data_in()
+    .pr(PrAccess::Any),
+    row(
+        0x84,
+        Some(0x07),
+        "RECEIVE ROD TOKEN INFORMATION",
+        1,
+        &[0x84, 0x07, FF, FF, FF, FF, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0],
+    )
+    .data_in()
+    .pr(PrAccess::Any),
+    row(
+        0x84,
+        Some(0x08),
+        "REPORT ALL ROD TOKENS",
+        1,
+        &[0x84, 0x08, 0, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0],
     )
     .data_in()
     .pr(PrAccess::Any),

@@ -367,6 +367,42 @@ impl Extent<'_> {
         Ok(r)
     }
 
+    /// Writes `len` bytes read from `src` at `src_off` (a store outside any LU: a
+    /// point-in-time image that nothing writes) into this exclusive extent at
+    /// `dst_off`: natively where the two engines can (reflink from a reflinked
+    /// image, RAM pages), else through a bounce buffer of at most `chunk` bytes.
+    /// Returns the native report, or `None` when it bounced.
+    pub fn write_from_store(
+        &self,
+        src: &dyn Backstore,
+        src_off: u64,
+        dst_off: u64,
+        len: u64,
+        chunk: usize,
+    ) -> Result<Option<CopyReport>, IoError> {
+        debug_assert!(self.exclusive, "writes need an exclusive extent");
+        self.check(dst_off, len);
+        if let Some(r) = copy_native(src, src_off, self.store(), dst_off, len)
+            .map_err(|e| self.fail(IoOp::Copy, dst_off, e))?
+        {
+            self.lu
+                .stats
+                .copy_write_bytes
+                .fetch_add(len, Ordering::Relaxed);
+            return Ok(Some(r));
+        }
+        let mut buf = vec![0u8; (len as usize).min(chunk.max(1))];
+        let mut done = 0u64;
+        while done < len {
+            let n = ((len - done) as usize).min(buf.len());
+            src.read_at(&mut buf[..n], src_off + done)
+                .map_err(|e| IoError::new(IoOp::Read, src_off + done, e))?;
+            self.write_cached(dst_off + done, &buf[..n])?;
+            done += n as u64;
+        }
+        Ok(None)
+    }
+
     /// Whether `offset` is mapped and for how many bytes (at most `len`) that stays
     /// so; a store without thin provisioning is mapped everywhere.
     pub fn mapped(&self, offset: u64, len: u64) -> Result<(bool, u64), IoError> {

@@ -157,14 +157,78 @@ impl LogicalUnit {
                 })?;
                 Ok(Outcome::good(0))
             }
+            Command::PopulateToken { list_id, len } => {
+                let Some(copy) = ctx.copy else {
+                    return Err(Sense::invalid_opcode().into());
+                };
+                Self::check_ready(snap)?;
+                let params = self.token_params(data_out, len, crate::tpc::rod::PT_MIN_LEN)?;
+                let params = crate::tpc::rod::PopulateToken::parse(params, self.range_limits())?;
+                copy.populate_token(crate::tpc::PopulateToken {
+                    lu: self,
+                    nexus,
+                    list_id,
+                    params,
+                    abort: ctx.abort,
+                })?;
+                Ok(Outcome::good(0))
+            }
+            Command::WriteUsingToken { list_id, len } => {
+                let Some(copy) = ctx.copy else {
+                    return Err(Sense::invalid_opcode().into());
+                };
+                Self::check_ready(snap)?;
+                self.check_writable(snap)?;
+                let params = self.token_params(data_out, len, crate::tpc::rod::WUT_MIN_LEN)?;
+                let params = crate::tpc::rod::WriteUsingToken::parse(params, self.range_limits())?;
+                copy.write_using_token(crate::tpc::WriteUsingToken {
+                    lu: self,
+                    nexus,
+                    list_id,
+                    params,
+                    abort: ctx.abort,
+                })?;
+                Ok(Outcome::good(0))
+            }
+            Command::CopyOperationAbort { list_id } => {
+                let Some(copy) = ctx.copy else {
+                    return Err(Sense::invalid_opcode().into());
+                };
+                copy.copy_operation_abort(self, nexus, list_id)?;
+                Ok(Outcome::good(0))
+            }
             Command::ReceiveCopyResults { request, alloc } => {
                 let Some(copy) = ctx.copy else {
                     return Err(Sense::invalid_opcode().into());
                 };
-                let bytes = copy.receive_copy_results(self, nexus, request)?;
+                let bytes = copy.receive_copy_results(self, nexus, request, alloc)?;
                 Ok(fill(data_in, &bytes, alloc))
             }
             other => self.dispatch_block(nexus, snap, other, ctx, data_out, data_in),
+        }
+    }
+
+    /// A PT/WUT parameter list: PARAMETER LIST LENGTH below the smallest list is a
+    /// CDB field error (SBC-3 5.9, 5.36), a list shorter than it says a length error.
+    fn token_params<'d>(
+        &self,
+        data_out: &'d [u8],
+        len: u32,
+        min: usize,
+    ) -> Result<&'d [u8], Error> {
+        if (len as usize) < min {
+            return Err(Sense::invalid_cdb_field(10, None).into());
+        }
+        data_out
+            .get(..len as usize)
+            .ok_or_else(|| Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR).into())
+    }
+
+    /// What a token's block ranges are checked against on this LU.
+    pub fn range_limits(&self) -> crate::tpc::rod::RangeLimits {
+        crate::tpc::rod::RangeLimits {
+            capacity: self.num_blocks(),
+            block_size: self.block_size(),
         }
     }
 

@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 use crate::lu::{LogicalUnit, Nexus};
 
 pub mod lid1;
+pub mod rod;
 use crate::sense::Sense;
 
 /// Most CSCD descriptors in one parameter list.
@@ -55,18 +56,60 @@ pub enum ReceiveCopy {
     OperatingParameters,
     /// 04h: FAILED SEGMENT DETAILS.
     FailureDetails { list_id: u32 },
+    /// 05h: RECEIVE COPY STATUS(LID4).
+    StatusLid4 { list_id: u32 },
+    /// 07h: RECEIVE ROD TOKEN INFORMATION.
+    RodTokenInfo { list_id: u32 },
+    /// 08h: REPORT ALL ROD TOKENS.
+    AllRodTokens,
 }
 
-/// The daemon's copy manager: resolves CSCDs through the nexus's access rights and
-/// moves the data. Called on the blocking pool.
+/// A POPULATE TOKEN whose parameter list parsed against the receiving LU.
+#[derive(Debug)]
+pub struct PopulateToken<'a> {
+    pub lu: &'a LogicalUnit,
+    pub nexus: &'a Nexus,
+    pub list_id: u32,
+    pub params: rod::PopulateToken,
+    pub abort: &'a AtomicBool,
+}
+
+/// A WRITE USING TOKEN whose parameter list parsed against the receiving LU.
+#[derive(Debug)]
+pub struct WriteUsingToken<'a> {
+    pub lu: &'a LogicalUnit,
+    pub nexus: &'a Nexus,
+    pub list_id: u32,
+    pub params: rod::WriteUsingToken,
+    pub abort: &'a AtomicBool,
+}
+
+/// The daemon's copy manager: resolves CSCDs and ROD tokens through the nexus's
+/// access rights and moves the data. Called on the blocking pool.
 pub trait CopyManager: Send + Sync + std::fmt::Debug {
     fn extended_copy(&self, req: ExtendedCopy<'_>) -> Result<(), Sense>;
 
+    fn populate_token(&self, req: PopulateToken<'_>) -> Result<(), Sense>;
+
+    fn write_using_token(&self, req: WriteUsingToken<'_>) -> Result<(), Sense>;
+
+    /// COPY OPERATION ABORT (SPC-4 6.3.2): stops the copy `list_id` that `nexus`
+    /// started through `lu`.
+    fn copy_operation_abort(
+        &self,
+        lu: &LogicalUnit,
+        nexus: &Nexus,
+        list_id: u32,
+    ) -> Result<(), Sense>;
+
+    /// RECEIVE COPY RESULTS / THIRD PARTY COPY IN; `alloc` is the CDB's
+    /// allocation length (RECEIVE ROD TOKEN INFORMATION with 0 discards the token).
     fn receive_copy_results(
         &self,
         lu: &LogicalUnit,
         nexus: &Nexus,
         req: ReceiveCopy,
+        alloc: u32,
     ) -> Result<Vec<u8>, Sense>;
 }
 
@@ -120,12 +163,26 @@ pub fn operating_parameters() -> Vec<u8> {
 
 /// Third-party copy descriptor type codes of VPD page 8Fh (SPC-4 7.8.17, Table 623).
 pub mod descriptor_type {
+    pub const BLOCK_DEVICE_ROD_TOKEN_LIMITS: u16 = 0x0000;
     pub const SUPPORTED_COMMANDS: u16 = 0x0001;
     pub const PARAMETER_DATA: u16 = 0x0004;
     pub const SUPPORTED_DESCRIPTORS: u16 = 0x0008;
     pub const SUPPORTED_CSCD_IDS: u16 = 0x000c;
+    pub const ROD_TOKEN_FEATURES: u16 = 0x0106;
+    pub const SUPPORTED_ROD_TYPES: u16 = 0x0108;
     pub const GENERAL_COPY_OPERATIONS: u16 = 0x8001;
 }
+
+/// ROD types in Supported ROD Types (0108h): (type, TOKEN_IN, TOKEN_OUT).
+/// Point-in-time persistent tokens are made where the backstore can snapshot
+/// cheaply, change-vulnerable ones elsewhere; access-upon-reference when asked for;
+/// the zero token is accepted, never made.
+pub const ROD_TYPES: &[(u32, bool, bool)] = &[
+    (rod::rod_type::ACCESS_UPON_REFERENCE, true, true),
+    (rod::rod_type::PIT_CHANGE_VULNERABLE, true, true),
+    (rod::rod_type::PIT_PERSISTENT, true, true),
+    (rod::rod_type::BLOCK_ZERO, true, false),
+];
 
 fn tpc_descriptor(out: &mut Vec<u8>, kind: u16, mut body: Vec<u8>) {
     while !(body.len() + 4).is_multiple_of(4) {
@@ -136,11 +193,23 @@ fn tpc_descriptor(out: &mut Vec<u8>, kind: u16, mut body: Vec<u8>) {
     out.extend_from_slice(&body);
 }
 
-/// Third Party Copy VPD page body (SPC-4 7.8.17): Supported Commands, Parameter Data,
-/// Supported Descriptors, Supported CSCD IDs and General Copy Operations descriptors.
-pub fn vpd_page() -> Vec<u8> {
+/// Third Party Copy VPD page body (SPC-4 7.8.17) for an LU of `block_size`: Block
+/// Device ROD Token Limits first (what Windows and ddpt read), then Supported
+/// Commands, Parameter Data, Supported Descriptors, Supported CSCD IDs, ROD Token
+/// Features, Supported ROD Types and General Copy Operations.
+pub fn vpd_page(block_size: u32) -> Vec<u8> {
     use descriptor_type as t;
     let mut d = Vec::new();
+    // Block Device ROD Token Limits (SBC-3 6.6.5.3): 6 vendor bytes, then the
+    // limits, transfer sizes in this LU's logical blocks.
+    let bs = u64::from(block_size);
+    let mut body = vec![0u8; 32];
+    body[6..8].copy_from_slice(&rod::MAX_RANGE_DESCRIPTORS.to_be_bytes());
+    body[8..12].copy_from_slice(&rod::MAX_INACTIVITY_TIMEOUT.to_be_bytes());
+    body[12..16].copy_from_slice(&rod::DEFAULT_INACTIVITY_TIMEOUT.to_be_bytes());
+    body[16..24].copy_from_slice(&(rod::MAX_TOKEN_TRANSFER_BYTES / bs).to_be_bytes());
+    body[24..32].copy_from_slice(&(rod::OPTIMAL_TRANSFER_BYTES / bs).to_be_bytes());
+    tpc_descriptor(&mut d, t::BLOCK_DEVICE_ROD_TOKEN_LIMITS, body);
     // Supported Commands: list length, then opcode, SA count, SAs (7.8.17.3).
     let mut list = Vec::new();
     for (op, sas) in supported_commands() {
@@ -166,6 +235,32 @@ pub fn vpd_page() -> Vec<u8> {
     let mut body = 2u16.to_be_bytes().to_vec();
     body.extend_from_slice(&CSCD_ID_RECEIVING_LU.to_be_bytes());
     tpc_descriptor(&mut d, t::SUPPORTED_CSCD_IDS, body);
+    // ROD Token Features (7.8.17.10): no remote tokens; lifetime bounded only by
+    // inactivity; one block ROD device type features descriptor.
+    let mut body = vec![0u8; 92];
+    body[12..16].copy_from_slice(&1u32.to_be_bytes()); // MINIMUM TOKEN LIFETIME
+    body[16..20].copy_from_slice(&u32::MAX.to_be_bytes()); // MAXIMUM TOKEN LIFETIME
+    body[20..24].copy_from_slice(&rod::MAX_INACTIVITY_TIMEOUT.to_be_bytes());
+    body[42..44].copy_from_slice(&48u16.to_be_bytes());
+    let f = &mut body[44..92];
+    f[0] = 0x00; // direct access block device
+    f[2..4].copy_from_slice(&0x002cu16.to_be_bytes());
+    f[4..6].copy_from_slice(&1u16.to_be_bytes()); // OPTIMAL BLOCK ROD LENGTH GRANULARITY
+    f[6..14].copy_from_slice(&rod::MAX_TOKEN_TRANSFER_BYTES.to_be_bytes());
+    f[14..22].copy_from_slice(&rod::OPTIMAL_TRANSFER_BYTES.to_be_bytes());
+    f[22..30].copy_from_slice(&rod::MAX_TOKEN_TRANSFER_BYTES.to_be_bytes());
+    f[30..38].copy_from_slice(&rod::OPTIMAL_TRANSFER_BYTES.to_be_bytes());
+    tpc_descriptor(&mut d, t::ROD_TOKEN_FEATURES, body);
+    // Supported ROD Types (7.8.17.11): 64-byte ROD type descriptors.
+    let mut body = vec![0u8; 4];
+    body[2..4].copy_from_slice(&((ROD_TYPES.len() * 64) as u16).to_be_bytes());
+    for &(kind, token_in, token_out) in ROD_TYPES {
+        let mut r = [0u8; 64];
+        r[0..4].copy_from_slice(&kind.to_be_bytes());
+        r[4] = u8::from(token_in) << 1 | u8::from(token_out);
+        body.extend_from_slice(&r);
+    }
+    tpc_descriptor(&mut d, t::SUPPORTED_ROD_TYPES, body);
     // General Copy Operations (7.8.17.8).
     let mut body = vec![0u8; 28];
     body[0..4].copy_from_slice(&u32::from(MAX_CONCURRENT_COPIES).to_be_bytes());
@@ -183,7 +278,7 @@ mod tests {
 
     #[test]
     fn vpd_descriptors_are_well_formed() {
-        let d = vpd_page();
+        let d = vpd_page(512);
         let mut at = 0;
         let mut kinds = Vec::new();
         while at < d.len() {
@@ -194,11 +289,17 @@ mod tests {
             at += 4 + len;
         }
         assert_eq!(at, d.len());
-        assert_eq!(kinds, vec![0x0001, 0x0004, 0x0008, 0x000c, 0x8001]);
+        assert_eq!(
+            kinds,
+            vec![0x0000, 0x0001, 0x0004, 0x0008, 0x000c, 0x0106, 0x0108, 0x8001]
+        );
         // 0x84 lists SA 00h (what libiscsi's CopyStatus test looks for).
         assert_eq!(
-            &d[4..13],
-            &[9, 0x83, 1, 0x00, 0x84, 4, 0x00, 0x01, 0x03][..]
+            &d[40..56],
+            &[
+                15, 0x83, 4, 0x00, 0x10, 0x11, 0x1c, 0x84, 7, 0x00, 0x01, 0x03, 0x04, 0x05, 0x07,
+                0x08
+            ][..]
         );
     }
 

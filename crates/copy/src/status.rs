@@ -1,0 +1,102 @@
+//! RECEIVE COPY STATUS(LID4) and RECEIVE ROD TOKEN INFORMATION parameter data
+//! (SPC-4 6.18, 6.20; layout in ROD-TOKENS.md §1.3 and §1.6).
+//!
+//! ```text
+//!  0-3   AVAILABLE DATA (n-3)          12  completion status (SCSI status byte)
+//!  4     RESPONSE TO SERVICE ACTION    13  LENGTH OF THE SENSE DATA FIELD
+//!  5     COPY OPERATION STATUS         14  SENSE DATA LENGTH
+//!  6-7   OPERATION COUNTER             15  TRANSFER COUNT UNITS (F1h: blocks)
+//!  8-11  ESTIMATED STATUS UPDATE DELAY 16-23 TRANSFER COUNT
+//!  24-25 SEGMENTS PROCESSED            32..  sense data (byte 13 bytes)
+//!  RRTI only, at k = 32 + byte 13: ROD TOKEN DESCRIPTORS LENGTH (4 bytes: 0 or
+//!  0202h), then 2 bytes of ID FOR CREATING ROD CSCD DESCRIPTOR (0) and the token.
+//! ```
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use scsi::sense::{status, Sense};
+
+use crate::manager::{Record, Status};
+use crate::token::Token;
+
+/// COPY OPERATION STATUS values.
+pub(crate) mod op_status {
+    pub const COMPLETED: u8 = 0x01;
+    pub const COMPLETED_WITH_ERRORS: u8 = 0x02;
+    /// Completed, but not every block asked for was transferred: a partial
+    /// WRITE USING TOKEN (the transfer count says how far it got).
+    pub const PARTIAL: u8 = 0x03;
+    pub const IN_PROGRESS_FOREGROUND: u8 = 0x11;
+    pub const TERMINATED: u8 = 0x60;
+}
+
+/// ESTIMATED STATUS UPDATE DELAY once the operation has completed.
+const DELAY_COMPLETED: u32 = 0xffff_fffe;
+/// While in progress: how long a client should wait before asking again.
+const DELAY_RUNNING_MS: u32 = 100;
+
+type End = (Status, Instant, Option<Sense>);
+
+/// RECEIVE ROD TOKEN INFORMATION: the status of `rec`, then the ROD token
+/// descriptors: `token` when the list made one that still lives, else none.
+pub(crate) fn rod_token_info(rec: &Record, end: Option<&End>, token: Option<&Token>) -> Vec<u8> {
+    let mut b = lid4(rec, end);
+    match token {
+        Some(t) => {
+            b.extend_from_slice(&0x0202u32.to_be_bytes());
+            b.extend_from_slice(&[0, 0]);
+            b.extend_from_slice(&t.bytes[..]);
+        }
+        None => b.extend_from_slice(&[0; 4]),
+    }
+    let avail = (b.len() - 4) as u32;
+    b[..4].copy_from_slice(&avail.to_be_bytes());
+    b
+}
+
+/// RECEIVE COPY STATUS(LID4): the status of `rec` (its end as read by the caller).
+pub(crate) fn lid4(rec: &Record, end: Option<&End>) -> Vec<u8> {
+    let blocks = rec.blocks.load(Ordering::Relaxed);
+    let (op, delay, completion, sense) = match end {
+        None | Some((Status::Running, _, _)) => (
+            op_status::IN_PROGRESS_FOREGROUND,
+            DELAY_RUNNING_MS,
+            status::GOOD,
+            None,
+        ),
+        Some((Status::Done, _, _)) => (op_status::COMPLETED, DELAY_COMPLETED, status::GOOD, None),
+        Some((Status::Aborted, _, s)) => (
+            op_status::TERMINATED,
+            DELAY_COMPLETED,
+            status::TASK_ABORTED,
+            s.clone(),
+        ),
+        Some((Status::Failed, _, s)) => (
+            if blocks > 0 {
+                op_status::PARTIAL
+            } else {
+                op_status::COMPLETED_WITH_ERRORS
+            },
+            DELAY_COMPLETED,
+            status::CHECK_CONDITION,
+            s.clone(),
+        ),
+    };
+    let sense = sense.map(|s| s.encode(false)).unwrap_or_default();
+    let mut b = vec![0u8; 32];
+    b[4] = rec.op as u8;
+    b[5] = op;
+    b[8..12].copy_from_slice(&delay.to_be_bytes());
+    b[12] = completion;
+    b[13] = sense.len() as u8;
+    b[14] = sense.len() as u8;
+    b[15] = 0xf1; // logical blocks
+    b[16..24].copy_from_slice(&blocks.to_be_bytes());
+    let segs = rec.segments_done.load(Ordering::Relaxed).min(0xffff) as u16;
+    b[24..26].copy_from_slice(&segs.to_be_bytes());
+    b.extend_from_slice(&sense);
+    let avail = (b.len() - 4) as u32;
+    b[..4].copy_from_slice(&avail.to_be_bytes());
+    b
+}
