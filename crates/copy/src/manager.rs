@@ -170,9 +170,28 @@ impl Manager {
         counters_of(&self.counters, naa)
     }
 
-    /// The nexus ended: its held results go.
+    /// The nexus ended (I_T nexus loss): its running copies, background ones
+    /// included, stop at their next window, and its held results go.
     pub fn forget_nexus(&self, nexus: u64) {
-        self.lists().remove(&nexus);
+        if let Some(q) = self.lists().remove(&nexus) {
+            for r in q.iter().filter(|r| r.status() == Status::Running) {
+                r.abort.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// A logical unit reset (or a target reset, for each LU): every copy started
+    /// through the LU with this NAA, from any nexus, stops at its next window.
+    /// Their status stays readable (COPY OPERATION STATUS 60h).
+    pub fn reset_lu(&self, naa: &[u8; 16]) {
+        for q in self.lists().values() {
+            for r in q
+                .iter()
+                .filter(|r| r.lu == *naa && r.status() == Status::Running)
+            {
+                r.abort.store(true, Ordering::Release);
+            }
+        }
     }
 
     /// Stops the running copy `list_id` that `nexus` started through the LU `lu`

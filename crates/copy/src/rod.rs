@@ -286,7 +286,7 @@ impl WriteJob {
         match &source.data {
             Data::Live => {
                 let token = &source.token;
-                let src = token.lu.as_ref();
+                let src = source.lu.as_ref();
                 let permit = |write: bool| {
                     if write {
                         return self.permit_dst();
@@ -402,7 +402,7 @@ pub(crate) fn write_using_token(m: &Manager, req: WriteUsingToken<'_>) -> Result
                     "WRITE USING TOKEN refused: token"
                 );
             })?;
-        let src_bs = u64::from(used.token.lu.block_size());
+        let src_bs = u64::from(used.lu.block_size());
         let offset = p.offset_into_rod.saturating_mul(dst_bs);
         let pieces = plan(&used.token.ranges, src_bs, offset, &p.ranges, dst_bs)?;
         (Some(used), pieces)

@@ -370,9 +370,12 @@ fn build_lu(
 impl Registry {
     pub fn build(cfg: &Config) -> anyhow::Result<Self> {
         let model = Arc::new(RwLock::new(Arc::new(Model::build(cfg, None)?)));
-        let copy = Arc::new(copy::Manager::new(Arc::new(AclResolver {
-            model: model.clone(),
-        })));
+        let copy = Arc::new(copy::Manager::with_token_limits(
+            Arc::new(AclResolver {
+                model: model.clone(),
+            }),
+            cfg.server.rod_tokens,
+        ));
         Ok(Self {
             copy,
             model,
@@ -421,7 +424,13 @@ impl Registry {
             .filter(|(_, lu)| old.lus.values().any(|(_, o)| Arc::ptr_eq(o, lu)))
             .count();
         let total = new.lus.len();
+        self.copy.tokens.set_limits(cfg.server.rod_tokens);
+        let served: Vec<Arc<LogicalUnit>> = new.lus.values().map(|(_, lu)| lu.clone()).collect();
         *self.model.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+        // Tokens of LUs no longer served let go of them (TOKEN REVOKED).
+        self.copy
+            .tokens
+            .revoke_unless(|lu| served.iter().any(|s| Arc::ptr_eq(s, lu)));
         self.generation.fetch_add(1, Ordering::AcqRel);
         Ok((total, reused))
     }

@@ -180,6 +180,8 @@ pub struct FaultyBackstore {
     pub inner: RamBackstore,
     /// Failing byte range and errno; reads fail only when `reads` is set.
     pub fault: std::sync::Mutex<Option<(std::ops::Range<u64>, i32, bool)>>,
+    /// How long every write takes (a slow device, for abort tests).
+    pub write_delay: std::sync::Mutex<std::time::Duration>,
 }
 
 impl FaultyBackstore {
@@ -187,7 +189,13 @@ impl FaultyBackstore {
         Self {
             inner: RamBackstore::new(size),
             fault: std::sync::Mutex::new(None),
+            write_delay: std::sync::Mutex::new(std::time::Duration::ZERO),
         }
+    }
+
+    /// Makes every later write take `d`.
+    pub fn slow(&self, d: std::time::Duration) {
+        *self.write_delay.lock().unwrap() = d;
     }
 
     /// Fails writes (and reads too, with `reads`) touching `range` with `errno`.
@@ -219,6 +227,10 @@ impl Backstore for FaultyBackstore {
     }
     fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> std::io::Result<()> {
         self.check(offset, buf.len(), true)?;
+        let d = *self.write_delay.lock().unwrap();
+        if !d.is_zero() {
+            std::thread::sleep(d);
+        }
         self.inner.write_at(buf, offset, fua)
     }
     fn flush(&self) -> std::io::Result<()> {

@@ -171,3 +171,72 @@ fn block_limits_agree_with_the_enforced_transfer_limit() {
         assert_eq!(r.check().1, Asc::INVALID_FIELD_IN_CDB);
     }
 }
+
+/// SBC-3 6.6.5.3 Block Device ROD Token Limits, ROD Token Features (7.8.17.10)
+/// and Supported ROD Types (7.8.17.11), decoded from their layouts and held
+/// against what the POPULATE TOKEN / WRITE USING TOKEN parsers enforce.
+#[test]
+fn rod_token_descriptors_agree_with_the_token_parsers() {
+    use scsi::tpc::rod::{PopulateToken, RangeLimits};
+    for bs in [512u32, 4096] {
+        let t = TestLu::new(1 << 20, bs);
+        let descs = tpc_descriptors(&vpd(&t, 0x8f));
+        assert_eq!(descs[0].0, 0x0000, "BDRL is the first descriptor");
+        let d = &descs[0].1;
+        assert_eq!(be16(d, 2), 0x0020);
+        let max_ranges = be16(d, 10);
+        let max_timeout = be32(d, 12);
+        let default_timeout = be32(d, 16);
+        let max_blocks = u64::from_be_bytes(d[20..28].try_into().unwrap());
+        let optimal = u64::from_be_bytes(d[28..36].try_into().unwrap());
+        assert!(max_ranges >= 64, "Windows sends up to 64 ranges");
+        assert!(default_timeout > 0 && default_timeout <= max_timeout);
+        assert!(optimal > 0 && optimal <= max_blocks);
+        assert!(max_blocks < 1 << 32, "ddpt keeps it in 32 bits");
+        let lu = RangeLimits {
+            capacity: 1 << 20,
+            block_size: bs,
+        };
+        let pt = |timeout: u32, ranges: &[(u64, u32)]| {
+            let mut p = vec![0u8; 16];
+            p[4..8].copy_from_slice(&timeout.to_be_bytes());
+            p[14..16].copy_from_slice(&((ranges.len() * 16) as u16).to_be_bytes());
+            for &(lba, n) in ranges {
+                p.extend_from_slice(&lba.to_be_bytes());
+                p.extend_from_slice(&n.to_be_bytes());
+                p.extend_from_slice(&[0; 4]);
+            }
+            let n = (p.len() - 2) as u16;
+            p[0..2].copy_from_slice(&n.to_be_bytes());
+            PopulateToken::parse(&p, lu)
+        };
+        let ranges = |k: u64| (0..k).map(|i| (i * 2, 1u32)).collect::<Vec<_>>();
+        assert!(pt(max_timeout, &ranges(u64::from(max_ranges))).is_ok());
+        assert_eq!(
+            pt(0, &ranges(u64::from(max_ranges) + 1)).unwrap_err().asc,
+            Asc(0x2608)
+        );
+        assert!(pt(max_timeout + 1, &ranges(1)).is_err());
+        assert!(pt(0, &[(0, max_blocks as u32)]).is_ok());
+        assert!(pt(0, &[(0, max_blocks as u32), (max_blocks, 1)]).is_err());
+        // ROD Token Features: the block ROD limits in bytes, the same numbers.
+        let (_, f) = descs.iter().find(|(k, _)| *k == 0x0106).unwrap();
+        assert_eq!(be32(f, 24), max_timeout);
+        assert_eq!(be16(f, 46), 48);
+        let b = &f[48..96];
+        assert_eq!(be16(b, 2), 0x002c);
+        let max_bytes = u64::from_be_bytes(b[8..16].try_into().unwrap());
+        let optimal_bytes = u64::from_be_bytes(b[16..24].try_into().unwrap());
+        assert_eq!(max_bytes, max_blocks * u64::from(bs));
+        assert_eq!(optimal_bytes, optimal * u64::from(bs));
+        // Supported ROD Types: 64-byte descriptors; the zero token in only.
+        let (_, r) = descs.iter().find(|(k, _)| *k == 0x0108).unwrap();
+        let n = usize::from(be16(r, 6)) / 64;
+        let types: Vec<(u32, u8)> = (0..n)
+            .map(|i| (be32(r, 8 + i * 64), r[8 + i * 64 + 4] & 0x83))
+            .collect();
+        assert!(types.contains(&(0xffff_0001, 0x02)));
+        assert!(types.contains(&(0x0080_0002, 0x03)));
+        assert!(types.contains(&(0x0080_0001, 0x03)));
+    }
+}

@@ -14,6 +14,7 @@ use iscsi::keys::TextPairs;
 use iscsi::pdu::{opcode, BhsWriter, BHS_LEN, NO_TAG};
 
 pub mod load;
+pub mod rod;
 pub mod xcopy;
 pub mod xfs;
 

@@ -69,6 +69,7 @@ pub(crate) enum Data {
 enum State {
     Alive {
         data: Data,
+        lu: Arc<LogicalUnit>,
         last_used: Instant,
         users: u32,
     },
@@ -91,7 +92,9 @@ pub(crate) struct Creator {
 pub(crate) struct Token {
     pub(crate) bytes: Box<[u8; TOKEN_LEN]>,
     pub(crate) rod_type: u32,
-    pub(crate) lu: Arc<LogicalUnit>,
+    /// The source LU, for access checks; the token holds it (in its state) only
+    /// while alive, so a tombstone keeps no LU open.
+    source: Weak<LogicalUnit>,
     pub(crate) ranges: Vec<BlockRange>,
     pub(crate) bytes_represented: u64,
     pub(crate) creator: Creator,
@@ -141,6 +144,11 @@ impl Token {
             State::Dead { asc, .. } => *asc,
             State::Alive { .. } => token_asc::TOKEN_CANCELLED,
         }
+    }
+
+    fn sourced_from_one_of(&self, lus: &[Arc<LogicalUnit>]) -> bool {
+        lus.iter()
+            .any(|lu| std::ptr::eq(Arc::as_ptr(lu), self.source.as_ptr()))
     }
 
     fn overlaps(&self, lba: u64, blocks: u64) -> bool {
@@ -209,6 +217,8 @@ impl WriteObserver for LuWatch {
 pub(crate) struct InUse {
     pub(crate) token: Arc<Token>,
     pub(crate) data: Data,
+    /// The source LU.
+    pub(crate) lu: Arc<LogicalUnit>,
 }
 
 impl Drop for InUse {
@@ -225,7 +235,7 @@ impl Drop for InUse {
 
 #[derive(Debug)]
 pub struct Tokens {
-    limits: TokenLimits,
+    limits: Mutex<TokenLimits>,
     all: Mutex<HashMap<[u8; 32], Arc<Token>>>,
     watches: Mutex<Vec<(Weak<LogicalUnit>, Arc<LuWatch>)>>,
     next_id: AtomicU64,
@@ -237,12 +247,21 @@ pub struct Tokens {
 impl Tokens {
     pub fn new(limits: TokenLimits) -> Self {
         Self {
-            limits,
+            limits: Mutex::new(limits),
             all: Mutex::new(HashMap::new()),
             watches: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
             refused: AtomicU64::new(0),
         }
+    }
+
+    /// New bounds (a reload): tokens already made stay.
+    pub fn set_limits(&self, limits: TokenLimits) {
+        *self.limits.lock().unwrap_or_else(|e| e.into_inner()) = limits;
+    }
+
+    fn limits(&self) -> TokenLimits {
+        *self.limits.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn all(&self) -> MutexGuard<'_, HashMap<[u8; 32], Arc<Token>>> {
@@ -316,6 +335,21 @@ impl Tokens {
         }
     }
 
+    /// Revokes every token whose source LU `keep` rejects (an LU removed by a
+    /// reload): their images and LU handles go now, not at their timeout.
+    pub fn revoke_unless(&self, keep: impl Fn(&Arc<LogicalUnit>) -> bool) {
+        let now = Instant::now();
+        for t in self.all().values() {
+            let Some(lu) = t.source.upgrade() else {
+                continue;
+            };
+            if keep(&lu) {
+                continue;
+            }
+            t.kill(token_asc::TOKEN_REVOKED, now);
+        }
+    }
+
     /// Deletes a token (RECEIVE ROD TOKEN INFORMATION with allocation length 0).
     pub(crate) fn delete(&self, token: &Token, now: Instant) {
         token.kill(token_asc::TOKEN_DELETED, now);
@@ -347,7 +381,7 @@ impl Tokens {
         let bytes_represented = blocks * bs;
         {
             let all = self.all();
-            if self.live_in(&all) >= self.limits.max_tokens {
+            if self.live_in(&all) >= self.limits().max_tokens {
                 return Err(Sense::illegal(
                     token_asc::INSUFFICIENT_RESOURCES_TO_CREATE_ROD_TOKEN,
                 ));
@@ -401,13 +435,14 @@ impl Tokens {
         let token = Arc::new(Token {
             bytes: Box::new(header.encode(&random)),
             rod_type: kind,
-            lu: lu.clone(),
+            source: Arc::downgrade(lu),
             ranges: ranges.to_vec(),
             bytes_represented,
             creator,
             inactivity: Duration::from_secs(u64::from(inactivity)),
             state: Mutex::new(State::Alive {
                 data,
+                lu: lu.clone(),
                 last_used: now,
                 users: 0,
             }),
@@ -452,7 +487,7 @@ impl Tokens {
             })
             .map(|t| t.bytes_represented)
             .sum();
-        if held + bytes > self.limits.max_image_bytes {
+        if held + bytes > self.limits().max_image_bytes {
             return Err(Sense::illegal(
                 token_asc::INSUFFICIENT_RESOURCES_TO_CREATE_ROD,
             ));
@@ -488,7 +523,7 @@ impl Tokens {
             self.refused.fetch_add(1, Ordering::Relaxed);
             return Err(token_error(token_asc::TOKEN_UNKNOWN));
         };
-        if !accessible.iter().any(|lu| Arc::ptr_eq(lu, &token.lu)) {
+        if !token.sourced_from_one_of(accessible) {
             self.refused.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 initiator = %nexus.initiator,
@@ -504,14 +539,15 @@ impl Tokens {
             }
             State::Alive {
                 data,
+                lu,
                 last_used,
                 users,
             } => {
                 *users += 1;
                 *last_used = now;
-                let data = data.clone();
+                let (data, lu) = (data.clone(), lu.clone());
                 drop(st);
-                Ok(InUse { token, data })
+                Ok(InUse { token, data, lu })
             }
         }
     }
@@ -522,7 +558,7 @@ impl Tokens {
         let all = self.all();
         let mut out: Vec<(u64, [u8; 96])> = all
             .values()
-            .filter(|t| t.alive() && accessible.iter().any(|lu| Arc::ptr_eq(lu, &t.lu)))
+            .filter(|t| t.alive() && t.sourced_from_one_of(accessible))
             .map(|t| {
                 let mut m = [0u8; 96];
                 m.copy_from_slice(&t.bytes[..96]);

@@ -96,6 +96,8 @@ pub struct ServerConfig {
     /// A connection that has not completed login this long after it was accepted
     /// is closed.
     pub login_timeout_secs: u64,
+    /// Bounds on live ROD tokens (POPULATE TOKEN).
+    pub rod_tokens: copy::TokenLimits,
     pub limits: iscsi::TargetLimits,
     pub log_format: LogFormat,
     /// Where persistent reservations made with APTPL are kept; without it APTPL is
@@ -332,6 +334,23 @@ impl Config {
             4096,
             &mut queue_depth,
         );
+        let mut rod_tokens = copy::TokenLimits::default();
+        let mut max_tokens = rod_tokens.max_tokens as u32;
+        ranged(
+            cx,
+            &s.rod_tokens,
+            "server.rod_tokens",
+            1,
+            65536,
+            &mut max_tokens,
+        );
+        rod_tokens.max_tokens = max_tokens as usize;
+        if let Some(v) = &s.rod_token_image_bytes {
+            match parse_size(v.get_ref()) {
+                Ok(n) => rod_tokens.max_image_bytes = n,
+                Err(e) => cx.err(Some(v.span()), "server.rod_token_image_bytes", e),
+            }
+        }
         if let Some(v) = s.initial_r2t {
             limits.initial_r2t = v;
         }
@@ -372,6 +391,7 @@ impl Config {
             nop_interval_secs: s.nop_interval_secs.unwrap_or(0),
             nop_timeout_secs: s.nop_timeout_secs.unwrap_or(30),
             login_timeout_secs,
+            rod_tokens,
             limits,
             log_format,
             state_dir: s.state_dir.clone().map(PathBuf::from),

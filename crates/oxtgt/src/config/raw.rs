@@ -44,6 +44,8 @@ pub(super) struct RawServer {
     pub(super) nop_interval_secs: Option<u64>,
     pub(super) nop_timeout_secs: Option<u64>,
     pub(super) login_timeout_secs: Option<Spanned<u64>>,
+    pub(super) rod_tokens: Option<Spanned<u32>>,
+    pub(super) rod_token_image_bytes: Option<Spanned<toml::Value>>,
     pub(super) max_recv_data_segment_length: Option<Spanned<u32>>,
     pub(super) max_burst_length: Option<Spanned<u32>>,
     pub(super) first_burst_length: Option<Spanned<u32>>,

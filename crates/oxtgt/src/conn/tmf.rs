@@ -92,6 +92,10 @@ impl Conn {
                     let lun = t.lun;
                     let w = self.abort_where(|l| l == lun);
                     lu.task_management(tmf, self.nexus.id);
+                    if tmf == TaskManagement::LogicalUnitReset {
+                        // Background copies through the LU end too (SPC-4 5.16.4.5).
+                        self.reg.copy.reset_lu(&lu.identity().naa);
+                    }
                     after_reset = Some(Box::new(move || lu.task_management_done(tmf)));
                     (tmf_response::COMPLETE, w)
                 }
@@ -104,6 +108,7 @@ impl Conn {
                     self.target.iter().flat_map(|t| t.luns().cloned()).collect();
                 for lu in &lus {
                     lu.task_management(tmf, self.nexus.id);
+                    self.reg.copy.reset_lu(&lu.identity().naa);
                 }
                 after_reset = Some(Box::new(move || {
                     lus.iter().for_each(|lu| lu.task_management_done(tmf))

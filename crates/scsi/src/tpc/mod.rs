@@ -245,11 +245,11 @@ pub fn vpd_page(block_size: u32) -> Vec<u8> {
     let f = &mut body[44..92];
     f[0] = 0x00; // direct access block device
     f[2..4].copy_from_slice(&0x002cu16.to_be_bytes());
-    f[4..6].copy_from_slice(&1u16.to_be_bytes()); // OPTIMAL BLOCK ROD LENGTH GRANULARITY
-    f[6..14].copy_from_slice(&rod::MAX_TOKEN_TRANSFER_BYTES.to_be_bytes());
-    f[14..22].copy_from_slice(&rod::OPTIMAL_TRANSFER_BYTES.to_be_bytes());
-    f[22..30].copy_from_slice(&rod::MAX_TOKEN_TRANSFER_BYTES.to_be_bytes());
-    f[30..38].copy_from_slice(&rod::OPTIMAL_TRANSFER_BYTES.to_be_bytes());
+    f[6..8].copy_from_slice(&1u16.to_be_bytes()); // OPTIMAL BLOCK ROD LENGTH GRANULARITY
+    f[8..16].copy_from_slice(&rod::MAX_TOKEN_TRANSFER_BYTES.to_be_bytes());
+    f[16..24].copy_from_slice(&rod::OPTIMAL_TRANSFER_BYTES.to_be_bytes());
+    f[24..32].copy_from_slice(&rod::MAX_TOKEN_TRANSFER_BYTES.to_be_bytes());
+    f[32..40].copy_from_slice(&rod::OPTIMAL_TRANSFER_BYTES.to_be_bytes());
     tpc_descriptor(&mut d, t::ROD_TOKEN_FEATURES, body);
     // Supported ROD Types (7.8.17.11): 64-byte ROD type descriptors.
     let mut body = vec![0u8; 4];
