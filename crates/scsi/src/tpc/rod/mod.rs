@@ -268,7 +268,7 @@ impl WriteUsingToken {
 /// type this copy manager produces or knows (else UNSUPPORTED TOKEN TYPE). Returns
 /// the type.
 pub fn check_token(t: &[u8]) -> Result<u32, Sense> {
-    if be::u16(t, 6) != TOKEN_LENGTH_FIELD {
+    if t.len() != TOKEN_LEN || be::u16(t, 6) != TOKEN_LENGTH_FIELD {
         return Err(Sense::illegal(token_asc::INVALID_TOKEN_LENGTH));
     }
     let kind = be::u32(t, 0);
