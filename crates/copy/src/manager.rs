@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use scsi::sense::{Asc, Sense};
-use scsi::tpc::lid1::ListIdUsage;
+use scsi::tpc::lid1::{ListFormat, ListIdUsage};
 use scsi::tpc::{
     self, CopyManager, ExtendedCopy, PopulateToken, ReceiveCopy, WriteUsingToken,
     MAX_CONCURRENT_COPIES,
@@ -88,6 +88,7 @@ pub(crate) enum Status {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Op {
     ExtendedCopyLid1 = 0x00,
+    ExtendedCopyLid4 = 0x01,
     PopulateToken = 0x10,
     WriteUsingToken = 0x11,
 }
@@ -280,9 +281,8 @@ impl Manager {
         }
     }
 
-    /// Resolves the list into a job and runs it on the executor; the calling
-    /// command waits, passing on its abort flag.
-    fn run(&self, req: &ExtendedCopy<'_>, rec: &Arc<Record>) -> Result<(), Sense> {
+    /// Resolves the list into a job that owns its LUs (nothing moves yet).
+    fn prepare(&self, req: &ExtendedCopy<'_>, rec: &Arc<Record>) -> Result<Job, Sense> {
         let accessible = self.resolver.accessible(req.nexus);
         // The receiving LU as an owned handle: it is among the initiator's LUs,
         // since the command reached it.
@@ -293,36 +293,14 @@ impl Manager {
         else {
             return Err(Sense::illegal(Asc::INTERNAL_TARGET_FAILURE));
         };
-        let job = Job::prepare(
+        Job::prepare(
             &receiving,
             req.nexus,
             req.list.clone(),
             &accessible,
             rec.clone(),
             self.counters.clone(),
-        )?;
-        if req.abort.load(Ordering::Acquire) {
-            rec.abort.store(true, Ordering::Release);
-        }
-        let (tx, rx) = sync_channel(1);
-        self.executor
-            .submit(move || {
-                let _ = tx.send(job.run());
-            })
-            .map_err(|_| Sense::illegal(Asc::INSUFFICIENT_RESOURCES))?;
-        loop {
-            match rx.recv_timeout(ABORT_POLL) {
-                Ok(result) => return result,
-                Err(RecvTimeoutError::Timeout) => {
-                    if req.abort.load(Ordering::Acquire) {
-                        rec.abort.store(true, Ordering::Release);
-                    }
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(Sense::illegal(Asc::INTERNAL_TARGET_FAILURE))
-                }
-            }
-        }
+        )
     }
 
     /// RECEIVE COPY RESULTS and THIRD PARTY COPY IN through `lu` as of `now`.
@@ -443,19 +421,12 @@ impl CopyManager for Manager {
     fn extended_copy(&self, req: ExtendedCopy<'_>) -> Result<(), Sense> {
         let (nexus, list) = (req.nexus, &req.list);
         let naa = req.lu.identity().naa;
-        {
-            let mut running = self
-                .running_per_lu
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let n = running.entry(naa).or_default();
-            if *n >= MAX_CONCURRENT_COPIES {
-                return Err(Sense::illegal(Asc::INSUFFICIENT_RESOURCES));
-            }
-            *n += 1;
-        }
-        let list_id = u32::from(list.list_id);
-        let op = Op::ExtendedCopyLid1;
+        self.reserve(&naa)?;
+        let list_id = list.list_id;
+        let op = match list.format {
+            ListFormat::Lid1 => Op::ExtendedCopyLid1,
+            ListFormat::Lid4 => Op::ExtendedCopyLid4,
+        };
         let rec = match self.begin(nexus, naa, op, list_id, list.usage, Instant::now()) {
             Ok(r) => r,
             Err(e) => {
@@ -465,39 +436,55 @@ impl CopyManager for Manager {
         };
         let counters = self.counters(&naa);
         counters.started.fetch_add(1, Ordering::Relaxed);
-        let t = Instant::now();
-        let result = self.run(&req, &rec);
-        self.finish(nexus, &rec, &result, Instant::now());
-        self.release(&naa);
-        let bytes = rec.bytes.load(Ordering::Relaxed);
-        let p = &counters.paths;
-        match &result {
-            Ok(()) => tracing::info!(
-                initiator = %nexus.initiator,
-                list_id,
-                segments = list.segments.len(),
-                bytes,
-                ms = t.elapsed().as_millis() as u64,
-                lu_reflink = p.reflink.load(Ordering::Relaxed),
-                lu_copy_file_range = p.copy_file_range.load(Ordering::Relaxed),
-                lu_memcpy = p.memcpy.load(Ordering::Relaxed),
-                lu_bounce = p.bounce.load(Ordering::Relaxed),
-                "EXTENDED COPY done"
-            ),
-            Err(s) => {
+        let job = match self.prepare(&req, &rec) {
+            Ok(j) => j,
+            Err(e) => {
                 counters.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    initiator = %nexus.initiator,
+                log_copy_end(
+                    nexus,
                     list_id,
-                    bytes_before_failure = bytes,
-                    key = s.key.0,
-                    asc = format!("{:04x}", s.asc.0),
-                    segment = ?s.command_specific,
-                    "EXTENDED COPY failed"
+                    list.segments.len(),
+                    &rec,
+                    &counters,
+                    Instant::now(),
+                    &Err(e.clone()),
                 );
+                self.finish(nexus, &rec, &Err(e.clone()), Instant::now());
+                self.release(&naa);
+                return Err(e);
             }
+        };
+        if req.abort.load(Ordering::Acquire) {
+            rec.abort.store(true, Ordering::Release);
         }
-        result
+        let complete = self.completion(&rec, naa);
+        let (tx, rx) = sync_channel(1);
+        let started = Instant::now();
+        let initiator = nexus.clone();
+        let segments = list.segments.len();
+        let record = rec.clone();
+        let submitted = self.executor.submit(move || {
+            let result = job.run();
+            if result.is_err() {
+                counters.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            log_copy_end(
+                &initiator, list_id, segments, &record, &counters, started, &result,
+            );
+            complete(&result);
+            let _ = tx.send(result);
+        });
+        if submitted.is_err() {
+            let e = Sense::illegal(Asc::INSUFFICIENT_RESOURCES);
+            self.finish(nexus, &rec, &Err(e.clone()), Instant::now());
+            self.release(&naa);
+            return Err(e);
+        }
+        if list.immed {
+            // LID4 IMMED: GOOD now; RECEIVE COPY STATUS(LID4) follows the job.
+            return Ok(());
+        }
+        wait(&rx, req.abort, &rec.abort)
     }
 
     fn populate_token(&self, req: PopulateToken<'_>) -> Result<(), Sense> {
@@ -582,6 +569,65 @@ impl Manager {
             rec.end_with(result, Instant::now());
             release_in(&running, &naa);
         }
+    }
+}
+
+/// Waits for a job's result, passing the command's abort flag on to the job.
+pub(crate) fn wait(
+    rx: &std::sync::mpsc::Receiver<Result<(), Sense>>,
+    abort: &AtomicBool,
+    job_abort: &AtomicBool,
+) -> Result<(), Sense> {
+    loop {
+        match rx.recv_timeout(ABORT_POLL) {
+            Ok(result) => return result,
+            Err(RecvTimeoutError::Timeout) => {
+                if abort.load(Ordering::Acquire) {
+                    job_abort.store(true, Ordering::Release);
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(Sense::illegal(Asc::INTERNAL_TARGET_FAILURE))
+            }
+        }
+    }
+}
+
+/// One log line per EXTENDED COPY, with the LU's per-path totals; a warning with
+/// the sense and segment when it failed.
+fn log_copy_end(
+    nexus: &Nexus,
+    list_id: u32,
+    segments: usize,
+    rec: &Record,
+    counters: &LuCounters,
+    started: Instant,
+    result: &Result<(), Sense>,
+) {
+    let bytes = rec.bytes.load(Ordering::Relaxed);
+    let p = &counters.paths;
+    match result {
+        Ok(()) => tracing::info!(
+            initiator = %nexus.initiator,
+            list_id,
+            segments,
+            bytes,
+            ms = started.elapsed().as_millis() as u64,
+            lu_reflink = p.reflink.load(Ordering::Relaxed),
+            lu_copy_file_range = p.copy_file_range.load(Ordering::Relaxed),
+            lu_memcpy = p.memcpy.load(Ordering::Relaxed),
+            lu_bounce = p.bounce.load(Ordering::Relaxed),
+            "EXTENDED COPY done"
+        ),
+        Err(s) => tracing::warn!(
+            initiator = %nexus.initiator,
+            list_id,
+            bytes_before_failure = bytes,
+            key = s.key.0,
+            asc = format!("{:04x}", s.asc.0),
+            segment = ?s.command_specific,
+            "EXTENDED COPY failed"
+        ),
     }
 }
 

@@ -17,10 +17,10 @@
 //! INFORMATION or RECEIVE COPY STATUS(LID4).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, RecvTimeoutError};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use scsi::error::Error;
 use scsi::lu::Origin;
@@ -31,11 +31,8 @@ use scsi::tpc::{PopulateToken, WriteUsingToken};
 use scsi::{LogicalUnit, Nexus};
 
 use crate::engine::{self, Range, Stop, BOUNCE_CHUNK, WINDOW};
-use crate::manager::{counters_of, LuCounters, Manager, Op, Record};
+use crate::manager::{counters_of, wait, LuCounters, Manager, Op, Record};
 use crate::token::{Data, InUse};
-
-/// How often a waiting command passes on an abort.
-const ABORT_POLL: Duration = Duration::from_millis(5);
 
 /// The receiving LU as an owned handle, found among the initiator's LUs.
 fn owned(accessible: &[Arc<LogicalUnit>], lu: &LogicalUnit) -> Result<Arc<LogicalUnit>, Sense> {
@@ -480,27 +477,6 @@ pub(crate) fn write_using_token(m: &Manager, req: WriteUsingToken<'_>) -> Result
         return Ok(());
     }
     wait(&rx, req.abort, &rec.abort)
-}
-
-/// Waits for a job's result, passing the command's abort on to the job.
-fn wait(
-    rx: &std::sync::mpsc::Receiver<Result<(), Sense>>,
-    abort: &AtomicBool,
-    job_abort: &AtomicBool,
-) -> Result<(), Sense> {
-    loop {
-        match rx.recv_timeout(ABORT_POLL) {
-            Ok(result) => return result,
-            Err(RecvTimeoutError::Timeout) => {
-                if abort.load(Ordering::Acquire) {
-                    job_abort.store(true, Ordering::Release);
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err(Sense::illegal(Asc::INTERNAL_TARGET_FAILURE))
-            }
-        }
-    }
 }
 
 #[cfg(test)]

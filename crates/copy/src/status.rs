@@ -91,8 +91,14 @@ pub(crate) fn lid4(rec: &Record, end: Option<&End>) -> Vec<u8> {
     b[12] = completion;
     b[13] = sense.len() as u8;
     b[14] = sense.len() as u8;
-    b[15] = 0xf1; // logical blocks
-    b[16..24].copy_from_slice(&blocks.to_be_bytes());
+    if rec.op == crate::manager::Op::ExtendedCopyLid4 {
+        // Segments may name LUs of different block sizes: bytes.
+        b[15] = 0x00;
+        b[16..24].copy_from_slice(&rec.bytes.load(Ordering::Relaxed).to_be_bytes());
+    } else {
+        b[15] = 0xf1; // the destination's logical blocks
+        b[16..24].copy_from_slice(&blocks.to_be_bytes());
+    }
     let segs = rec.segments_done.load(Ordering::Relaxed).min(0xffff) as u16;
     b[24..26].copy_from_slice(&segs.to_be_bytes());
     b.extend_from_slice(&sense);

@@ -520,3 +520,72 @@ fn immed_write_using_token_is_polled_to_completion() {
         .unwrap();
     assert_eq!(r.status, GOOD, "a completed list ID is reused freely");
 }
+
+/// EXTENDED COPY(LID4): a 32-bit list ID, IMMED polled with RECEIVE COPY
+/// STATUS(LID4) (transfer count in bytes, units 00h: segments may name LUs of
+/// different block sizes), the LID1 segment types; ROD CSCDs (FEh) and the
+/// populate-ROD segments (BEh) refused as unsupported.
+#[test]
+fn extended_copy_lid4_runs_in_the_background_and_refuses_rod_descriptors() {
+    use testkit::xcopy::{command_lid4, cscd, list_lid4, naa, seg_blocks};
+    let s = Server::start("odx-lid4", CONFIG);
+    let mut i = me(&s, TARGET, 1);
+    let data = pattern(8 * MIB, 6);
+    write_blocks(&mut i, 1, 0, &data, 512);
+    let (n1, n3) = (naa(&mut i, 1).unwrap(), naa(&mut i, 3).unwrap());
+    let cscds = [cscd(&n1, 512), cscd(&n3, 512)];
+    let segs: Vec<Vec<u8>> = (0..4)
+        .map(|k| seg_blocks(0, 1, 4096, k * 4096, 100_000 - k * 4096, false))
+        .collect();
+    let list_id = 0x0102_0304;
+    let p = list_lid4(list_id, 0, true, &cscds, &segs);
+    let r = i.scsi(3, &command_lid4(p.len()), 0, Some(&p)).unwrap();
+    assert_eq!(r.status, GOOD, "{:?}", r.sense_code());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let st = loop {
+        let r = i
+            .scsi(3, &rod::receive_copy_status_lid4(list_id, 64), 64, None)
+            .unwrap();
+        assert_eq!(r.status, GOOD, "{:?}", r.sense_code());
+        let st = rod::decode_status(&r.data, false);
+        assert_eq!(st.response_to_sa, 0x01, "EXTENDED COPY(LID4)");
+        if st.status != 0x11 && st.status != 0x12 {
+            break st;
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(
+        (st.status, st.units, st.transfer_count),
+        (0x01, 0x00, 8 * MIB as u64)
+    );
+    for k in 0..4u64 {
+        let back = read(&mut i, 3, 100_000 - k * 4096, 4096, 512);
+        assert!(back == data[(k as usize) * 2 * MIB..(k as usize + 1) * 2 * MIB]);
+    }
+    // The LID1 status command does not see LID4 lists.
+    let mut c = [0u8; 16];
+    c[0] = 0x84;
+    c[2] = 4;
+    c[13] = 64;
+    let r = i.scsi(3, &c, 64, None).unwrap();
+    assert_eq!(sense(&r), (0x05, 0x24, 0x00));
+    // ROD CSCD (FEh): UNSUPPORTED TARGET DESCRIPTOR TYPE CODE.
+    let mut rod_cscd = vec![0u8; 32];
+    rod_cscd[0] = 0xfe;
+    let p = list_lid4(9, 0, false, &[cscd(&n1, 512), rod_cscd], &segs[..1]);
+    let r = i.scsi(3, &command_lid4(p.len()), 0, Some(&p)).unwrap();
+    assert_eq!(sense(&r), (0x05, 0x26, 0x07));
+    // Populate ROD from block ranges (BEh): UNSUPPORTED SEGMENT DESCRIPTOR TYPE CODE.
+    let mut be = vec![0u8; 32];
+    be[0] = 0xbe;
+    be[2..4].copy_from_slice(&28u16.to_be_bytes());
+    let p = list_lid4(9, 0, false, &cscds, &[be]);
+    let r = i.scsi(3, &command_lid4(p.len()), 0, Some(&p)).unwrap();
+    assert_eq!(sense(&r), (0x05, 0x26, 0x09));
+    // LIST FORMAT other than 01h.
+    let mut p = list_lid4(9, 0, false, &cscds, &segs[..1]);
+    p[0] = 0;
+    let r = i.scsi(3, &command_lid4(p.len()), 0, Some(&p)).unwrap();
+    assert_eq!(sense(&r), (0x05, 0x26, 0x00));
+}

@@ -80,3 +80,34 @@ pub fn command(len: usize) -> [u8; 16] {
     c[10..14].copy_from_slice(&(len as u32).to_be_bytes());
     c
 }
+
+/// A LID4 parameter list (SPC-4 6.4.3, ROD-TOKENS.md §1.2): the 48-byte header
+/// (LIST FORMAT 01h, LIST ID USAGE in byte 1, IMMED in byte 15, the 32-bit list ID
+/// at 20-23, the two list lengths at 42-45), then CSCDs and segments as in LID1.
+pub fn list_lid4(
+    list_id: u32,
+    usage: u8,
+    immed: bool,
+    cscds: &[Vec<u8>],
+    segs: &[Vec<u8>],
+) -> Vec<u8> {
+    let c: Vec<u8> = cscds.concat();
+    let s: Vec<u8> = segs.concat();
+    let mut p = vec![0u8; 48];
+    p[0] = 0x01;
+    p[1] = usage << 3;
+    p[15] = u8::from(immed);
+    p[20..24].copy_from_slice(&list_id.to_be_bytes());
+    p[42..44].copy_from_slice(&(c.len() as u16).to_be_bytes());
+    p[44..46].copy_from_slice(&(s.len() as u16).to_be_bytes());
+    p.extend_from_slice(&c);
+    p.extend_from_slice(&s);
+    p
+}
+
+/// EXTENDED COPY(LID4) CDB (83h/01h) for a parameter list of `len` bytes.
+pub fn command_lid4(len: usize) -> [u8; 16] {
+    let mut c = command(len);
+    c[1] = 0x01;
+    c
+}

@@ -78,7 +78,7 @@ fn a_write_overlapping_a_change_vulnerable_token_cancels_it() {
     drop(t.lu.lock_exclusive(495, 6, Origin::Command));
     assert!(!tok.alive());
     let e = tokens
-        .acquire(&tok.bytes, &n, &[t.lu.clone()], now)
+        .acquire(&tok.bytes, &n, std::slice::from_ref(&t.lu), now)
         .unwrap_err();
     assert_eq!(e.asc, token_asc::TOKEN_CANCELLED);
 }
@@ -98,11 +98,11 @@ fn a_token_is_found_by_all_its_bytes_and_through_access_only() {
     let mut forged = tok.bytes.clone();
     forged[511] ^= 1; // the key (256..288) matches, the rest does not
     let e = tokens
-        .acquire(&forged, &n, &[t.lu.clone()], now)
+        .acquire(&forged, &n, std::slice::from_ref(&t.lu), now)
         .unwrap_err();
     assert_eq!(e.asc, token_asc::TOKEN_UNKNOWN);
     let e = tokens
-        .acquire(&tok.bytes, &n, &[other.lu.clone()], now)
+        .acquire(&tok.bytes, &n, std::slice::from_ref(&other.lu), now)
         .unwrap_err();
     assert_eq!(e.asc, token_asc::TOKEN_UNKNOWN, "no access to the source");
     assert_eq!(tokens.refused.load(Ordering::Relaxed), 2);
@@ -111,6 +111,11 @@ fn a_token_is_found_by_all_its_bytes_and_through_access_only() {
         .create(&t.lu, &n, 2, None, 0, &ranges(&[(0, 8)]), counters(), now)
         .unwrap();
     assert_ne!(tok.bytes[256..], tok2.bytes[256..]);
-    assert_eq!(tokens.management_tokens(&[t.lu.clone()]).len(), 2);
-    assert!(tokens.management_tokens(&[other.lu.clone()]).is_empty());
+    assert_eq!(
+        tokens.management_tokens(std::slice::from_ref(&t.lu)).len(),
+        2
+    );
+    assert!(tokens
+        .management_tokens(std::slice::from_ref(&other.lu))
+        .is_empty());
 }

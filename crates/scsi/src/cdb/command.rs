@@ -151,6 +151,9 @@ pub enum Command {
     ExtendedCopy {
         len: u32,
     },
+    ExtendedCopyLid4 {
+        len: u32,
+    },
     PopulateToken {
         list_id: u32,
         len: u32,
@@ -385,6 +388,9 @@ impl Command {
                 0x1c => Command::CopyOperationAbort {
                     list_id: be::u32(c, 2),
                 },
+                0x01 => Command::ExtendedCopyLid4 {
+                    len: be::u32(c, 10),
+                },
                 _ => Command::ExtendedCopy {
                     len: be::u32(c, 10),
                 },
@@ -441,6 +447,7 @@ impl Command {
             Command::Unmap { len, .. }
             | Command::PersistentReserveOut { len, .. }
             | Command::ExtendedCopy { len }
+            | Command::ExtendedCopyLid4 { len }
             | Command::PopulateToken { len, .. }
             | Command::WriteUsingToken { len, .. } => u64::from(len),
             Command::Verify {

@@ -193,6 +193,15 @@ pub(super) static SPC: &[OpcodeInfo] = &[
     .pr(PrAccess::Any),
     row(
         0x83,
+        Some(0x01),
+        "EXTENDED COPY(LID4)",
+        3600,
+        &[0x83, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0],
+    )
+    .data_out()
+    .pr(PrAccess::Any),
+    row(
+        0x83,
         Some(0x10),
         "POPULATE TOKEN",
         60,

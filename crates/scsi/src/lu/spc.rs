@@ -137,7 +137,7 @@ impl LogicalUnit {
                 let params = PrOutParams::parse(sa, params)?;
                 self.persistent_reserve_out(nexus, sa, scope, kind, &params)
             }
-            Command::ExtendedCopy { len } => {
+            Command::ExtendedCopy { len } | Command::ExtendedCopyLid4 { len } => {
                 let Some(copy) = ctx.copy else {
                     return Err(Sense::invalid_opcode().into());
                 };
@@ -148,7 +148,10 @@ impl LogicalUnit {
                 if params.is_empty() {
                     return Ok(Outcome::good(0));
                 }
-                let list = crate::tpc::lid1::parse(params)?;
+                let list = match cmd {
+                    Command::ExtendedCopyLid4 { .. } => crate::tpc::lid1::parse_lid4(params)?,
+                    _ => crate::tpc::lid1::parse(params)?,
+                };
                 copy.extended_copy(crate::tpc::ExtendedCopy {
                     lu: self,
                     nexus,

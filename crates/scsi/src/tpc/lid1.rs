@@ -1,12 +1,15 @@
-//! EXTENDED COPY (LID1) parameter list (SPC-4 6.3): header, CSCD descriptors and
-//! segment descriptors, parsed and checked whole before any data moves. Errors carry
-//! a field pointer into the parameter list.
+//! EXTENDED COPY parameter lists (SPC-4 6.3, 6.4): the LID1 header (16 bytes, an
+//! 8-bit list ID) or the LID4 header (48 bytes, LIST FORMAT 01h, a 32-bit list ID,
+//! IMMED), then CSCD descriptors and segment descriptors, the same for both. Parsed
+//! and checked whole before any data moves; errors carry a field pointer into the
+//! parameter list.
 
 use super::{MAX_CSCD_DESCRIPTORS, MAX_DESCRIPTOR_LIST_LENGTH, MAX_SEGMENT_DESCRIPTORS};
 use crate::sense::{Asc, Sense};
 use codec::be;
 
 const HEADER: usize = 16;
+const LID4_HEADER: usize = 48;
 const CSCD_LEN: usize = 32;
 
 /// LIST ID USAGE (SPC-4 Table 102).
@@ -75,10 +78,21 @@ pub struct Segment {
     pub kind: SegmentKind,
 }
 
+/// Which EXTENDED COPY a list came with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListFormat {
+    Lid1,
+    Lid4,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyList {
-    pub list_id: u8,
+    pub format: ListFormat,
+    /// 8 bits wide in LID1, 32 in LID4.
+    pub list_id: u32,
     pub usage: ListIdUsage,
+    /// LID4: return GOOD once the copy is accepted and run it in the background.
+    pub immed: bool,
     pub cscds: Vec<(usize, Cscd)>,
     pub segments: Vec<Segment>,
 }
@@ -98,40 +112,102 @@ fn with_pointer(asc: Asc, byte: usize) -> Sense {
     }
 }
 
-/// Parses a non-empty LID1 parameter list.
+/// What a header says: where the descriptors are and how long their lists are,
+/// with the byte of each length field for sense pointers.
+struct Header {
+    format: ListFormat,
+    list_id: u32,
+    usage: ListIdUsage,
+    immed: bool,
+    len: usize,
+    cscd_len: (usize, usize),
+    seg_len: (usize, usize),
+    inline_len: (usize, usize),
+}
+
+fn usage_of(byte1: u8) -> Result<ListIdUsage, Sense> {
+    match (byte1 >> 3) & 3 {
+        0 => Ok(ListIdUsage::Hold),
+        2 => Ok(ListIdUsage::Discard),
+        3 => Ok(ListIdUsage::None),
+        _ => Err(Sense::invalid_param_field(1, Some(3))),
+    }
+}
+
+/// Parses a non-empty LID1 parameter list (SPC-4 6.3.3).
 pub fn parse(p: &[u8]) -> Result<CopyList, Sense> {
     if p.len() < HEADER {
         return Err(list_length_error());
     }
-    let list_id = p[0];
-    let usage = match (p[1] >> 3) & 3 {
-        0 => ListIdUsage::Hold,
-        2 => ListIdUsage::Discard,
-        3 => ListIdUsage::None,
-        _ => return Err(Sense::invalid_param_field(1, Some(3))),
-    };
-    if usage == ListIdUsage::None && list_id != 0 {
+    let usage = usage_of(p[1])?;
+    if usage == ListIdUsage::None && p[0] != 0 {
         return Err(Sense::invalid_param_field(0, None));
     }
-    let cscd_len = usize::from(be::u16(p, 2));
-    let seg_len = be::u32(p, 8) as usize;
-    let inline_len = be::u32(p, 12) as usize;
+    descriptors(
+        p,
+        Header {
+            format: ListFormat::Lid1,
+            list_id: u32::from(p[0]),
+            usage,
+            immed: false,
+            len: HEADER,
+            cscd_len: (usize::from(be::u16(p, 2)), 2),
+            seg_len: (be::u32(p, 8) as usize, 8),
+            inline_len: (be::u32(p, 12) as usize, 12),
+        },
+    )
+}
+
+/// Parses a non-empty LID4 parameter list (SPC-4 6.4.3): LIST FORMAT 01h; the
+/// header CSCD list (bytes 2-3, 16) is not used and ignored.
+pub fn parse_lid4(p: &[u8]) -> Result<CopyList, Sense> {
+    if p.len() < LID4_HEADER {
+        return Err(list_length_error());
+    }
+    if p[0] != 0x01 {
+        return Err(Sense::invalid_param_field(0, None));
+    }
+    let usage = usage_of(p[1])?;
+    let list_id = be::u32(p, 20);
+    if usage == ListIdUsage::None && list_id != 0 {
+        return Err(Sense::invalid_param_field(20, None));
+    }
+    descriptors(
+        p,
+        Header {
+            format: ListFormat::Lid4,
+            list_id,
+            usage,
+            immed: p[15] & 0x01 != 0,
+            len: LID4_HEADER,
+            cscd_len: (usize::from(be::u16(p, 42)), 42),
+            seg_len: (usize::from(be::u16(p, 44)), 44),
+            inline_len: (usize::from(be::u16(p, 46)), 46),
+        },
+    )
+}
+
+/// The CSCD and segment descriptors after a header, the same in LID1 and LID4.
+fn descriptors(p: &[u8], h: Header) -> Result<CopyList, Sense> {
+    let ((cscd_len, cscd_at), (seg_len, seg_at), (inline_len, inline_at)) =
+        (h.cscd_len, h.seg_len, h.inline_len);
     // Order matters (libiscsi DescrLimits): the total length before the counts.
     if cscd_len + seg_len > MAX_DESCRIPTOR_LIST_LENGTH as usize {
         return Err(list_length_error());
     }
     if cscd_len / CSCD_LEN > usize::from(MAX_CSCD_DESCRIPTORS) {
-        return Err(with_pointer(Asc::TOO_MANY_TARGET_DESCRIPTORS, 2));
+        return Err(with_pointer(Asc::TOO_MANY_TARGET_DESCRIPTORS, cscd_at));
     }
     if inline_len > super::MAX_INLINE_DATA_LENGTH as usize {
-        return Err(with_pointer(Asc::INLINE_DATA_LENGTH_EXCEEDED, 12));
+        return Err(with_pointer(Asc::INLINE_DATA_LENGTH_EXCEEDED, inline_at));
     }
-    if HEADER + cscd_len + seg_len + inline_len > p.len() {
+    if h.len + cscd_len + seg_len + inline_len > p.len() {
         return Err(list_length_error());
     }
+    let usage = h.usage;
     let mut cscds = Vec::new();
-    let mut at = HEADER;
-    let cscd_end = HEADER + cscd_len;
+    let mut at = h.len;
+    let cscd_end = h.len + cscd_len;
     while at < cscd_end {
         if p[at] != 0xe4 {
             return Err(with_pointer(Asc::UNSUPPORTED_TARGET_DESCRIPTOR_TYPE, at));
@@ -146,7 +222,7 @@ pub fn parse(p: &[u8]) -> Result<CopyList, Sense> {
     let seg_end = cscd_end + seg_len;
     while at < seg_end {
         if segments.len() == usize::from(MAX_SEGMENT_DESCRIPTORS) {
-            return Err(with_pointer(Asc::TOO_MANY_SEGMENT_DESCRIPTORS, 8));
+            return Err(with_pointer(Asc::TOO_MANY_SEGMENT_DESCRIPTORS, seg_at));
         }
         if at + 4 > seg_end {
             return Err(list_length_error());
@@ -228,8 +304,10 @@ pub fn parse(p: &[u8]) -> Result<CopyList, Sense> {
         return Err(Sense::invalid_param_field(1, Some(4)));
     }
     Ok(CopyList {
-        list_id,
+        format: h.format,
+        list_id: h.list_id,
         usage,
+        immed: h.immed,
         cscds,
         segments,
     })
@@ -293,6 +371,57 @@ pub(crate) mod tests {
             p.extend_from_slice(&d);
         }
         p
+    }
+
+    /// The same descriptors behind a LID4 header (48 bytes).
+    fn lid4(list: &[u8], list_id: u32, immed: bool) -> Vec<u8> {
+        let mut p = vec![0u8; 48];
+        p[0] = 0x01;
+        p[1] = list[1];
+        p[15] = u8::from(immed);
+        p[20..24].copy_from_slice(&list_id.to_be_bytes());
+        p[42..44].copy_from_slice(&list[2..4]);
+        p[44..46].copy_from_slice(
+            &(u32::from_be_bytes(list[8..12].try_into().unwrap()) as u16).to_be_bytes(),
+        );
+        p.extend_from_slice(&list[16..]);
+        p
+    }
+
+    #[test]
+    fn lid4_header_at_its_offsets_with_the_lid1_descriptors() {
+        let one = list(0, 2, 3);
+        let l1 = parse(&one).unwrap();
+        let l4 = parse_lid4(&lid4(&one, 0xdead_beef, true)).unwrap();
+        assert_eq!(
+            (l4.format, l4.list_id, l4.immed),
+            (ListFormat::Lid4, 0xdead_beef, true)
+        );
+        assert_eq!(l4.usage, l1.usage);
+        // Descriptor offsets move with the header: 48 instead of 16.
+        assert_eq!(l4.cscds[0].0, l1.cscds[0].0 + 32);
+        assert_eq!(l4.segments.len(), 3);
+        assert_eq!(l4.segments[0].kind, l1.segments[0].kind);
+        // LIST FORMAT must be 01h; pointers name the LID4 fields.
+        let mut bad = lid4(&one, 1, false);
+        bad[0] = 0;
+        assert_eq!(parse_lid4(&bad).unwrap_err().field.unwrap().byte, 0);
+        let many = lid4(&list(0, 65, 1), 1, false);
+        let e = parse_lid4(&many).unwrap_err();
+        assert_eq!(
+            (e.asc, e.field.unwrap().byte),
+            (Asc::TOO_MANY_TARGET_DESCRIPTORS, 42)
+        );
+        let none = {
+            let mut l = list(0, 1, 1);
+            l[1] = 3 << 3;
+            lid4(&l, 5, false)
+        };
+        assert_eq!(parse_lid4(&none).unwrap_err().field.unwrap().byte, 20);
+        assert_eq!(
+            parse_lid4(&one[..47]).unwrap_err().asc,
+            Asc::PARAMETER_LIST_LENGTH_ERROR
+        );
     }
 
     #[test]
