@@ -153,6 +153,8 @@ pub struct CopyReport {
     pub copy_file_range: u64,
     /// Page-to-page copies between RAM stores.
     pub memcpy: u64,
+    /// Whole RAM pages shared between stores (copied on a later write): no data moved.
+    pub shared: u64,
 }
 
 /// Copies `len` bytes from `src` at `src_off` to `dst` at `dst_off` without a

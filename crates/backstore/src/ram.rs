@@ -76,15 +76,18 @@ fn poisoned() -> io::Error {
 }
 
 impl RamBackstore {
-    /// Copies from another RAM store straight into this one's pages (one memcpy per
-    /// byte); whole source pages never written stay unallocated here.
+    /// Copies from another RAM store into this one's pages: whole aligned pages are
+    /// shared (copied on the next write to either side), partial ones copied; whole
+    /// source pages never written stay unallocated here. Returns the bytes shared
+    /// and the bytes copied.
     fn copy_pages_from(
         &self,
         src: &RamBackstore,
         src_off: u64,
         dst_off: u64,
         len: u64,
-    ) -> io::Result<()> {
+    ) -> io::Result<(u64, u64)> {
+        let (mut shared, mut copied) = (0u64, 0u64);
         check_range(dst_off, len as usize, self.size)?;
         check_range(src_off, len as usize, src.size)?;
         for (page, at, r) in Self::spans(dst_off, len as usize) {
@@ -94,18 +97,15 @@ impl RamBackstore {
                 let sp = src.pages[(from / PAGE as u64) as usize]
                     .read()
                     .map_err(|_| poisoned())?;
-                match (sp.as_deref(), g.as_mut().and_then(Arc::get_mut)) {
-                    (None, _) => *g = None,
-                    (Some(p), Some(d)) => d.copy_from_slice(p),
-                    // A fresh (or shared) page is one copy of the source, not zeroed first.
-                    (Some(p), None) => *g = Some(Arc::from(p)),
-                }
+                *g = sp.clone();
+                shared += r.len() as u64;
                 continue;
             }
             let p = page_mut(&mut g);
             src.read_at(&mut p[at..at + r.len()], from)?;
+            copied += r.len() as u64;
         }
-        Ok(())
+        Ok((shared, copied))
     }
 }
 
@@ -247,9 +247,10 @@ impl CopyOffload for RamBackstore {
     ) -> io::Result<Option<CopyReport>> {
         match src {
             CopySource::Ram(s) if !std::ptr::eq(s, self) => {
-                self.copy_pages_from(s, src_off, dst_off, len)?;
+                let (shared, memcpy) = self.copy_pages_from(s, src_off, dst_off, len)?;
                 Ok(Some(CopyReport {
-                    memcpy: len,
+                    shared,
+                    memcpy,
                     ..CopyReport::default()
                 }))
             }
@@ -293,7 +294,7 @@ mod tests {
         let r = crate::copy_native(&a, 900, &b, 70_000, 500_000)
             .unwrap()
             .unwrap();
-        assert_eq!(r.memcpy, 500_000);
+        assert_eq!(r.memcpy, 500_000, "unaligned: every byte copied");
         let mut back = vec![1u8; 500_000];
         b.read_at(&mut back, 70_000).unwrap();
         assert!(back[..100].iter().all(|&x| x == 0));
@@ -305,6 +306,23 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(c.allocated_bytes(), 0);
+        // Aligned whole pages are shared, and each side's later writes stay its own.
+        let r = crate::copy_native(&a, 0, &c, 0, 4 * PAGE as u64)
+            .unwrap()
+            .unwrap();
+        assert_eq!((r.shared, r.memcpy), (4 * PAGE as u64, 0));
+        c.write_at(&[0xcc; 10], 1000, false).unwrap();
+        a.write_at(&[0xaa; 10], 2000, false).unwrap();
+        let mut x = vec![0u8; 4 * PAGE];
+        c.read_at(&mut x, 0).unwrap();
+        let mut want = vec![0u8; 4 * PAGE];
+        want[1000..1000 + data.len().min(4 * PAGE - 1000)]
+            .copy_from_slice(&data[..data.len().min(4 * PAGE - 1000)]);
+        want[1000..1010].fill(0xcc);
+        assert!(x == want, "c has the copied data with its own write only");
+        let mut y = [0u8; 10];
+        a.read_at(&mut y, 1000).unwrap();
+        assert_eq!(y, data[..10], "a is untouched by c's write");
         // The same store is left to the caller.
         assert!(crate::copy_native(&a, 0, &a, 1 << 20, 4096)
             .unwrap()

@@ -38,6 +38,8 @@ pub struct PathCounters {
     pub reflink: AtomicU64,
     pub copy_file_range: AtomicU64,
     pub memcpy: AtomicU64,
+    /// RAM pages shared rather than copied.
+    pub shared: AtomicU64,
     pub bounce: AtomicU64,
 }
 
@@ -47,6 +49,7 @@ impl PathCounters {
         self.copy_file_range
             .fetch_add(r.copy_file_range, Ordering::Relaxed);
         self.memcpy.fetch_add(r.memcpy, Ordering::Relaxed);
+        self.shared.fetch_add(r.shared, Ordering::Relaxed);
     }
 }
 

@@ -113,6 +113,12 @@ pub(crate) struct Record {
     pub(crate) abort: AtomicBool,
     /// The token a POPULATE TOKEN made, for RECEIVE ROD TOKEN INFORMATION.
     pub(crate) token: Mutex<Option<Arc<Token>>>,
+    /// Bytes the copy will move when known up front (0 if not), and when it
+    /// began: what the estimated status update delay is computed from.
+    pub(crate) total: AtomicU64,
+    pub(crate) began: Instant,
+    /// Started with IMMED: running in the background (status 12h).
+    pub(crate) background: AtomicBool,
 }
 
 impl Record {
@@ -262,6 +268,9 @@ impl Manager {
             held: Mutex::new(Vec::new()),
             abort: AtomicBool::new(false),
             token: Mutex::new(None),
+            total: AtomicU64::new(0),
+            began: now,
+            background: AtomicBool::new(false),
         });
         q.push_back(rec.clone());
         Ok(rec)
@@ -482,6 +491,7 @@ impl CopyManager for Manager {
         }
         if list.immed {
             // LID4 IMMED: GOOD now; RECEIVE COPY STATUS(LID4) follows the job.
+            rec.background.store(true, Ordering::Release);
             return Ok(());
         }
         wait(&rx, req.abort, &rec.abort)
@@ -616,6 +626,7 @@ fn log_copy_end(
             lu_reflink = p.reflink.load(Ordering::Relaxed),
             lu_copy_file_range = p.copy_file_range.load(Ordering::Relaxed),
             lu_memcpy = p.memcpy.load(Ordering::Relaxed),
+            lu_shared = p.shared.load(Ordering::Relaxed),
             lu_bounce = p.bounce.load(Ordering::Relaxed),
             "EXTENDED COPY done"
         ),

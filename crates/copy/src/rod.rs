@@ -419,6 +419,8 @@ pub(crate) fn write_using_token(m: &Manager, req: WriteUsingToken<'_>) -> Result
             return Err(e);
         }
     };
+    rec.total
+        .store(pieces.iter().map(|p| p.len).sum(), Ordering::Relaxed);
     let job = WriteJob {
         nexus: req.nexus.clone(),
         dst,
@@ -474,6 +476,7 @@ pub(crate) fn write_using_token(m: &Manager, req: WriteUsingToken<'_>) -> Result
         return Err(e);
     }
     if immed {
+        rec.background.store(true, Ordering::Release);
         return Ok(());
     }
     wait(&rx, req.abort, &rec.abort)

@@ -28,13 +28,33 @@ pub(crate) mod op_status {
     /// WRITE USING TOKEN (the transfer count says how far it got).
     pub const PARTIAL: u8 = 0x03;
     pub const IN_PROGRESS_FOREGROUND: u8 = 0x11;
+    pub const IN_PROGRESS_BACKGROUND: u8 = 0x12;
     pub const TERMINATED: u8 = 0x60;
 }
 
 /// ESTIMATED STATUS UPDATE DELAY once the operation has completed.
 const DELAY_COMPLETED: u32 = 0xffff_fffe;
-/// While in progress: how long a client should wait before asking again.
+/// While in progress and nothing moved yet, or the size is not known: how long a
+/// client should wait before asking again.
 const DELAY_RUNNING_MS: u32 = 100;
+/// Bounds on the estimate while running.
+const DELAY_MIN_MS: u64 = 10;
+const DELAY_MAX_MS: u64 = 1000;
+
+/// ESTIMATED STATUS UPDATE DELAY while running: the time the rest should take at
+/// the rate so far, within [10 ms, 1 s].
+fn running_delay(rec: &Record) -> u32 {
+    let (done, total) = (
+        rec.bytes.load(Ordering::Relaxed),
+        rec.total.load(Ordering::Relaxed),
+    );
+    if done == 0 || total <= done {
+        return DELAY_RUNNING_MS;
+    }
+    let elapsed = rec.began.elapsed().as_millis() as u64;
+    let rest = elapsed.saturating_mul(total - done) / done;
+    rest.clamp(DELAY_MIN_MS, DELAY_MAX_MS) as u32
+}
 
 type End = (Status, Instant, Option<Sense>);
 
@@ -60,8 +80,12 @@ pub(crate) fn lid4(rec: &Record, end: Option<&End>) -> Vec<u8> {
     let blocks = rec.blocks.load(Ordering::Relaxed);
     let (op, delay, completion, sense) = match end {
         None | Some((Status::Running, _, _)) => (
-            op_status::IN_PROGRESS_FOREGROUND,
-            DELAY_RUNNING_MS,
+            if rec.background.load(Ordering::Acquire) {
+                op_status::IN_PROGRESS_BACKGROUND
+            } else {
+                op_status::IN_PROGRESS_FOREGROUND
+            },
+            running_delay(rec),
             status::GOOD,
             None,
         ),

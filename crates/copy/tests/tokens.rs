@@ -175,7 +175,7 @@ fn copy_operation_abort_and_lu_reset_stop_background_jobs() {
     let r = wut(&dst, &m, &n, 7, true, &token, &[(0, blocks)]);
     assert!(r.is_good(), "IMMED returns at once: {:?}", r.sense);
     let running = rrti(&dst, &m, &n, 7);
-    assert_eq!(running.status, 0x11, "in progress");
+    assert_eq!(running.status, 0x12, "in progress, in the background");
     assert!(running.delay_ms > 0 && running.delay_ms < 0xffff_fffe);
     let r = run(&dst, &m, &n, &rod::copy_operation_abort(7), &[], 0);
     assert!(r.is_good(), "{:?}", r.sense);

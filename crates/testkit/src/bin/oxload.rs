@@ -6,6 +6,7 @@
 //!   oxload soak  ADDR TARGET LUN BLOCK_SIZE SESSIONS SECS
 //!   oxload xcopy ADDR TARGET SRC_LUN BLOCK_SIZE DST_LUN      (whole LU, EXTENDED COPY)
 //!   oxload hostcopy ADDR TARGET SRC_LUN BLOCK_SIZE DST_LUN SESSIONS (READ + WRITE)
+//!   oxload odx ADDR TARGET SRC_LUN BLOCK_SIZE DST_LUN        (whole LU, PT + WUT)
 
 use std::process::ExitCode;
 
@@ -93,6 +94,19 @@ fn run(a: &[String]) -> Result<(), String> {
                 "xcopy bytes {bytes} ms {:.3} GB/s {:.2}",
                 t.as_secs_f64() * 1e3,
                 bytes as f64 / t.as_secs_f64() / 1e9
+            );
+        }
+        "odx" => {
+            let t =
+                load::odx(&ep, ep.lun, arg(a, 5, "DST_LUN")?, cap).map_err(|e| e.to_string())?;
+            let bytes = cap * u64::from(ep.block_size);
+            println!(
+                "odx bytes {bytes} ms {:.3} GB/s {:.2} pt_ms {:.3} max_pt_ms {:.3} max_wut_ms {:.3}",
+                t.total.as_secs_f64() * 1e3,
+                bytes as f64 / t.total.as_secs_f64() / 1e9,
+                t.populate.as_secs_f64() * 1e3,
+                t.slowest_pt.as_secs_f64() * 1e3,
+                t.slowest_wut.as_secs_f64() * 1e3,
             );
         }
         "hostcopy" => {
