@@ -82,12 +82,13 @@ peak_during() { # runs "$@", prints the command's last line and the RSS growth i
 }
 
 echo "date: $(date -u +%F) machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r)"
-printf '%-8s %5s %9s %6s %6s %9s %6s %8s %8s %8s %7s %9s %6s %9s\n' luns round xcopy-ms GB/s x-rss odx-ms GB/s pt-ms max-pt max-wut o-rss host-ms GB/s cp-ms
+printf '%-8s %5s %9s %6s %6s %9s %6s %8s %8s %8s %9s %7s %9s %6s %9s\n' luns round xcopy-ms GB/s x-rss odx-ms GB/s pt-ms max-pt max-wut max-wut-w o-rss host-ms GB/s cp-ms
 for pair in "ram:0:1" "ext4:2:3" "xfs:4:5"; do
     IFS=: read -r label s d <<<"$pair"
     for r in $(seq 1 "$rounds"); do
         x=$(peak_during ol xcopy "${ep[@]}" "$s" 512 "$d")
         o=$(peak_during ol odx "${ep[@]}" "$s" 512 "$d")
+        w=$(ol odx "${ep[@]}" "$s" 512 "$d" whole)
         h=$(ol hostcopy "${ep[@]}" "$s" 512 "$d" 4)
         cpms=-
         if [ "$label" != ram ]; then
@@ -97,10 +98,11 @@ for pair in "ram:0:1" "ext4:2:3" "xfs:4:5"; do
             cpms=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) / 1e6 }')
             rm -f "$dir/cp.img"
         fi
-        printf '%-8s %5s %9s %6s %6s %9s %6s %8s %8s %8s %7s %9s %6s %9s\n' "$label" "$r" \
+        printf '%-8s %5s %9s %6s %6s %9s %6s %8s %8s %8s %9s %7s %9s %6s %9s\n' "$label" "$r" \
             "$(num ' ms [0-9.]+' "$x")" "$(num 'GB/s [0-9.]+' "$x")" "$(num 'growth_mib [0-9]+' "$x")" \
             "$(num ' ms [0-9.]+' "$o")" "$(num 'GB/s [0-9.]+' "$o")" "$(num ' pt_ms [0-9.]+' "$o")" \
-            "$(num 'max_pt_ms [0-9.]+' "$o")" "$(num 'max_wut_ms [0-9.]+' "$o")" "$(num 'growth_mib [0-9]+' "$o")" \
+            "$(num 'max_pt_ms [0-9.]+' "$o")" "$(num 'max_wut_ms [0-9.]+' "$o")" \
+            "$(num 'max_wut_ms [0-9.]+' "$w")" "$(num 'growth_mib [0-9]+' "$o")" \
             "$(num ' ms [0-9.]+' "$h")" "$(num 'GB/s [0-9.]+' "$h")" "$cpms"
     done
 done

@@ -426,8 +426,9 @@ pub struct OdxTimes {
 /// The whole of `src` copied to `dst` the way Windows does it: read the LU's
 /// Block Device ROD Token Limits, then per MAXIMUM TOKEN TRANSFER SIZE one
 /// POPULATE TOKEN, RECEIVE ROD TOKEN INFORMATION, and WRITE USING TOKENs of
-/// OPTIMAL TRANSFER COUNT advancing OFFSET INTO ROD (DEL_TKN on the last).
-pub fn odx(ep: &Endpoint, src: u16, dst: u16, blocks: u64) -> io::Result<OdxTimes> {
+/// OPTIMAL TRANSFER COUNT advancing OFFSET INTO ROD (DEL_TKN on the last); with
+/// `whole`, one WRITE USING TOKEN per token (the largest the target allows).
+pub fn odx(ep: &Endpoint, src: u16, dst: u16, blocks: u64, whole: bool) -> io::Result<OdxTimes> {
     use crate::rod;
     let mut i = ep.session(8)?;
     let r = i.scsi(dst, &cdb::inquiry(true, 0x8f, 4096), 4096, None)?;
@@ -442,6 +443,7 @@ pub fn odx(ep: &Endpoint, src: u16, dst: u16, blocks: u64) -> io::Result<OdxTime
     if max == 0 || optimal == 0 {
         return Err(io::Error::other("ROD token limits not reported"));
     }
+    let piece = if whole { max } else { optimal };
     let mut t = OdxTimes {
         total: Duration::ZERO,
         populate: Duration::ZERO,
@@ -463,7 +465,7 @@ pub fn odx(ep: &Endpoint, src: u16, dst: u16, blocks: u64) -> io::Result<OdxTime
         let token = token.ok_or_else(|| fail("POPULATE TOKEN", &r))?;
         let mut off = 0u64;
         while off < n {
-            let k = (n - off).min(optimal);
+            let k = (n - off).min(piece);
             let t0 = Instant::now();
             let r = rod::write(
                 &mut i,

@@ -6,7 +6,8 @@
 //!   oxload soak  ADDR TARGET LUN BLOCK_SIZE SESSIONS SECS
 //!   oxload xcopy ADDR TARGET SRC_LUN BLOCK_SIZE DST_LUN      (whole LU, EXTENDED COPY)
 //!   oxload hostcopy ADDR TARGET SRC_LUN BLOCK_SIZE DST_LUN SESSIONS (READ + WRITE)
-//!   oxload odx ADDR TARGET SRC_LUN BLOCK_SIZE DST_LUN        (whole LU, PT + WUT)
+//!   oxload odx ADDR TARGET SRC_LUN BLOCK_SIZE DST_LUN [whole] (whole LU, PT + WUT of
+//!                                       OPTIMAL TRANSFER COUNT, or one WUT per token)
 
 use std::process::ExitCode;
 
@@ -97,8 +98,9 @@ fn run(a: &[String]) -> Result<(), String> {
             );
         }
         "odx" => {
-            let t =
-                load::odx(&ep, ep.lun, arg(a, 5, "DST_LUN")?, cap).map_err(|e| e.to_string())?;
+            let whole = a.get(6).is_some_and(|w| w == "whole");
+            let t = load::odx(&ep, ep.lun, arg(a, 5, "DST_LUN")?, cap, whole)
+                .map_err(|e| e.to_string())?;
             let bytes = cap * u64::from(ep.block_size);
             println!(
                 "odx bytes {bytes} ms {:.3} GB/s {:.2} pt_ms {:.3} max_pt_ms {:.3} max_wut_ms {:.3}",
