@@ -374,54 +374,9 @@ impl Manager {
             _ => {}
         }
         match req {
-            ReceiveCopy::Status { .. } => {
-                let mut b = vec![0u8; 12];
-                b[3] = 8;
-                b[4] = match end.as_ref().map(|e| e.0) {
-                    None | Some(Status::Running) => 0x00,
-                    Some(Status::Done) => 0x01,
-                    Some(Status::Failed | Status::Aborted) => 0x02,
-                };
-                let segs = rec.segments_done.load(Ordering::Relaxed).min(0xffff) as u16;
-                b[5..7].copy_from_slice(&segs.to_be_bytes());
-                // TRANSFER COUNT in the smallest unit that fits 32 bits: bytes,
-                // then KiB, MiB, GiB (units 00h-03h).
-                let mut count = rec.bytes.load(Ordering::Relaxed);
-                let mut unit = 0u8;
-                while count > u64::from(u32::MAX) {
-                    count >>= 10;
-                    unit += 1;
-                }
-                b[7] = unit;
-                b[8..12].copy_from_slice(&(count as u32).to_be_bytes());
-                Ok(b)
-            }
-            ReceiveCopy::Data { .. } => {
-                if end.is_none() {
-                    return Err(Sense::illegal(Asc::OPERATION_IN_PROGRESS));
-                }
-                let held = rec.held.lock().unwrap_or_else(|e| e.into_inner());
-                let mut b = Vec::with_capacity(4 + held.len());
-                b.extend_from_slice(&(held.len() as u32).to_be_bytes());
-                b.extend_from_slice(&held);
-                Ok(b)
-            }
-            _ => {
-                let mut b = vec![0u8; 60];
-                match end {
-                    None => return Err(Sense::illegal(Asc::OPERATION_IN_PROGRESS)),
-                    Some((_, _, None)) => {}
-                    Some((_, _, Some(sense))) => {
-                        let sd = sense.encode(false);
-                        b[56] = scsi::sense::status::CHECK_CONDITION;
-                        b[58..60].copy_from_slice(&(sd.len() as u16).to_be_bytes());
-                        b.extend_from_slice(&sd);
-                        let avail = (b.len() - 4) as u32;
-                        b[..4].copy_from_slice(&avail.to_be_bytes());
-                    }
-                }
-                Ok(b)
-            }
+            ReceiveCopy::Status { .. } => Ok(crate::status::lid1(&rec, end.as_ref())),
+            ReceiveCopy::Data { .. } => crate::status::lid1_data(&rec, end.as_ref()),
+            _ => crate::status::lid1_failure_details(end.as_ref()),
         }
     }
 }

@@ -1,5 +1,7 @@
-//! RECEIVE COPY STATUS(LID4) and RECEIVE ROD TOKEN INFORMATION parameter data
-//! (SPC-4 6.18, 6.20; layout in ROD-TOKENS.md §1.3 and §1.6).
+//! What RECEIVE COPY RESULTS (LID1) and THIRD PARTY COPY IN return about a copy:
+//! RECEIVE COPY STATUS(LID4) and RECEIVE ROD TOKEN INFORMATION (SPC-4 6.18, 6.20;
+//! layout in ROD-TOKENS.md §1.3 and §1.6), and the LID1 status, data and failure
+//! details (SPC-4 6.22).
 //!
 //! ```text
 //!  0-3   AVAILABLE DATA (n-3)          12  completion status (SCSI status byte)
@@ -15,7 +17,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use scsi::sense::{status, Sense};
+use scsi::sense::{status, Asc, Sense};
 
 use crate::manager::{Record, Status};
 use crate::token::Token;
@@ -129,4 +131,59 @@ pub(crate) fn lid4(rec: &Record, end: Option<&End>) -> Vec<u8> {
     let avail = (b.len() - 4) as u32;
     b[..4].copy_from_slice(&avail.to_be_bytes());
     b
+}
+
+/// RECEIVE COPY STATUS(LID1) (SPC-4 6.22.2): status, segments processed, and the
+/// transfer count in the smallest unit that fits 32 bits (bytes, then KiB, MiB,
+/// GiB: units 00h-03h).
+pub(crate) fn lid1(rec: &Record, end: Option<&End>) -> Vec<u8> {
+    let mut b = vec![0u8; 12];
+    b[3] = 8;
+    b[4] = match end.map(|e| e.0) {
+        None | Some(Status::Running) => 0x00,
+        Some(Status::Done) => 0x01,
+        Some(Status::Failed | Status::Aborted) => 0x02,
+    };
+    let segs = rec.segments_done.load(Ordering::Relaxed).min(0xffff) as u16;
+    b[5..7].copy_from_slice(&segs.to_be_bytes());
+    let mut count = rec.bytes.load(Ordering::Relaxed);
+    let mut unit = 0u8;
+    while count > u64::from(u32::MAX) {
+        count >>= 10;
+        unit += 1;
+    }
+    b[7] = unit;
+    b[8..12].copy_from_slice(&(count as u32).to_be_bytes());
+    b
+}
+
+/// RECEIVE COPY DATA(LID1) (SPC-4 6.22.3): what 0Dh segments held, once the copy
+/// has ended.
+pub(crate) fn lid1_data(rec: &Record, end: Option<&End>) -> Result<Vec<u8>, Sense> {
+    if end.is_none() {
+        return Err(Sense::illegal(Asc::OPERATION_IN_PROGRESS));
+    }
+    let held = rec.held.lock().unwrap_or_else(|e| e.into_inner());
+    let mut b = Vec::with_capacity(4 + held.len());
+    b.extend_from_slice(&(held.len() as u32).to_be_bytes());
+    b.extend_from_slice(&held);
+    Ok(b)
+}
+
+/// RECEIVE COPY FAILURE DETAILS(LID1) (SPC-4 6.22.5): the sense of a failed copy.
+pub(crate) fn lid1_failure_details(end: Option<&End>) -> Result<Vec<u8>, Sense> {
+    let mut b = vec![0u8; 60];
+    match end {
+        None => return Err(Sense::illegal(Asc::OPERATION_IN_PROGRESS)),
+        Some((_, _, None)) => {}
+        Some((_, _, Some(sense))) => {
+            let sd = sense.encode(false);
+            b[56] = status::CHECK_CONDITION;
+            b[58..60].copy_from_slice(&(sd.len() as u16).to_be_bytes());
+            b.extend_from_slice(&sd);
+            let avail = (b.len() - 4) as u32;
+            b[..4].copy_from_slice(&avail.to_be_bytes());
+        }
+    }
+    Ok(b)
 }
