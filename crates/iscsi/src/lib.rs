@@ -14,6 +14,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod chap;
 pub mod digest;
 pub mod framer;
 pub mod keys;

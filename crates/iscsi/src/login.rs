@@ -5,6 +5,7 @@
 //! [`LoginReply`]; the negotiator decides the keys, the stage transitions and the status.
 //! Who may log in to what is asked of a [`LoginPolicy`], so the ACL stays in the daemon.
 
+use crate::chap::{Chap, ChapFailure, ChapPolicy, ChapSource};
 use crate::keys::TextPairs;
 use crate::pdu::{LoginReq, LoginResp};
 
@@ -147,6 +148,17 @@ pub trait LoginPolicy {
         session_type: SessionType,
         target: Option<&str>,
     ) -> Result<Option<String>, LoginStatus>;
+
+    /// What this login must prove with CHAP, if anything (asked once `admit`
+    /// has let it through).
+    fn chap(
+        &self,
+        _initiator: &str,
+        _session_type: SessionType,
+        _target: Option<&str>,
+    ) -> Option<ChapPolicy> {
+        None
+    }
 }
 
 /// Where the login stands after a reply.
@@ -178,6 +190,11 @@ pub struct Negotiator {
     first: bool,
     pending: Vec<u8>,
     declared_mrdsl: bool,
+    /// The CHAP exchange, when the policy requires one for this login.
+    chap: Option<Chap>,
+    chap_source: Option<Box<dyn ChapSource>>,
+    /// Why the last reply failed the login, for the log (never a secret).
+    failure: Option<String>,
 }
 
 impl Negotiator {
@@ -190,7 +207,31 @@ impl Negotiator {
             first: true,
             pending: Vec::new(),
             declared_mrdsl: false,
+            chap: None,
+            chap_source: None,
+            failure: None,
         }
+    }
+
+    /// Where CHAP identifiers and challenges come from (the daemon: the OS RNG).
+    /// Without one, a login that requires CHAP is refused.
+    pub fn with_chap_source(mut self, source: Box<dyn ChapSource>) -> Self {
+        self.chap_source = Some(source);
+        self
+    }
+
+    /// Why the last reply failed the login, when it did for a reason worth a log
+    /// line (authentication); never contains a secret.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
+
+    fn chap_failed(&mut self, why: ChapFailure) -> LoginStatus {
+        self.failure = Some(format!(
+            "CHAP authentication of {} failed: {why:?}",
+            self.params.initiator_name
+        ));
+        LoginStatus::AUTH_FAILURE
     }
 
     /// Handles one Login Request and its data segment.
@@ -287,6 +328,9 @@ impl Negotiator {
             };
             match policy.admit(initiator, self.params.session_type, target) {
                 Ok(alias) => {
+                    self.chap = policy
+                        .chap(initiator, self.params.session_type, target)
+                        .map(Chap::new);
                     self.params.target_name = target.map(str::to_owned);
                     if self.params.session_type == SessionType::Normal {
                         out.push(
@@ -302,17 +346,58 @@ impl Negotiator {
             }
         }
 
+        if self.chap.as_ref().is_some_and(|c| !c.done()) && req.csg != STAGE_SECURITY {
+            // Straight to the operational stage without authenticating.
+            let st = self.chap_failed(ChapFailure::Skipped);
+            return fail(resp, st);
+        }
         for (key, value) in &pairs.0 {
+            if let Some(chap) = self.chap.as_mut() {
+                if key == "AuthMethod" {
+                    match chap.auth_method(value) {
+                        Ok(m) => out.push(key, m),
+                        Err(why) => {
+                            let st = self.chap_failed(why);
+                            return fail(resp, st);
+                        }
+                    }
+                    continue;
+                }
+                if crate::chap::KEYS.contains(&key.as_str()) {
+                    continue; // the exchange below takes them
+                }
+            }
             match self.negotiate(key, value) {
                 Ok(Some(answer)) => out.push(key, answer),
                 Ok(None) => {}
                 Err(st) => return fail(resp, st),
             }
         }
+        if let Some(mut chap) = self.chap.take() {
+            let step = match self.chap_source.as_mut() {
+                Some(rng) => chap.step(&|k| pairs.get(k).map(str::to_owned), rng.as_mut()),
+                None => Err(ChapFailure::NoAlgorithm),
+            };
+            self.chap = Some(chap);
+            match step {
+                Ok(keys) => {
+                    for (k, v) in keys {
+                        out.push(k, v);
+                    }
+                }
+                Err(why) => {
+                    let st = self.chap_failed(why);
+                    return fail(resp, st);
+                }
+            }
+        }
+        // Authentication must be complete before the security stage is left.
+        let authenticated = self.chap.as_ref().is_none_or(Chap::done);
 
         // The target's MaxRecvDataSegmentLength is declarative: state it once, in the
         // operational stage or at the latest on the way to full-feature phase.
-        let entering_ffp = req.transit && req.nsg == STAGE_FULL_FEATURE;
+        let transit = req.transit && authenticated;
+        let entering_ffp = transit && req.nsg == STAGE_FULL_FEATURE;
         if !self.declared_mrdsl && (req.csg == STAGE_OPERATIONAL || entering_ffp) {
             out.push(
                 "MaxRecvDataSegmentLength",
@@ -323,7 +408,7 @@ impl Negotiator {
 
         let data = out.encode();
         resp.data_len = data.len();
-        if req.transit {
+        if transit {
             resp.transit = true;
             resp.nsg = req.nsg;
             self.stage = req.nsg;

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context;
 use backstore::{Backstore, FileBackstore, RamBackstore};
+use iscsi::chap::ChapPolicy;
 use iscsi::login::{LoginPolicy, LoginStatus, SessionType};
 use iscsi::session::login::SessionTable;
 use scsi::{LogicalUnit, LuIdentity};
@@ -33,6 +34,9 @@ pub struct Target {
     pub tpgt: u16,
     luns: BTreeMap<u16, Arc<LogicalUnit>>,
     access: Access,
+    /// CHAP for each initiator: its ACL entry's, else the target's.
+    chap: HashMap<String, ChapPolicy>,
+    chap_default: Option<ChapPolicy>,
 }
 
 impl Target {
@@ -51,6 +55,11 @@ impl Target {
 
     pub fn luns(&self) -> impl Iterator<Item = &Arc<LogicalUnit>> {
         self.luns.values()
+    }
+
+    /// What `initiator` must prove with CHAP to log in here, if anything.
+    pub fn chap_for(&self, initiator: &str) -> Option<&ChapPolicy> {
+        self.chap.get(initiator).or(self.chap_default.as_ref())
     }
 }
 
@@ -325,6 +334,12 @@ impl Model {
                 tpgt: 1,
                 luns,
                 access,
+                chap: t
+                    .acls
+                    .iter()
+                    .filter_map(|a| a.chap.as_ref().map(|c| (a.initiator.clone(), c.policy())))
+                    .collect(),
+                chap_default: t.chap.as_ref().map(|c| c.policy()),
             }));
         }
         identities.save()?;
@@ -510,6 +525,20 @@ impl LoginPolicy for Registry {
             return Err(LoginStatus::AUTHORIZATION_FAILURE);
         }
         Ok(t.alias.clone())
+    }
+
+    fn chap(
+        &self,
+        initiator: &str,
+        session_type: SessionType,
+        target: Option<&str>,
+    ) -> Option<ChapPolicy> {
+        match session_type {
+            SessionType::Discovery => self.server().discovery_chap.as_ref().map(|c| c.policy()),
+            SessionType::Normal => self
+                .target(target?)
+                .and_then(|t| t.chap_for(initiator).cloned()),
+        }
     }
 }
 

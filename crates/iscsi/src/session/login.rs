@@ -12,6 +12,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::chap::ChapSource;
 use crate::framer::{self, DigestConfig};
 use crate::login::{LoginOutcome, LoginPolicy, LoginStatus, NegotiatedParams, Negotiator};
 use crate::pdu::{Request, BHS_LEN};
@@ -68,9 +69,10 @@ impl LoginPhase {
         first_stat_sn: u32,
         now: Instant,
         timeout: Duration,
+        chap_source: Box<dyn ChapSource>,
     ) -> Self {
         Self {
-            negotiator: Negotiator::new(limits),
+            negotiator: Negotiator::new(limits).with_chap_source(chap_source),
             stamper: Stamper::new(first_stat_sn),
             depth: depth.max(1),
             deadline: now + timeout,
@@ -108,7 +110,10 @@ impl LoginPhase {
         let mut reply = self.negotiator.handle(&req, data, policy);
         let step = match reply.outcome {
             LoginOutcome::Continue => LoginStep::Continue,
-            LoginOutcome::Failed(st) => LoginStep::Close(refused(st)),
+            LoginOutcome::Failed(st) => LoginStep::Close(match self.negotiator.failure() {
+                Some(why) => format!("{} ({why})", refused(st)),
+                None => refused(st),
+            }),
             LoginOutcome::Complete(mut p) => {
                 if p.tsih != 0 {
                     // Adding a connection to an existing session (MC/S) is not

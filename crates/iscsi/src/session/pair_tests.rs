@@ -67,6 +67,14 @@ fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(b[at..at + 4].try_into().unwrap())
 }
 
+#[derive(Debug)]
+struct FixedRandom;
+impl crate::chap::ChapSource for FixedRandom {
+    fn fill(&mut self, buf: &mut [u8]) {
+        buf.fill(7);
+    }
+}
+
 fn phase(now: Instant) -> LoginPhase {
     LoginPhase::new(
         TargetLimits::default(),
@@ -74,6 +82,7 @@ fn phase(now: Instant) -> LoginPhase {
         FIRST_STAT_SN,
         now,
         Duration::from_secs(15),
+        Box::new(FixedRandom),
     )
 }
 

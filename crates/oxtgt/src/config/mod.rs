@@ -10,11 +10,13 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+mod chap;
 mod identity;
 mod lu;
 mod out;
 mod raw;
 
+pub use chap::ChapConfig;
 use identity::parse_wwn;
 pub use identity::{derive_lu_naa, derive_naa};
 use lu::{validate_lu, LuFields, Unique};
@@ -98,6 +100,8 @@ pub struct ServerConfig {
     pub login_timeout_secs: u64,
     /// Bounds on live ROD tokens (POPULATE TOKEN).
     pub rod_tokens: copy::TokenLimits,
+    /// CHAP that discovery sessions must pass.
+    pub discovery_chap: Option<ChapConfig>,
     pub limits: iscsi::TargetLimits,
     pub log_format: LogFormat,
     /// Where persistent reservations made with APTPL are kept; without it APTPL is
@@ -142,6 +146,8 @@ pub struct AclConfig {
     pub initiator: String,
     /// Initiator-visible LUN → target LUN id.
     pub map: BTreeMap<u16, u16>,
+    /// CHAP this initiator must pass (else the target's `chap`, if any).
+    pub chap: Option<ChapConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +155,8 @@ pub struct TargetConfig {
     pub name: String,
     pub alias: Option<String>,
     pub open_access: bool,
+    /// CHAP for every initiator without its own in an ACL entry.
+    pub chap: Option<ChapConfig>,
     pub luns: Vec<LunConfig>,
     pub acls: Vec<AclConfig>,
 }
@@ -385,6 +393,10 @@ impl Config {
                 15
             }
         };
+        let discovery_chap = s
+            .discovery_chap
+            .as_ref()
+            .and_then(|c| chap::validate(cx, c, "server.discovery_chap"));
         let server = ServerConfig {
             listen,
             queue_depth,
@@ -392,6 +404,7 @@ impl Config {
             nop_timeout_secs: s.nop_timeout_secs.unwrap_or(30),
             login_timeout_secs,
             rod_tokens,
+            discovery_chap,
             limits,
             log_format,
             state_dir: s.state_dir.clone().map(PathBuf::from),
@@ -585,9 +598,14 @@ impl Config {
                         );
                     }
                 }
+                let chap = a
+                    .chap
+                    .as_ref()
+                    .and_then(|c| chap::validate(cx, c, &format!("{key}.chap")));
                 acls.push(AclConfig {
                     initiator: a.initiator.get_ref().clone(),
                     map,
+                    chap,
                 });
             }
             if t.open_access && !acls.is_empty() {
@@ -597,10 +615,15 @@ impl Config {
                     "open_access = true and acl entries exclude each other",
                 );
             }
+            let chap = t
+                .chap
+                .as_ref()
+                .and_then(|c| chap::validate(cx, c, &format!("{tkey}.chap")));
             targets.push(TargetConfig {
                 name,
                 alias: t.alias,
                 open_access: t.open_access,
+                chap,
                 luns,
                 acls,
             });

@@ -31,6 +31,8 @@ struct OutServer {
     log_format: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     state_dir: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    discovery_chap: Option<chap::OutChap>,
 }
 
 #[derive(Serialize)]
@@ -75,6 +77,8 @@ struct OutTarget {
     #[serde(skip_serializing_if = "Option::is_none")]
     alias: Option<String>,
     open_access: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chap: Option<chap::OutChap>,
     lun: Vec<OutLun>,
     acl: Vec<OutAcl>,
 }
@@ -83,6 +87,8 @@ struct OutTarget {
 struct OutAcl {
     initiator: String,
     map: BTreeMap<String, u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chap: Option<chap::OutChap>,
 }
 
 impl OutLu {
@@ -146,6 +152,7 @@ impl Config {
                     LogFormat::Json => "json",
                 },
                 state_dir: s.state_dir.as_ref().map(|d| d.display().to_string()),
+                discovery_chap: s.discovery_chap.as_ref().map(chap::OutChap::of),
             },
             lu,
             target: self
@@ -155,6 +162,7 @@ impl Config {
                     name: t.name.clone(),
                     alias: t.alias.clone(),
                     open_access: t.open_access,
+                    chap: t.chap.as_ref().map(chap::OutChap::of),
                     lun: t
                         .luns
                         .iter()
@@ -175,6 +183,7 @@ impl Config {
                         .map(|a| OutAcl {
                             initiator: a.initiator.clone(),
                             map: a.map.iter().map(|(v, l)| (v.to_string(), *l)).collect(),
+                            chap: a.chap.as_ref().map(chap::OutChap::of),
                         })
                         .collect(),
                 })

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use super::chap::RawChap;
+
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
@@ -45,6 +47,8 @@ pub(super) struct RawServer {
     pub(super) nop_timeout_secs: Option<u64>,
     pub(super) login_timeout_secs: Option<Spanned<u64>>,
     pub(super) rod_tokens: Option<Spanned<u32>>,
+    /// CHAP that discovery sessions must pass.
+    pub(super) discovery_chap: Option<RawChap>,
     pub(super) rod_token_image_bytes: Option<Spanned<toml::Value>>,
     pub(super) max_recv_data_segment_length: Option<Spanned<u32>>,
     pub(super) max_burst_length: Option<Spanned<u32>>,
@@ -63,6 +67,8 @@ pub(super) struct RawTarget {
     pub(super) alias: Option<String>,
     #[serde(default)]
     pub(super) open_access: bool,
+    /// CHAP every initiator of this target must pass (an ACL entry's own wins).
+    pub(super) chap: Option<RawChap>,
     #[serde(default)]
     pub(super) lun: Vec<RawLun>,
     #[serde(default)]
@@ -98,4 +104,5 @@ pub(super) struct RawAcl {
     pub(super) map: Option<Spanned<BTreeMap<String, u16>>>,
     /// Shorthand: these target LUNs, visible under the same numbers.
     pub(super) luns: Option<Spanned<Vec<u16>>>,
+    pub(super) chap: Option<RawChap>,
 }

@@ -34,6 +34,7 @@ pub(super) async fn login(
         rand_u32(),
         Instant::now(),
         Duration::from_secs(server.login_timeout_secs),
+        Box::new(OsRandom),
     );
     let deadline = tokio::time::Instant::from_std(phase.deadline());
     loop {
@@ -69,6 +70,17 @@ pub(super) async fn login(
                 return Ok(None);
             }
         }
+    }
+}
+
+/// CHAP identifiers and challenges from the operating system's RNG.
+#[derive(Debug)]
+struct OsRandom;
+
+impl iscsi::chap::ChapSource for OsRandom {
+    fn fill(&mut self, buf: &mut [u8]) {
+        use rand::RngCore;
+        rand::rngs::OsRng.fill_bytes(buf);
     }
 }
 
