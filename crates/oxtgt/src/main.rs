@@ -6,6 +6,7 @@
 
 mod config;
 mod conn;
+mod guard;
 mod pool;
 mod portals;
 mod registry;

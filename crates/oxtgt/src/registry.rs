@@ -123,6 +123,8 @@ pub struct Registry {
     next_nexus: AtomicU64,
     next_tsih: AtomicU16,
     pub sessions: Mutex<HashMap<SessionKey, SessionEntry>>,
+    /// Who may be in the login phase, and failure delays.
+    pub guard: Arc<crate::guard::LoginGuard>,
 }
 
 /// Lower-case hex, as state file names have always used.
@@ -398,6 +400,7 @@ impl Registry {
             next_nexus: AtomicU64::new(1),
             next_tsih: AtomicU16::new(1),
             sessions: Mutex::new(HashMap::new()),
+            guard: Arc::new(crate::guard::LoginGuard::default()),
         })
     }
 
@@ -523,6 +526,21 @@ impl LoginPolicy for Registry {
         let t = self.target(name).ok_or(LoginStatus::NOT_FOUND)?;
         if t.lun_map(initiator).is_none() {
             return Err(LoginStatus::AUTHORIZATION_FAILURE);
+        }
+        let sessions = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .filter(|(i, _, _)| i == initiator)
+            .count();
+        if sessions >= self.server().max_sessions_per_initiator as usize {
+            tracing::warn!(
+                initiator,
+                sessions,
+                "login refused: too many sessions for this initiator"
+            );
+            return Err(LoginStatus::OUT_OF_RESOURCES);
         }
         Ok(t.alias.clone())
     }

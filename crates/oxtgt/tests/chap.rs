@@ -236,3 +236,112 @@ size = "4MiB"
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Login hardening: repeated CHAP failures of one initiator wait longer each time
+/// while another initiator logs in at once; connections in login are bounded per
+/// address (the extra one is closed, the others unaffected); sessions per
+/// initiator are bounded (03/02).
+#[test]
+fn login_phase_bounds_and_growing_failure_delays() {
+    use std::time::{Duration, Instant};
+    let cfg = config("{dir}/alice.secret").replacen(
+        "[server]\n",
+        "[server]\nauth_failure_delay_ms = 300\nmax_logins_per_address = 2\nmax_sessions_per_initiator = 2\n",
+        1,
+    );
+    let s = Server::start_with("guard", &cfg, |dir| {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join("alice.secret");
+        std::fs::write(&p, "alice-file-secret\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    });
+    let attempt = |who: &str, user: &str, secret: &[u8]| {
+        let mut i = Initiator::connect(&s.addr()).unwrap();
+        let t = Instant::now();
+        let r = i
+            .login_chap(who, Some(TARGET), user, secret, "5", None)
+            .unwrap();
+        (status(&r), t.elapsed())
+    };
+    let (st, first) = attempt(INITIATOR, "shared", b"wrong-secret-0001");
+    assert_eq!(st, (2, 1));
+    assert!(
+        first < Duration::from_millis(250),
+        "first failure answered at once: {first:?}"
+    );
+    let (_, second) = attempt(INITIATOR, "shared", b"wrong-secret-0002");
+    assert!(
+        second >= Duration::from_millis(290),
+        "second waits: {second:?}"
+    );
+    let (_, third) = attempt(INITIATOR, "shared", b"wrong-secret-0003");
+    assert!(
+        third >= Duration::from_millis(590),
+        "third waits longer: {third:?}"
+    );
+    // Meanwhile alice logs in at once: only failures wait.
+    let mut alice = Initiator::connect(&s.addr()).unwrap();
+    let t = Instant::now();
+    let r = alice
+        .login_chap(
+            ALICE,
+            Some(TARGET),
+            "alice",
+            b"alice-file-secret",
+            "5",
+            Some(("tgt", b"target-own-secret")),
+        )
+        .unwrap();
+    assert_eq!(status(&r), (0, 0));
+    assert!(
+        t.elapsed() < Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
+    drop(alice);
+
+    // Two connections stalled in login from this address; a third is closed.
+    let stalled: Vec<_> = (0..2)
+        .map(|_| std::net::TcpStream::connect(s.addr()).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut third = Initiator::connect(&s.addr()).unwrap();
+    assert!(
+        third.login(Some(TARGET), &[]).is_err(),
+        "closed without an answer"
+    );
+    drop(stalled);
+    std::thread::sleep(Duration::from_millis(100));
+
+    // Sessions per initiator: two, then 03/02.
+    let mut sessions = Vec::new();
+    for k in 0..2u8 {
+        let mut i = Initiator::connect(&s.addr()).unwrap();
+        i.isid[5] = 10 + k;
+        let r = i
+            .login_chap(
+                ALICE,
+                Some(TARGET),
+                "alice",
+                b"alice-file-secret",
+                "5",
+                None,
+            )
+            .unwrap();
+        assert_eq!(status(&r), (0, 0));
+        sessions.push(i);
+    }
+    let mut i = Initiator::connect(&s.addr()).unwrap();
+    i.isid[5] = 20;
+    let r = i
+        .login_chap(
+            ALICE,
+            Some(TARGET),
+            "alice",
+            b"alice-file-secret",
+            "5",
+            None,
+        )
+        .unwrap();
+    assert_eq!(status(&r), (3, 2), "out of resources");
+}

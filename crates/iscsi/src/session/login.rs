@@ -47,6 +47,8 @@ pub struct LoginAnswer {
     /// The encoded Login Response (no digests during login), or empty.
     pub reply: Vec<u8>,
     pub step: LoginStep,
+    /// The reply's status class and detail (02/01: authentication failed).
+    pub status: (u8, u8),
 }
 
 /// The login phase of one connection.
@@ -149,7 +151,11 @@ impl LoginPhase {
             DigestConfig::default(),
             &mut out,
         );
-        LoginAnswer { reply: out, step }
+        LoginAnswer {
+            reply: out,
+            step,
+            status: (reply.header.status_class, reply.header.status_detail),
+        }
     }
 }
 
@@ -157,6 +163,7 @@ fn close(why: String) -> LoginAnswer {
     LoginAnswer {
         reply: Vec::new(),
         step: LoginStep::Close(why),
+        status: (0, 0),
     }
 }
 

@@ -102,6 +102,10 @@ pub struct ServerConfig {
     pub rod_tokens: copy::TokenLimits,
     /// CHAP that discovery sessions must pass.
     pub discovery_chap: Option<ChapConfig>,
+    /// Login-phase bounds and authentication-failure delays.
+    pub guard: crate::guard::GuardLimits,
+    /// Sessions one initiator name may have at once (03/02 past it).
+    pub max_sessions_per_initiator: u32,
     pub limits: iscsi::TargetLimits,
     pub log_format: LogFormat,
     /// Where persistent reservations made with APTPL are kept; without it APTPL is
@@ -393,6 +397,58 @@ impl Config {
                 15
             }
         };
+        let mut guard = crate::guard::GuardLimits::default();
+        let (mut max_logins, mut per_addr) =
+            (guard.max_logins as u32, guard.max_logins_per_address as u32);
+        ranged(
+            cx,
+            &s.max_logins,
+            "server.max_logins",
+            1,
+            65536,
+            &mut max_logins,
+        );
+        ranged(
+            cx,
+            &s.max_logins_per_address,
+            "server.max_logins_per_address",
+            1,
+            65536,
+            &mut per_addr,
+        );
+        let (mut delay, mut delay_max) = (
+            guard.failure_delay.as_millis() as u32,
+            guard.failure_delay_max.as_millis() as u32,
+        );
+        ranged(
+            cx,
+            &s.auth_failure_delay_ms,
+            "server.auth_failure_delay_ms",
+            0,
+            60_000,
+            &mut delay,
+        );
+        ranged(
+            cx,
+            &s.auth_failure_delay_max_ms,
+            "server.auth_failure_delay_max_ms",
+            0,
+            600_000,
+            &mut delay_max,
+        );
+        guard.max_logins = max_logins as usize;
+        guard.max_logins_per_address = per_addr as usize;
+        guard.failure_delay = std::time::Duration::from_millis(u64::from(delay));
+        guard.failure_delay_max = std::time::Duration::from_millis(u64::from(delay_max));
+        let mut max_sessions_per_initiator = 64;
+        ranged(
+            cx,
+            &s.max_sessions_per_initiator,
+            "server.max_sessions_per_initiator",
+            1,
+            65536,
+            &mut max_sessions_per_initiator,
+        );
         let discovery_chap = s
             .discovery_chap
             .as_ref()
@@ -405,6 +461,8 @@ impl Config {
             login_timeout_secs,
             rod_tokens,
             discovery_chap,
+            guard,
+            max_sessions_per_initiator,
             limits,
             log_format,
             state_dir: s.state_dir.clone().map(PathBuf::from),

@@ -47,6 +47,11 @@ pub(super) struct RawServer {
     pub(super) nop_timeout_secs: Option<u64>,
     pub(super) login_timeout_secs: Option<Spanned<u64>>,
     pub(super) rod_tokens: Option<Spanned<u32>>,
+    pub(super) max_logins: Option<Spanned<u32>>,
+    pub(super) max_logins_per_address: Option<Spanned<u32>>,
+    pub(super) auth_failure_delay_ms: Option<Spanned<u32>>,
+    pub(super) auth_failure_delay_max_ms: Option<Spanned<u32>>,
+    pub(super) max_sessions_per_initiator: Option<Spanned<u32>>,
     /// CHAP that discovery sessions must pass.
     pub(super) discovery_chap: Option<RawChap>,
     pub(super) rod_token_image_bytes: Option<Spanned<toml::Value>>,

@@ -65,8 +65,21 @@ pub async fn serve(
     let local = stream.local_addr().ok();
     let _ = stream.set_nodelay(true);
     let (rd, mut wr) = stream.into_split();
+    let slot = match reg.guard.enter(peer.map(|p| p.ip()), &reg.server().guard) {
+        Ok(s) => s,
+        Err(why) => {
+            tracing::warn!(
+                ?peer,
+                ?why,
+                "connection refused: too many logins in progress"
+            );
+            return;
+        }
+    };
     let mut reader = PduReader::new(rd, LOGIN_MAX_DATA);
-    let login = match login(&mut reader, &mut wr, &reg, peer).await {
+    let login = login(&mut reader, &mut wr, &reg, peer).await;
+    drop(slot);
+    let login = match login {
         Ok(Some(l)) => l,
         Ok(None) => return,
         Err(e) => {
