@@ -98,6 +98,16 @@ impl Server {
         self.port = port;
     }
 
+    /// Kills the server with SIGKILL (a crash: no shutdown, no flush) and starts it
+    /// again on the same directory and config; the port may change.
+    pub fn crash_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, port) = spawn(&self.dir.join("oxtgt.toml"), self.pinned);
+        self.child = child;
+        self.port = port;
+    }
+
     /// Rewrites the config (`{dir}` replaced as at start) and sends SIGHUP.
     #[allow(dead_code)]
     pub fn reload(&self, config: &str) {
