@@ -385,19 +385,12 @@ impl CopyManager for Manager {
     fn extended_copy(&self, req: ExtendedCopy<'_>) -> Result<(), Sense> {
         let (nexus, list) = (req.nexus, &req.list);
         let naa = req.lu.identity().naa;
-        self.reserve(&naa)?;
         let list_id = list.list_id;
         let op = match list.format {
             ListFormat::Lid1 => Op::ExtendedCopyLid1,
             ListFormat::Lid4 => Op::ExtendedCopyLid4,
         };
-        let rec = match self.begin(nexus, naa, op, list_id, list.usage, Instant::now()) {
-            Ok(r) => r,
-            Err(e) => {
-                self.release(&naa);
-                return Err(e);
-            }
-        };
+        let rec = self.start(nexus, naa, op, list_id, list.usage, Instant::now())?;
         let counters = self.counters(&naa);
         counters.started.fetch_add(1, Ordering::Relaxed);
         let job = match self.prepare(&req, &rec) {
@@ -502,6 +495,22 @@ impl Manager {
         }
         *n += 1;
         Ok(())
+    }
+
+    /// Counts a held copy against its LU and opens its record (the ID busy while
+    /// it runs); undone if the ID is busy.
+    pub(crate) fn start(
+        &self,
+        nexus: &Nexus,
+        naa: [u8; 16],
+        op: Op,
+        list_id: u32,
+        usage: ListIdUsage,
+        now: Instant,
+    ) -> Result<Arc<Record>, Sense> {
+        self.reserve(&naa)?;
+        self.begin(nexus, naa, op, list_id, usage, now)
+            .inspect_err(|_| self.release(&naa))
     }
 
     /// REPORT ALL ROD TOKENS (SPC-4 6.21): the management tokens of the live

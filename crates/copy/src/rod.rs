@@ -47,22 +47,9 @@ pub(crate) fn populate_token(m: &Manager, req: PopulateToken<'_>) -> Result<(), 
     let naa = req.lu.identity().naa;
     let accessible = m.resolver.accessible(req.nexus);
     let lu = owned(&accessible, req.lu)?;
-    m.reserve(&naa)?;
     let now = Instant::now();
-    let rec = match m.begin(
-        req.nexus,
-        naa,
-        Op::PopulateToken,
-        req.list_id,
-        ListIdUsage::Hold,
-        now,
-    ) {
-        Ok(r) => r,
-        Err(e) => {
-            m.release(&naa);
-            return Err(e);
-        }
-    };
+    let op = Op::PopulateToken;
+    let rec = m.start(req.nexus, naa, op, req.list_id, ListIdUsage::Hold, now)?;
     let counters = counters_of(&m.counters, &naa);
     let p = &req.params;
     let result = m
@@ -404,21 +391,8 @@ pub(crate) fn write_using_token(m: &Manager, req: WriteUsingToken<'_>) -> Result
         let pieces = plan(&used.token.ranges, src_bs, offset, &p.ranges, dst_bs)?;
         (Some(used), pieces)
     };
-    m.reserve(&naa)?;
-    let rec = match m.begin(
-        req.nexus,
-        naa,
-        Op::WriteUsingToken,
-        req.list_id,
-        ListIdUsage::Hold,
-        now,
-    ) {
-        Ok(r) => r,
-        Err(e) => {
-            m.release(&naa);
-            return Err(e);
-        }
-    };
+    let op = Op::WriteUsingToken;
+    let rec = m.start(req.nexus, naa, op, req.list_id, ListIdUsage::Hold, now)?;
     rec.total
         .store(pieces.iter().map(|p| p.len).sum(), Ordering::Relaxed);
     let job = WriteJob {

@@ -20,6 +20,21 @@ pub mod xfs;
 
 pub const INITIATOR: &str = "iqn.2026-11.org.oxtgt.testkit:initiator";
 
+/// The first Login Request's keys: who, to what, and how it authenticates.
+fn security_keys(initiator: &str, target: Option<&str>, auth: &str) -> TextPairs {
+    let mut sec = TextPairs::default();
+    sec.push("InitiatorName", initiator);
+    match target {
+        Some(t) => {
+            sec.push("SessionType", "Normal");
+            sec.push("TargetName", t);
+        }
+        None => sec.push("SessionType", "Discovery"),
+    }
+    sec.push("AuthMethod", auth);
+    sec
+}
+
 /// Result of a login attempt.
 #[derive(Debug)]
 pub struct LoginResult {
@@ -153,16 +168,7 @@ impl Initiator {
         target: Option<&str>,
         keys: &[(&str, &str)],
     ) -> io::Result<LoginResult> {
-        let mut sec = TextPairs::default();
-        sec.push("InitiatorName", initiator);
-        match target {
-            Some(t) => {
-                sec.push("SessionType", "Normal");
-                sec.push("TargetName", t);
-            }
-            None => sec.push("SessionType", "Discovery"),
-        }
-        sec.push("AuthMethod", "None");
+        let sec = security_keys(initiator, target, "None");
         let mut answers = TextPairs::default();
         let r = self.login_pdu(0, 1, &sec.encode(), &mut answers)?;
         if r.status_class != 0 {
@@ -186,16 +192,7 @@ impl Initiator {
         mutual: Option<(&str, &[u8])>,
     ) -> io::Result<LoginResult> {
         use iscsi::chap::{decode_binary, encode_hex, Algorithm};
-        let mut sec = TextPairs::default();
-        sec.push("InitiatorName", initiator);
-        match target {
-            Some(t) => {
-                sec.push("SessionType", "Normal");
-                sec.push("TargetName", t);
-            }
-            None => sec.push("SessionType", "Discovery"),
-        }
-        sec.push("AuthMethod", "CHAP");
+        let sec = security_keys(initiator, target, "CHAP");
         let mut answers = TextPairs::default();
         let r = self.login_pdu(0, 1, &sec.encode(), &mut answers)?;
         if r.status_class != 0 {
