@@ -246,7 +246,7 @@ fn login_phase_bounds_and_growing_failure_delays() {
     use std::time::{Duration, Instant};
     let cfg = config("{dir}/alice.secret").replacen(
         "[server]\n",
-        "[server]\nauth_failure_delay_ms = 300\nmax_logins_per_address = 2\nmax_sessions_per_initiator = 2\n",
+        "[server]\nauth_failure_delay_ms = 1000\nmax_logins_per_address = 2\nmax_sessions_per_initiator = 2\n",
         1,
     );
     let s = Server::start_with("guard", &cfg, |dir| {
@@ -266,17 +266,17 @@ fn login_phase_bounds_and_growing_failure_delays() {
     let (st, first) = attempt(INITIATOR, "shared", b"wrong-secret-0001");
     assert_eq!(st, (2, 1));
     assert!(
-        first < Duration::from_millis(250),
+        first < Duration::from_millis(900),
         "first failure answered at once: {first:?}"
     );
     let (_, second) = attempt(INITIATOR, "shared", b"wrong-secret-0002");
     assert!(
-        second >= Duration::from_millis(290),
+        second >= Duration::from_millis(990),
         "second waits: {second:?}"
     );
     let (_, third) = attempt(INITIATOR, "shared", b"wrong-secret-0003");
     assert!(
-        third >= Duration::from_millis(590),
+        third >= Duration::from_millis(1990),
         "third waits longer: {third:?}"
     );
     // Meanwhile alice logs in at once: only failures wait.
@@ -294,23 +294,40 @@ fn login_phase_bounds_and_growing_failure_delays() {
         .unwrap();
     assert_eq!(status(&r), (0, 0));
     assert!(
-        t.elapsed() < Duration::from_millis(250),
+        t.elapsed() < Duration::from_millis(900),
         "{:?}",
         t.elapsed()
     );
     drop(alice);
 
-    // Two connections stalled in login from this address; a third is closed.
-    let stalled: Vec<_> = (0..2)
+    // Three connections stall in login from this address at once: with two
+    // slots per address, exactly one is closed by the server (whichever the
+    // server took in last), the other two stay open.
+    let conns: Vec<_> = (0..3)
         .map(|_| std::net::TcpStream::connect(s.addr()).unwrap())
         .collect();
-    std::thread::sleep(Duration::from_millis(100));
-    let mut third = Initiator::connect(&s.addr()).unwrap();
-    assert!(
-        third.login(Some(TARGET), &[]).is_err(),
-        "closed without an answer"
+    std::thread::sleep(Duration::from_millis(500));
+    let closed = conns
+        .iter()
+        .filter(|c| {
+            use std::io::Read;
+            c.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+            let mut b = [0u8; 1];
+            match (&**c).read(&mut b) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) => !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+            }
+        })
+        .count();
+    assert_eq!(
+        closed, 1,
+        "one of three connections over the per-address bound"
     );
-    drop(stalled);
+    drop(conns);
     std::thread::sleep(Duration::from_millis(100));
 
     // Sessions per initiator: two, then 03/02.
