@@ -293,15 +293,7 @@ impl Manager {
     /// Resolves the list into a job that owns its LUs (nothing moves yet).
     fn prepare(&self, req: &ExtendedCopy<'_>, rec: &Arc<Record>) -> Result<Job, Sense> {
         let accessible = self.resolver.accessible(req.nexus);
-        // The receiving LU as an owned handle: it is among the initiator's LUs,
-        // since the command reached it.
-        let Some(receiving) = accessible
-            .iter()
-            .find(|lu| std::ptr::eq(lu.as_ref(), req.lu))
-            .cloned()
-        else {
-            return Err(Sense::illegal(Asc::INTERNAL_TARGET_FAILURE));
-        };
+        let receiving = owned(&accessible, req.lu)?;
         Job::prepare(
             &receiving,
             req.nexus,
@@ -544,6 +536,19 @@ impl Manager {
             release_in(&running, &naa);
         }
     }
+}
+
+/// The receiving LU as an owned handle, found among the initiator's LUs (it is
+/// there: the command reached it through the initiator's LUN map).
+pub(crate) fn owned(
+    accessible: &[Arc<LogicalUnit>],
+    lu: &LogicalUnit,
+) -> Result<Arc<LogicalUnit>, Sense> {
+    accessible
+        .iter()
+        .find(|a| std::ptr::eq(a.as_ref(), lu))
+        .cloned()
+        .ok_or_else(|| Sense::illegal(Asc::INTERNAL_TARGET_FAILURE))
 }
 
 /// Waits for a job's result, passing the command's abort flag on to the job.

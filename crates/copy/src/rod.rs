@@ -31,17 +31,8 @@ use scsi::tpc::{PopulateToken, WriteUsingToken};
 use scsi::{LogicalUnit, Nexus};
 
 use crate::engine::{self, Range, Stop, BOUNCE_CHUNK, WINDOW};
-use crate::manager::{counters_of, wait, LuCounters, Manager, Op, Record};
+use crate::manager::{counters_of, owned, wait, LuCounters, Manager, Op, Record};
 use crate::token::{Data, InUse};
-
-/// The receiving LU as an owned handle, found among the initiator's LUs.
-fn owned(accessible: &[Arc<LogicalUnit>], lu: &LogicalUnit) -> Result<Arc<LogicalUnit>, Sense> {
-    accessible
-        .iter()
-        .find(|a| std::ptr::eq(a.as_ref(), lu))
-        .cloned()
-        .ok_or_else(|| Sense::illegal(Asc::INTERNAL_TARGET_FAILURE))
-}
 
 pub(crate) fn populate_token(m: &Manager, req: PopulateToken<'_>) -> Result<(), Sense> {
     let naa = req.lu.identity().naa;

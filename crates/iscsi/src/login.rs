@@ -220,6 +220,11 @@ impl Negotiator {
         self
     }
 
+    /// The InitiatorName of this login, once its first PDU named it ("" before).
+    pub fn initiator(&self) -> &str {
+        &self.params.initiator_name
+    }
+
     /// Why the last reply failed the login, when it did for a reason worth a log
     /// line (authentication); never contains a secret.
     pub fn failure(&self) -> Option<&str> {

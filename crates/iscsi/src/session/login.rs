@@ -90,6 +90,11 @@ impl LoginPhase {
         now >= self.deadline
     }
 
+    /// The initiator logging in, once its first Login Request named it ("" before).
+    pub fn initiator(&self) -> &str {
+        self.negotiator.initiator()
+    }
+
     /// The StatSN counter, to carry into full-feature phase.
     pub fn stamper(&self) -> Stamper {
         self.stamper.clone()

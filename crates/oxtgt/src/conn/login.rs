@@ -37,7 +37,6 @@ pub(super) async fn login(
         Box::new(OsRandom),
     );
     let deadline = tokio::time::Instant::from_std(phase.deadline());
-    let mut name = String::new();
     loop {
         let read = async {
             let h = reader.header().await?;
@@ -55,13 +54,11 @@ pub(super) async fn login(
         let (h, data) = read?;
         let answer = phase.handle(&h.bhs, &h.ahs, &data, reg.as_ref(), reg.as_ref());
         let ip = peer.map(|p| p.ip());
-        if let Some(n) = initiator_name(&data) {
-            name = n;
-        }
         if answer.status == (2, 1) {
             // Repeated authentication failures wait longer each time (on this
             // connection's task only).
-            let delay = reg.guard.failed(&name, ip, Instant::now(), &server.guard);
+            let name = phase.initiator();
+            let delay = reg.guard.failed(name, ip, Instant::now(), &server.guard);
             if !delay.is_zero() {
                 tracing::info!(?peer, initiator = %name, ms = delay.as_millis() as u64, "delaying the answer to a repeated authentication failure");
                 tokio::time::sleep(delay).await;
@@ -99,14 +96,6 @@ impl iscsi::chap::ChapSource for OsRandom {
         use rand::RngCore;
         rand::rngs::OsRng.fill_bytes(buf);
     }
-}
-
-/// The InitiatorName a login PDU carries (the first one of a login does), for
-/// failure accounting.
-fn initiator_name(data: &[u8]) -> Option<String> {
-    iscsi::keys::TextPairs::parse(data)
-        .ok()
-        .and_then(|p| p.get("InitiatorName").map(str::to_owned))
 }
 
 pub(super) fn rand_u32() -> u32 {
