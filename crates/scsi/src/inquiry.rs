@@ -62,7 +62,7 @@ pub fn vpd(lu: &LogicalUnit, nexus: &Nexus, page: u8) -> Result<Vec<u8>, Sense> 
         0x80 => lu.identity().serial.as_bytes().to_vec(),
         0x83 => device_identification(lu, nexus),
         0x86 => extended_inquiry(),
-        0x8f => crate::tpc::vpd_page(lu.block_size()),
+        0x8f => crate::tpc::vpd_page(lu.block_size(), lu.backstore().snapshot().is_some()),
         0xb0 => block_limits(lu),
         0xb1 => block_device_characteristics(),
         0xb2 => logical_block_provisioning(lu),

@@ -197,7 +197,10 @@ fn tpc_descriptor(out: &mut Vec<u8>, kind: u16, mut body: Vec<u8>) {
 /// Device ROD Token Limits first (what Windows and ddpt read), then Supported
 /// Commands, Parameter Data, Supported Descriptors, Supported CSCD IDs, ROD Token
 /// Features, Supported ROD Types and General Copy Operations.
-pub fn vpd_page(block_size: u32) -> Vec<u8> {
+///
+/// `snapshots`: whether the LU's backstore offers point-in-time images at all
+/// (not block devices); without them persistent tokens are not offered out.
+pub fn vpd_page(block_size: u32, snapshots: bool) -> Vec<u8> {
     use descriptor_type as t;
     let mut d = Vec::new();
     // Block Device ROD Token Limits (SBC-3 6.6.5.3): 6 vendor bytes, then the
@@ -255,6 +258,7 @@ pub fn vpd_page(block_size: u32) -> Vec<u8> {
     let mut body = vec![0u8; 4];
     body[2..4].copy_from_slice(&((ROD_TYPES.len() * 64) as u16).to_be_bytes());
     for &(kind, token_in, token_out) in ROD_TYPES {
+        let token_out = token_out && (snapshots || kind != rod::rod_type::PIT_PERSISTENT);
         let mut r = [0u8; 64];
         r[0..4].copy_from_slice(&kind.to_be_bytes());
         r[4] = u8::from(token_in) << 1 | u8::from(token_out);
@@ -278,7 +282,7 @@ mod tests {
 
     #[test]
     fn vpd_descriptors_are_well_formed() {
-        let d = vpd_page(512);
+        let d = vpd_page(512, true);
         let mut at = 0;
         let mut kinds = Vec::new();
         while at < d.len() {
@@ -301,6 +305,30 @@ mod tests {
                 0x07, 0x08
             ][..]
         );
+    }
+
+    /// Persistent tokens are offered out only where the backstore can snapshot.
+    #[test]
+    fn supported_rod_types_follow_the_backstore() {
+        let out_flags = |snapshots: bool| {
+            let d = vpd_page(512, snapshots);
+            let mut at = 0;
+            loop {
+                let kind = u16::from_be_bytes([d[at], d[at + 1]]);
+                let len = usize::from(u16::from_be_bytes([d[at + 2], d[at + 3]]));
+                if kind == descriptor_type::SUPPORTED_ROD_TYPES {
+                    let body = &d[at + 4..at + 4 + len];
+                    return body[4..]
+                        .chunks(64)
+                        .map(|r| (u32::from_be_bytes(r[0..4].try_into().unwrap()), r[4] & 3))
+                        .collect::<Vec<_>>();
+                }
+                at += 4 + len;
+            }
+        };
+        assert!(out_flags(true).contains(&(rod::rod_type::PIT_PERSISTENT, 3)));
+        assert!(out_flags(false).contains(&(rod::rod_type::PIT_PERSISTENT, 2)));
+        assert!(out_flags(false).contains(&(rod::rod_type::PIT_CHANGE_VULNERABLE, 3)));
     }
 
     #[test]
