@@ -14,6 +14,7 @@ use iscsi::keys::TextPairs;
 use iscsi::pdu::{opcode, BhsWriter, BHS_LEN, NO_TAG};
 
 pub mod load;
+pub mod relay;
 pub mod rod;
 pub mod xcopy;
 pub mod xfs;
@@ -89,7 +90,12 @@ pub struct Initiator {
 
 impl Initiator {
     pub fn connect(addr: &str) -> io::Result<Self> {
-        let stream = TcpStream::connect(addr)?;
+        Self::from_stream(TcpStream::connect(addr)?)
+    }
+
+    /// An initiator on a connection made elsewhere (e.g. from a chosen source
+    /// address).
+    pub fn from_stream(stream: TcpStream) -> io::Result<Self> {
         stream.set_read_timeout(Some(Duration::from_secs(20)))?;
         stream.set_nodelay(true)?;
         Ok(Self {
@@ -670,4 +676,40 @@ pub mod cdb {
         c[10..14].copy_from_slice(&alloc.to_be_bytes());
         c
     }
+}
+
+/// A TCP connection to `to` from the local address `from`: on Linux every 127.x.y.z
+/// is loopback, so one test can play several hosts (per-address limits, delays).
+pub fn connect_from(from: std::net::Ipv4Addr, to: std::net::SocketAddrV4) -> io::Result<TcpStream> {
+    use std::os::fd::FromRawFd;
+    fn sin(a: std::net::SocketAddrV4) -> libc::sockaddr_in {
+        libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: a.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes(a.ip().octets()),
+            },
+            sin_zero: [0; 8],
+        }
+    }
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket(2); the fd is owned by the TcpStream made from it below
+    // (or closed here on failure).
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a socket we own; nothing else holds it.
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    let local = sin(std::net::SocketAddrV4::new(from, 0));
+    let remote = sin(to);
+    // SAFETY: valid sockaddr_in values of the length passed, on our socket.
+    if unsafe { libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(stream)
 }
