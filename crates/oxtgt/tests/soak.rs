@@ -4,10 +4,6 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
-
 use common::{Server, TARGET};
 use testkit::load::{self, Endpoint};
 
@@ -28,29 +24,16 @@ fn sixteen_sessions_verified_random_io_within_64_mib() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(300.0);
-    let server = Arc::new(Server::start("soak", CONFIG));
+    let server = Server::start("soak", CONFIG);
     let ep = Endpoint {
         addr: server.addr(),
         target: TARGET.into(),
         lun: 0,
         block_size: 512,
     };
-    let peak = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let (server, peak, done) = (server.clone(), peak.clone(), done.clone());
-        std::thread::spawn(move || {
-            while !done.load(Ordering::Relaxed) {
-                peak.fetch_max(server.rss_kib(), Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        })
-    };
     let span = (1u64 << 30) / 512;
-    let r = load::soak(&ep, 16, span, 128, secs).expect("soak ran");
-    done.store(true, Ordering::Relaxed);
-    sampler.join().unwrap();
-    let peak_mib = peak.load(Ordering::Relaxed) as f64 / 1024.0;
+    let (r, peak_mib) =
+        server.peak_rss_during(|| load::soak(&ep, 16, span, 128, secs).expect("soak ran"));
     println!(
         "soak {secs:.0} s: {} writes, {} reads, {:.1} GB moved, {} errors, peak RSS {peak_mib:.1} MiB",
         r.writes,

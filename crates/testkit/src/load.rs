@@ -273,13 +273,16 @@ pub fn ats_latency(
     result.map(|()| percentiles(lat))
 }
 
-/// Outcome of a soak run.
+/// Outcome of a soak run; latencies are per command, over all sessions.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Soak {
     pub writes: u64,
     pub reads: u64,
     pub bytes: u64,
     pub errors: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
 }
 
 /// Fills block `lba` of a soak write: every 8 bytes hold (lba, generation, session),
@@ -311,73 +314,93 @@ pub fn soak(
         let lun = ep.lun;
         let slice = span_blocks / u64::from(sessions);
         let base = slice * u64::from(s);
-        handles.push(std::thread::spawn(move || -> io::Result<Soak> {
-            let mut rng = Rng::new(u64::from(s) * 1000 + 3);
-            // generation 0 = never written (reads as zeros).
-            let mut gens = vec![0u32; slice as usize];
-            let mut out = Soak::default();
-            let mut buf = Vec::new();
-            while Instant::now() < end {
-                let n = 1 + rng.below(u64::from(max_blocks)) as u32;
-                let n = n.min(slice as u32);
-                let off = rng.below(slice - u64::from(n) + 1);
-                let lba = base + off;
-                if rng.below(2) == 0 {
-                    buf.resize(n as usize * bs, 0);
-                    for i in 0..n as usize {
-                        let g = &mut gens[off as usize + i];
-                        *g += 1;
-                        stamp(&mut buf[i * bs..(i + 1) * bs], lba + i as u64, *g, s);
-                    }
-                    let r = ini.scsi(lun, &cdb::write16(lba, n), 0, Some(&buf))?;
-                    out.writes += 1;
-                    out.bytes += buf.len() as u64;
-                    if r.status != 0 {
-                        out.errors += 1;
-                        if out.errors <= 10 {
-                            eprintln!("soak session {s}: WRITE {lba}+{n} status {:#x}", r.status);
+        handles.push(std::thread::spawn(
+            move || -> io::Result<(Soak, Vec<Duration>)> {
+                let mut rng = Rng::new(u64::from(s) * 1000 + 3);
+                let mut lat = Vec::new();
+                // generation 0 = never written (reads as zeros).
+                let mut gens = vec![0u32; slice as usize];
+                let mut out = Soak::default();
+                let mut buf = Vec::new();
+                while Instant::now() < end {
+                    let n = 1 + rng.below(u64::from(max_blocks)) as u32;
+                    let n = n.min(slice as u32);
+                    let off = rng.below(slice - u64::from(n) + 1);
+                    let lba = base + off;
+                    if rng.below(2) == 0 {
+                        buf.resize(n as usize * bs, 0);
+                        for i in 0..n as usize {
+                            let g = &mut gens[off as usize + i];
+                            *g += 1;
+                            stamp(&mut buf[i * bs..(i + 1) * bs], lba + i as u64, *g, s);
                         }
-                    }
-                } else {
-                    let r = ini.scsi(lun, &cdb::read16(lba, n), n * bs as u32, None)?;
-                    out.reads += 1;
-                    out.bytes += r.data.len() as u64;
-                    if r.status != 0 || r.data.len() != n as usize * bs {
-                        out.errors += 1;
-                        if out.errors <= 10 {
-                            eprintln!("soak session {s}: READ {lba}+{n} status {:#x}", r.status);
-                        }
-                        continue;
-                    }
-                    let mut want = vec![0u8; bs];
-                    for (i, got) in r.data.chunks(bs).enumerate() {
-                        let g = gens[off as usize + i];
-                        if g == 0 {
-                            continue;
-                        }
-                        stamp(&mut want, lba + i as u64, g, s);
-                        if got != want.as_slice() {
+                        let t = Instant::now();
+                        let r = ini.scsi(lun, &cdb::write16(lba, n), 0, Some(&buf))?;
+                        lat.push(t.elapsed());
+                        out.writes += 1;
+                        out.bytes += buf.len() as u64;
+                        if r.status != 0 {
                             out.errors += 1;
                             if out.errors <= 10 {
-                                eprintln!("soak session {s}: block {} wrong data", lba + i as u64);
+                                eprintln!(
+                                    "soak session {s}: WRITE {lba}+{n} status {:#x}",
+                                    r.status
+                                );
+                            }
+                        }
+                    } else {
+                        let t = Instant::now();
+                        let r = ini.scsi(lun, &cdb::read16(lba, n), n * bs as u32, None)?;
+                        lat.push(t.elapsed());
+                        out.reads += 1;
+                        out.bytes += r.data.len() as u64;
+                        if r.status != 0 || r.data.len() != n as usize * bs {
+                            out.errors += 1;
+                            if out.errors <= 10 {
+                                eprintln!(
+                                    "soak session {s}: READ {lba}+{n} status {:#x}",
+                                    r.status
+                                );
+                            }
+                            continue;
+                        }
+                        let mut want = vec![0u8; bs];
+                        for (i, got) in r.data.chunks(bs).enumerate() {
+                            let g = gens[off as usize + i];
+                            if g == 0 {
+                                continue;
+                            }
+                            stamp(&mut want, lba + i as u64, g, s);
+                            if got != want.as_slice() {
+                                out.errors += 1;
+                                if out.errors <= 10 {
+                                    eprintln!(
+                                        "soak session {s}: block {} wrong data",
+                                        lba + i as u64
+                                    );
+                                }
                             }
                         }
                     }
                 }
-            }
-            Ok(out)
-        }));
+                Ok((out, lat))
+            },
+        ));
     }
     let mut total = Soak::default();
+    let mut lat = Vec::new();
     for h in handles {
-        let r = h
+        let (r, l) = h
             .join()
             .map_err(|_| io::Error::other("soak session panicked"))??;
         total.writes += r.writes;
         total.reads += r.reads;
         total.bytes += r.bytes;
         total.errors += r.errors;
+        lat.extend(l);
     }
+    let p = percentiles(lat);
+    (total.p50_us, total.p99_us, total.max_us) = (p.p50_us, p.p99_us, p.max_us);
     Ok(total)
 }
 

@@ -134,6 +134,26 @@ impl Server {
             .expect("VmRSS in /proc status")
     }
 
+    /// Runs `f` while sampling the server's resident set every 200 ms; returns what
+    /// `f` returned and the peak in MiB.
+    pub fn peak_rss_during<T>(&self, f: impl FnOnce() -> T) -> (T, f64) {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let peak = AtomicU64::new(self.rss_kib());
+        let done = AtomicBool::new(false);
+        let out = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    peak.fetch_max(self.rss_kib(), Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            });
+            let out = f();
+            done.store(true, Ordering::Relaxed);
+            out
+        });
+        (out, peak.load(Ordering::Relaxed) as f64 / 1024.0)
+    }
+
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
