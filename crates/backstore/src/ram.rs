@@ -4,6 +4,7 @@
 //! snapshot keeps the old contents.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::{
@@ -19,6 +20,11 @@ type Page = Option<Arc<[u8]>>;
 pub struct RamBackstore {
     size: u64,
     pages: Vec<RwLock<Page>>,
+    /// Slots holding a page (shared or not).
+    used: AtomicU64,
+    /// Most slots that may hold a page (`memory_limit`); past it writes fail with
+    /// ENOSPC, which the SCSI layer answers as a thin LU out of space.
+    limit: Option<u64>,
 }
 
 /// The page's bytes for writing: allocated (zeroed) if absent, and copied first if
@@ -37,6 +43,37 @@ impl RamBackstore {
         Self {
             size,
             pages: (0..n).map(|_| RwLock::new(None)).collect(),
+            used: AtomicU64::new(0),
+            limit: None,
+        }
+    }
+
+    /// At most `bytes` of data pages (rounded down to whole 64 KiB pages): a write
+    /// that needs more fails with ENOSPC until discards free some.
+    pub fn with_memory_limit(mut self, bytes: u64) -> Self {
+        self.limit = Some(bytes / PAGE as u64);
+        self
+    }
+
+    /// Accounts for `n` more pages, or refuses with ENOSPC past the limit.
+    fn take_pages(&self, n: u64) -> io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let grown = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                self.limit
+                    .map_or(Some(u + n), |l| (u + n <= l).then_some(u + n))
+            });
+        grown
+            .map(|_| ())
+            .map_err(|_| io::Error::from_raw_os_error(libc::ENOSPC))
+    }
+
+    fn give_pages(&self, n: u64) {
+        if n > 0 {
+            self.used.fetch_sub(n, Ordering::AcqRel);
         }
     }
 
@@ -97,9 +134,17 @@ impl RamBackstore {
                 let sp = src.pages[(from / PAGE as u64) as usize]
                     .read()
                     .map_err(|_| poisoned())?;
+                match (g.is_some(), sp.is_some()) {
+                    (false, true) => self.take_pages(1)?,
+                    (true, false) => self.give_pages(1),
+                    _ => {}
+                }
                 *g = sp.clone();
                 shared += r.len() as u64;
                 continue;
+            }
+            if g.is_none() {
+                self.take_pages(1)?;
             }
             let p = page_mut(&mut g);
             src.read_at(&mut p[at..at + r.len()], from)?;
@@ -141,10 +186,29 @@ impl Backstore for RamBackstore {
 
     fn write_at(&self, buf: &[u8], offset: u64, _fua: bool) -> io::Result<()> {
         check_range(offset, buf.len(), self.size)?;
+        // Reserve the pages the write will allocate before writing any, so that a
+        // write past the memory limit changes nothing.
+        let mut reserved = 0u64;
+        for (page, _, _) in Self::spans(offset, buf.len()) {
+            if self.pages[page].read().map_err(|_| poisoned())?.is_none() {
+                reserved += 1;
+            }
+        }
+        self.take_pages(reserved)?;
         for (page, at, r) in Self::spans(offset, buf.len()) {
             let mut g = self.pages[page].write().map_err(|_| poisoned())?;
+            if g.is_none() {
+                if reserved > 0 {
+                    reserved -= 1;
+                } else {
+                    // Discarded since the count (overlapping commands are the SCSI
+                    // layer's to order): on ENOSPC what is written so far stays.
+                    self.take_pages(1)?;
+                }
+            }
             page_mut(&mut g)[at..at + r.len()].copy_from_slice(&buf[r]);
         }
+        self.give_pages(reserved);
         Ok(())
     }
 
@@ -180,17 +244,22 @@ impl Snapshot for RamBackstore {
             wanted[first..=last].iter_mut().for_each(|w| *w = true);
         }
         let mut pages = Vec::with_capacity(self.pages.len());
+        let mut used = 0;
         for (slot, wanted) in self.pages.iter().zip(wanted) {
             let page = if wanted {
                 slot.read().map_err(|_| poisoned())?.clone()
             } else {
                 None
             };
+            used += u64::from(page.is_some());
             pages.push(RwLock::new(page));
         }
+        // Images are bounded by the token store's own limit, not the LU's.
         Ok(Some(Arc::new(RamBackstore {
             size: self.size,
             pages,
+            used: AtomicU64::new(used),
+            limit: None,
         })))
     }
 }
@@ -201,7 +270,9 @@ impl ThinProvisioning for RamBackstore {
         for (page, at, r) in Self::spans(offset, len as usize) {
             let mut g = self.pages[page].write().map_err(|_| poisoned())?;
             if r.len() == PAGE {
-                *g = None;
+                if g.take().is_some() {
+                    self.give_pages(1);
+                }
             } else if g.is_some() {
                 page_mut(&mut g)[at..at + r.len()].fill(0);
             }
@@ -369,6 +440,35 @@ mod tests {
             .unwrap()
             .snapshot_ranges(&[(4 << 20, 1)])
             .is_err());
+    }
+
+    #[test]
+    fn a_memory_limit_refuses_new_pages_with_enospc_until_discards_free_some() {
+        let r = RamBackstore::new(16 * PAGE as u64).with_memory_limit(2 * PAGE as u64 + 100);
+        r.write_at(&[1u8; PAGE], 0, false).unwrap();
+        // Two pages' worth, of which one is new: fits.
+        r.write_at(&[2u8; 2 * PAGE], 0, false).unwrap();
+        // A third page: refused whole, nothing written.
+        let e = r
+            .write_at(&[3u8; 2 * PAGE], PAGE as u64, false)
+            .unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
+        let mut b = vec![0u8; 3 * PAGE];
+        r.read_at(&mut b, 0).unwrap();
+        assert!(
+            b[..2 * PAGE].iter().all(|&x| x == 2),
+            "reads still served, data intact"
+        );
+        assert!(
+            b[2 * PAGE..].iter().all(|&x| x == 0),
+            "the refused write left nothing"
+        );
+        // Rewriting allocated pages needs no new memory.
+        r.write_at(&[4u8; PAGE], PAGE as u64, false).unwrap();
+        // A discard gives a page back; then the write fits.
+        r.discard(0, PAGE as u64).unwrap();
+        r.write_at(&[5u8; PAGE], 2 * PAGE as u64, false).unwrap();
+        assert_eq!(r.allocated_bytes(), 2 * PAGE as u64);
     }
 
     #[test]

@@ -171,7 +171,13 @@ impl scsi::pr::PrStore for FilePrStore {
 
 fn open_backstore(l: &LunConfig) -> anyhow::Result<Arc<dyn Backstore>> {
     Ok(match l.backstore {
-        BackstoreKind::Ram => Arc::new(RamBackstore::new(l.size.unwrap_or(0))),
+        BackstoreKind::Ram => {
+            let ram = RamBackstore::new(l.size.unwrap_or(0));
+            Arc::new(match l.memory_limit {
+                Some(limit) => ram.with_memory_limit(limit),
+                None => ram,
+            })
+        }
         BackstoreKind::File | BackstoreKind::Block => {
             let path = l.path.as_deref().context("LUN without a path")?;
             let b = FileBackstore::open(path, l.read_only, l.size).with_context(|| {

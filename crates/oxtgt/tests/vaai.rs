@@ -339,6 +339,58 @@ thin = true
     assert_eq!(r.sense_code(), Some((0x05, 0x21, 0x00)));
 }
 
+/// A RAM LU with `memory_limit`: writes that need memory past it fail as a thin LU
+/// out of space (DATA PROTECT, SPACE ALLOCATION FAILED WRITE PROTECT) and change
+/// nothing; reads and rewrites of allocated blocks go on; after an UNMAP frees
+/// memory, the refused write succeeds.
+#[test]
+fn a_ram_lu_at_its_memory_limit_answers_out_of_space_until_unmap_frees_memory() {
+    const CONFIG: &str = r#"
+[[target]]
+name = "iqn.2026-11.org.oxtgt:test"
+open_access = true
+[[target.lun]]
+id = 0
+backstore = "ram"
+size = "64MiB"
+memory_limit = "1MiB"
+"#;
+    let server = Server::start("ramcap", CONFIG);
+    let mut s = session_as(&server, testkit::INITIATOR, 1);
+    let mib = (1u32 << 20) / BS as u32;
+    let data = vec![0x3cu8; 1 << 20];
+    let r = s.scsi(0, &cdb::write16(0, mib), 0, Some(&data)).unwrap();
+    assert_eq!(r.status, GOOD, "the first MiB fits: {:?}", r.sense_code());
+    let far = u64::from(mib) * 8;
+    let r = s
+        .scsi(0, &cdb::write16(far, 8), 0, Some(&data[..8 * BS]))
+        .unwrap();
+    assert_eq!(
+        r.sense_code(),
+        Some((0x07, 0x27, 0x07)),
+        "past the limit: SPACE ALLOCATION FAILED WRITE PROTECT"
+    );
+    let r = s
+        .scsi(0, &cdb::read16(far, 8), 8 * BS as u32, None)
+        .unwrap();
+    assert!(
+        r.data.iter().all(|&b| b == 0),
+        "the refused write left nothing"
+    );
+    let r = s.scsi(0, &cdb::read16(0, mib), 1 << 20, None).unwrap();
+    assert_eq!(r.data, data, "reads still served");
+    let r = s
+        .scsi(0, &cdb::write16(0, 8), 0, Some(&vec![0x77; 8 * BS]))
+        .unwrap();
+    assert_eq!(r.status, GOOD, "rewriting allocated blocks needs no memory");
+    let (c, p) = unmap(&[(u64::from(mib) / 2, mib / 2)]);
+    assert_eq!(s.scsi(0, &c, 0, Some(&p)).unwrap().status, GOOD);
+    let r = s
+        .scsi(0, &cdb::write16(far, 8), 0, Some(&data[..8 * BS]))
+        .unwrap();
+    assert_eq!(r.status, GOOD, "after UNMAP: {:?}", r.sense_code());
+}
+
 /// Two initiators, SPC-4 persistent reservations: registration, WRITE EXCLUSIVE
 /// conflicts, READ FULL STATUS, APTPL surviving a restart, PREEMPT with its unit
 /// attention, and CLEAR.

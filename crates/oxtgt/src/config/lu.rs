@@ -10,6 +10,7 @@ pub(super) struct LuFields<'a> {
     pub(super) size: &'a Option<Spanned<toml::Value>>,
     pub(super) block_size: &'a Option<Spanned<u32>>,
     pub(super) physical_block_size: &'a Option<Spanned<u32>>,
+    pub(super) memory_limit: &'a Option<Spanned<toml::Value>>,
     pub(super) read_only: bool,
     pub(super) thin: Option<bool>,
     pub(super) serial: &'a Option<Spanned<String>>,
@@ -84,6 +85,32 @@ pub(super) fn validate_lu(
             }
             v
         }
+    };
+    let memory_limit = match l.memory_limit {
+        None => None,
+        Some(v) if backstore != BackstoreKind::Ram => {
+            cx.err(
+                Some(v.span()),
+                &format!("{key}.memory_limit"),
+                "only a ram LUN has a memory limit",
+            );
+            None
+        }
+        Some(v) => match parse_size(v.get_ref()) {
+            Ok(n) if n >= 64 * 1024 => Some(n),
+            Ok(_) => {
+                cx.err(
+                    Some(v.span()),
+                    &format!("{key}.memory_limit"),
+                    "must be at least 64KiB (one page)",
+                );
+                None
+            }
+            Err(m) => {
+                cx.err(Some(v.span()), &format!("{key}.memory_limit"), m);
+                None
+            }
+        },
     };
     let path = l.path.as_ref().map(|p| PathBuf::from(p.get_ref()));
     match backstore {
@@ -204,6 +231,7 @@ pub(super) fn validate_lu(
         size,
         block_size,
         physical_block_size,
+        memory_limit,
         read_only: l.read_only,
         thin: l.thin.unwrap_or(backstore == BackstoreKind::Ram),
         serial,

@@ -133,6 +133,9 @@ pub struct LunConfig {
     /// Reported physical block size (READ CAPACITY(16) LBPPBE); 4096 over 512-byte
     /// blocks is "512e".
     pub physical_block_size: u32,
+    /// RAM LUs: most bytes of data pages; past it writes fail as a thin LU out of
+    /// space (27h/07h).
+    pub memory_limit: Option<u64>,
     pub read_only: bool,
     /// Thin provisioned (UNMAP, LBPME); RAM LUNs are by default.
     pub thin: bool,
@@ -499,6 +502,7 @@ impl Config {
                 size: &l.size,
                 block_size: &l.block_size,
                 physical_block_size: &l.physical_block_size,
+                memory_limit: &l.memory_limit,
                 read_only: l.read_only,
                 thin: l.thin,
                 serial: &l.serial,
@@ -592,6 +596,7 @@ impl Config {
                     size: &l.size,
                     block_size: &l.block_size,
                     physical_block_size: &l.physical_block_size,
+                    memory_limit: &l.memory_limit,
                     read_only: l.read_only,
                     thin: l.thin,
                     serial: &l.serial,

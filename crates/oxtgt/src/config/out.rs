@@ -53,6 +53,8 @@ struct OutLu {
     size: Option<u64>,
     block_size: u32,
     physical_block_size: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory_limit: Option<u64>,
     read_only: bool,
     thin: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -110,6 +112,7 @@ impl OutLu {
             size: l.size.filter(|_| l.backstore != BackstoreKind::Block),
             block_size: l.block_size,
             physical_block_size: l.physical_block_size,
+            memory_limit: l.memory_limit,
             read_only: l.read_only,
             thin: l.thin,
             serial: l.identity_configured.then(|| l.serial.clone()),

@@ -29,6 +29,7 @@ pub(super) struct RawLu {
     pub(super) size: Option<Spanned<toml::Value>>,
     pub(super) block_size: Option<Spanned<u32>>,
     pub(super) physical_block_size: Option<Spanned<u32>>,
+    pub(super) memory_limit: Option<Spanned<toml::Value>>,
     #[serde(default)]
     pub(super) read_only: bool,
     pub(super) thin: Option<bool>,
@@ -92,6 +93,7 @@ pub(super) struct RawLun {
     pub(super) size: Option<Spanned<toml::Value>>,
     pub(super) block_size: Option<Spanned<u32>>,
     pub(super) physical_block_size: Option<Spanned<u32>>,
+    pub(super) memory_limit: Option<Spanned<toml::Value>>,
     #[serde(default)]
     pub(super) read_only: bool,
     pub(super) thin: Option<bool>,

@@ -147,3 +147,46 @@ fn naa_is_stable_and_type6() {
     assert_ne!(a, derive_naa("iqn.2026-11.org.oxtgt:t", 1));
     assert_eq!(a[0] >> 4, 6);
 }
+
+#[test]
+fn a_memory_limit_is_for_ram_lus_and_at_least_a_page() {
+    let src = r#"
+[[target]]
+name = "iqn.2026-11.org.oxtgt:t"
+open_access = true
+[[target.lun]]
+id = 0
+backstore = "ram"
+size = "1GiB"
+memory_limit = "256MiB"
+[[target.lun]]
+id = 1
+backstore = "ram"
+size = "1GiB"
+memory_limit = "4KiB"
+[[target.lun]]
+id = 2
+backstore = "file"
+path = "/tmp/x.img"
+size = "1GiB"
+memory_limit = "1GiB"
+"#;
+    let e = Config::parse("m.toml", src).unwrap_err().to_string();
+    assert!(
+        e.contains("m.toml:14:") && e.contains("at least 64KiB"),
+        "{e}"
+    );
+    assert!(
+        e.contains("m.toml:20:") && e.contains("only a ram LUN"),
+        "{e}"
+    );
+    assert!(!e.contains("m.toml:9:"), "{e}");
+    let ok = Config::parse(
+        "m.toml",
+        &src[..src.find("[[target.lun]]\nid = 1").unwrap()],
+    )
+    .unwrap();
+    assert_eq!(ok.targets[0].luns[0].memory_limit, Some(256 << 20));
+    let again = Config::parse("again.toml", &ok.to_toml().unwrap()).unwrap();
+    assert_eq!(again.targets[0].luns[0].memory_limit, Some(256 << 20));
+}
