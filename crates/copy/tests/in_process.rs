@@ -176,3 +176,77 @@ fn held_data_is_what_the_segment_copied() {
     assert_eq!(&held.data[4..4 + len], &data[..]);
     assert_eq!(r.dst.medium(0, 16), data);
 }
+
+#[test]
+fn a_source_that_fails_mid_copy_aborts_with_the_failure_and_an_exact_count() {
+    // The source fails reads of blocks 2032-2039, inside the second segment.
+    let f = Arc::new(scsi::testing::FaultyBackstore::new(4096 * u64::from(BS)));
+    let store: Arc<dyn backstore::Backstore> = f.clone();
+    let src = TestLu {
+        lu: Arc::new(LogicalUnit::new(
+            scsi::testing::identity(9),
+            store,
+            BS,
+            false,
+        )),
+        ram: Arc::new(backstore::RamBackstore::new(0)),
+    };
+    let dst = TestLu::with_identity(2, 4096, BS, |l| l);
+    let manager = Manager::new(Arc::new(Lus(vec![src.lu.clone(), dst.lu.clone()])));
+    let n = src.attach(1);
+    dst.attach(1);
+    let data = pattern(4096 * BS as usize, 8);
+    assert!(src.run(&n, &cdbs::write16(0, 4096), &data).is_good());
+    f.fail(2032 * u64::from(BS)..2040 * u64::from(BS), 5, true); // EIO
+    let params = xcopy::list(
+        4,
+        0,
+        &[
+            xcopy::cscd(&src.lu.identity().naa, BS),
+            xcopy::cscd(&dst.lu.identity().naa, BS),
+        ],
+        &[
+            xcopy::seg_blocks(0, 1, 64, 0, 0, false),
+            xcopy::seg_blocks(0, 1, 64, 2000, 2000, false),
+            xcopy::seg_blocks(0, 1, 64, 3000, 3000, false),
+        ],
+    );
+    let run = |cdb: &[u8], p: &[u8], alloc: u32| {
+        src.run_with(&n, cdb, p, alloc, Some(&manager), &AtomicBool::new(false))
+    };
+    let reply = run(&xcopy::command(params.len()), &params, params.len() as u32);
+    let (key, asc) = reply.check();
+    assert_eq!(
+        (key.0, asc.0),
+        (0x0a, 0x0d01),
+        "COPY ABORTED, THIRD PARTY DEVICE FAILURE"
+    );
+    let s = reply.sense.as_ref().unwrap();
+    assert_eq!(s.command_specific, Some(1), "the failing segment");
+    assert_eq!(
+        s.information,
+        Some(0x1100),
+        "the source's UNRECOVERED READ ERROR"
+    );
+    // The first segment landed, the third never ran.
+    assert_eq!(dst.medium(0, 64), data[..64 * BS as usize].to_vec());
+    assert_eq!(dst.medium(3000, 64), vec![0; 64 * BS as usize]);
+    // COPY STATUS: completed with an error, one segment processed, and exactly
+    // the bytes written before the failure (here the first segment's: the second
+    // segment's read of its first chunk already failed).
+    let mut c = cdbs::receive_copy_results(0x00, 1024);
+    c[2] = 4;
+    let st = run(&c, &[], 1024);
+    assert!(st.is_good());
+    let moved = u32::from_be_bytes(st.data[8..12].try_into().unwrap());
+    assert_eq!(st.data[4] & 0x7f, 0x02, "completed with errors");
+    assert_eq!(st.data[6], 1, "segments processed");
+    let written = (0..4096u64)
+        .filter(|&b| dst.medium(b, 1) != vec![0; BS as usize])
+        .count() as u32;
+    assert_eq!(
+        moved,
+        written * BS,
+        "the count is what reached the destination"
+    );
+}
