@@ -391,6 +391,85 @@ memory_limit = "1MiB"
     assert_eq!(r.status, GOOD, "after UNMAP: {:?}", r.sense_code());
 }
 
+/// A thin file LU on a real filesystem that fills up (a 320 MiB loop-mounted XFS
+/// under a 1 GiB LU): the write that finds no space answers DATA PROTECT, SPACE
+/// ALLOCATION FAILED WRITE PROTECT; what was written before reads back intact; an
+/// UNMAP returns space and the write then succeeds.
+#[test]
+fn a_thin_file_lu_on_a_full_filesystem_answers_out_of_space_until_unmap() {
+    let Some(fs) = testkit::xfs::ReflinkFs::mount_or_skip("full", 320 << 20) else {
+        return;
+    };
+    let config = format!(
+        r#"
+[[target]]
+name = "iqn.2026-11.org.oxtgt:test"
+open_access = true
+[[target.lun]]
+id = 0
+backstore = "file"
+path = "{}/thin.img"
+size = "1GiB"
+thin = true
+"#,
+        fs.path().display()
+    );
+    let server = Server::start("full", &config);
+    let mut s = session_as(&server, testkit::INITIATOR, 1);
+    let per = (1u32 << 20) / BS as u32;
+    let chunk = |i: u32| vec![(i % 251) as u8 + 1; 1 << 20];
+    let mut full_at = None;
+    for i in 0..1024u32 {
+        let r = s
+            .scsi(
+                0,
+                &cdb::write16(u64::from(i * per), per),
+                0,
+                Some(&chunk(i)),
+            )
+            .unwrap();
+        if r.status != GOOD {
+            assert_eq!(
+                r.sense_code(),
+                Some((0x07, 0x27, 0x07)),
+                "a full filesystem: SPACE ALLOCATION FAILED WRITE PROTECT"
+            );
+            full_at = Some(i);
+            break;
+        }
+    }
+    let full_at = full_at.expect("the filesystem never filled");
+    println!("full filesystem: {full_at} MiB written before 27h/07h");
+    assert!(full_at > 100, "filled after {full_at} MiB");
+    for i in [0, full_at / 2, full_at - 1] {
+        let r = s
+            .scsi(0, &cdb::read16(u64::from(i * per), per), 1 << 20, None)
+            .unwrap();
+        assert_eq!(r.status, GOOD);
+        assert!(r.data == chunk(i), "MiB {i} reads back what was written");
+    }
+    let (c, p) = unmap(&[(0, 64 * per)]);
+    assert_eq!(s.scsi(0, &c, 0, Some(&p)).unwrap().status, GOOD);
+    let r = s
+        .scsi(
+            0,
+            &cdb::write16(u64::from(full_at * per), per),
+            0,
+            Some(&chunk(full_at)),
+        )
+        .unwrap();
+    assert_eq!(r.status, GOOD, "after UNMAP: {:?}", r.sense_code());
+    let r = s
+        .scsi(
+            0,
+            &cdb::read16(u64::from(full_at * per), per),
+            1 << 20,
+            None,
+        )
+        .unwrap();
+    assert!(r.data == chunk(full_at), "the retried write reads back");
+}
+
 /// Two initiators, SPC-4 persistent reservations: registration, WRITE EXCLUSIVE
 /// conflicts, READ FULL STATUS, APTPL surviving a restart, PREEMPT with its unit
 /// attention, and CLEAR.
