@@ -331,16 +331,49 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         };
     }
-    // The libtest conventions cargo and nextest use: --list, and name filters.
-    if args.iter().any(|a| a == "--list") {
-        println!("linux_host: test");
-        return ExitCode::SUCCESS;
+    if selected(&args) {
+        run()
+    } else {
+        ExitCode::SUCCESS
     }
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    if !filters.is_empty() && !filters.iter().any(|f| "linux_host".contains(f.as_str())) {
-        return ExitCode::SUCCESS;
+}
+
+/// The libtest conventions cargo and nextest pass on: `--list` (with `--ignored`,
+/// the ignored tests: none), name filters, `--skip NAME`, `--exact`, `--ignored`.
+/// Whether this one test is to run; `--list` prints it and runs nothing.
+fn selected(args: &[String]) -> bool {
+    const NAME: &str = "linux_host";
+    let flag = |f: &str| args.iter().any(|a| a == f);
+    let (mut filters, mut skips) = (Vec::new(), Vec::new());
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--skip" => skips.extend(it.next()),
+            // Options with a value: the value is not a filter.
+            "--format" | "--test-threads" | "--color" | "-Z" | "--logfile" => {
+                it.next();
+            }
+            a if a.starts_with('-') => {}
+            _ => filters.push(a.as_str()),
+        }
     }
-    run()
+    let matches = |f: &str| {
+        if flag("--exact") {
+            f == NAME
+        } else {
+            NAME.contains(f)
+        }
+    };
+    let chosen = (filters.is_empty() || filters.iter().any(|f| matches(f)))
+        && !skips.iter().any(|s| matches(s))
+        && !flag("--ignored");
+    if flag("--list") {
+        if chosen {
+            println!("{NAME}: test");
+        }
+        return false;
+    }
+    chosen
 }
 
 fn run() -> ExitCode {

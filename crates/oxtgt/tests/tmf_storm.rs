@@ -65,18 +65,10 @@ struct Counts {
     copies_stopped: AtomicU64,
 }
 
-/// A session of its own (ISID ending in `n`: the same ISID would reinstate, that
-/// is end, another thread's session).
-fn session(addr: &str, n: u8) -> testkit::Initiator {
-    let mut i = testkit::Initiator::connect(addr).unwrap();
-    i.isid[5] = n;
-    let r = i.login(Some(TARGET), &[("ImmediateData", "Yes")]).unwrap();
-    assert_eq!((r.status_class, r.status_detail), (0, 0), "login: {r:?}");
-    i
-}
-
-fn writer(server_addr: &str, w: u8, stop: &AtomicBool, c: &Counts) -> HashMap<u64, Known> {
-    let mut ini = session(server_addr, 0x10 + w);
+/// Sessions come from `Endpoint::session(n)`: each thread its own ISID (the same
+/// ISID would reinstate, that is end, another thread's session).
+fn writer(ep: &Endpoint, w: u8, stop: &AtomicBool, c: &Counts) -> HashMap<u64, Known> {
+    let mut ini = ep.session(0x10 + w).expect("writer login");
     ini.set_read_timeout(Duration::from_secs(1));
     let mut rng = Rng::new(u64::from(w) + 40);
     let mut known: HashMap<u64, Known> = HashMap::new();
@@ -122,8 +114,8 @@ fn copier(ep: &Endpoint, stop: &AtomicBool, c: &Counts) {
     }
 }
 
-fn storm(addr: &str, stop: &AtomicBool, c: &Counts) {
-    let mut ini = session(addr, 0x20);
+fn storm(ep: &Endpoint, stop: &AtomicBool, c: &Counts) {
+    let mut ini = ep.session(0x20).expect("storm login");
     let mut rng = Rng::new(99);
     while !stop.load(Ordering::Relaxed) {
         let lun = rng.below(3) as u16;
@@ -158,9 +150,8 @@ fn a_tmf_storm_loses_no_acknowledged_write_and_hangs_nothing() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(15);
     let server = Server::start("tmf-storm", CONFIG);
-    let addr = server.addr();
     let ep = Endpoint {
-        addr: addr.clone(),
+        addr: server.addr(),
         target: TARGET.into(),
         lun: 0,
         block_size: 512,
@@ -177,12 +168,12 @@ fn a_tmf_storm_loses_no_acknowledged_write_and_hangs_nothing() {
     let known = std::thread::scope(|scope| {
         let writers: Vec<_> = (0..WRITERS)
             .map(|w| {
-                let (addr, stop, c) = (&addr, &stop, &counts);
-                scope.spawn(move || writer(addr, w, stop, c))
+                let (ep, stop, c) = (&ep, &stop, &counts);
+                scope.spawn(move || writer(ep, w, stop, c))
             })
             .collect();
         scope.spawn(|| copier(&ep, &stop, &counts));
-        scope.spawn(|| storm(&addr, &stop, &counts));
+        scope.spawn(|| storm(&ep, &stop, &counts));
         std::thread::sleep(Duration::from_secs(secs));
         stop.store(true, Ordering::Relaxed);
         writers
@@ -198,25 +189,15 @@ fn a_tmf_storm_loses_no_acknowledged_write_and_hangs_nothing() {
         "the storm's sessions took {took:?} to stop"
     );
 
-    // A fresh session: unit attentions first, then every block checked.
-    let mut check = session(&addr, 0x30);
-    for _ in 0..8 {
-        if check
-            .scsi(0, &cdb::TEST_UNIT_READY, 0, None)
-            .unwrap()
-            .status
-            == 0
-        {
-            break;
-        }
-    }
+    // A fresh session (its login clears the unit attentions): the LU serves, and
+    // every block is checked.
+    let mut check = ep.session(0x30).expect("login after the storm");
+    let tur = check.scsi(0, &cdb::TEST_UNIT_READY, 0, None).unwrap();
     assert_eq!(
-        check
-            .scsi(0, &cdb::TEST_UNIT_READY, 0, None)
-            .unwrap()
-            .status,
+        tur.status,
         0,
-        "the LU serves after the storm"
+        "the LU serves after the storm: {:?}",
+        tur.sense_code()
     );
     let (mut checked, mut lost) = (0u64, 0u64);
     for (w, blocks) in known.iter().enumerate() {
