@@ -14,6 +14,7 @@ use iscsi::keys::TextPairs;
 use iscsi::pdu::{opcode, BhsWriter, BHS_LEN, NO_TAG};
 
 pub mod load;
+pub mod perf;
 pub mod relay;
 pub mod rod;
 pub mod xcopy;
@@ -112,6 +113,12 @@ impl Initiator {
             initial_r2t: true,
             stash: std::collections::HashMap::new(),
         })
+    }
+
+    /// The connection, for a driver that takes over after login (`perf`). Bytes
+    /// this initiator had read ahead are lost: call it between commands.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
     }
 
     pub fn itt(&mut self) -> u32 {

@@ -24,10 +24,15 @@ pub struct Endpoint {
 impl Endpoint {
     /// A logged-in session; `n` makes its ISID (and so its I_T nexus) unique.
     pub fn session(&self, n: u8) -> io::Result<Initiator> {
+        self.session_with(n, &[])
+    }
+
+    /// [`Endpoint::session`] offering `keys` in the operational stage.
+    pub fn session_with(&self, n: u8, keys: &[(&str, &str)]) -> io::Result<Initiator> {
         let mut i = Initiator::connect(&self.addr)?;
         i.isid[4] = 0x4c;
         i.isid[5] = n;
-        let r = i.login_as(INITIATOR, Some(&self.target), &[])?;
+        let r = i.login_as(INITIATOR, Some(&self.target), keys)?;
         if r.status_class != 0 {
             return Err(io::Error::other(format!("login refused: {r:?}")));
         }

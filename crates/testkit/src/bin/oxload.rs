@@ -1,6 +1,9 @@
 //! oxload: load generator for oxtgt's benchmarks (writes, ATS latency, soak), driving
 //! any iSCSI target through testkit sessions.
 //!
+//!   oxload io    ADDR TARGET LUN BLOCK_SIZE SESSIONS QD IO_BYTES seq|rand READ_PCT SECS [verify|-] [THREADS] [OPS]
+//!                (pipelined: QD commands in flight per session, latency percentiles;
+//!                 OPS stops each session after that many commands)
 //!   oxload write ADDR TARGET LUN BLOCK_SIZE SESSIONS IO_BYTES seq|rand SECS
 //!   oxload ats   ADDR TARGET LUN BLOCK_SIZE WRITERS IO_BYTES SECS [COPY_SRC COPY_DST]
 //!   oxload soak  ADDR TARGET LUN BLOCK_SIZE SESSIONS SECS
@@ -10,6 +13,15 @@
 //!                                       OPTIMAL TRANSFER COUNT, or one WUT per token)
 
 use std::process::ExitCode;
+
+const USAGE: &str = "usage:
+  oxload io    ADDR TARGET LUN BLOCK_SIZE SESSIONS QD IO_BYTES seq|rand READ_PCT SECS [verify|-] [THREADS] [OPS]
+  oxload write ADDR TARGET LUN BLOCK_SIZE SESSIONS IO_BYTES seq|rand SECS
+  oxload ats   ADDR TARGET LUN BLOCK_SIZE WRITERS IO_BYTES SECS [COPY_SRC COPY_DST]
+  oxload soak  ADDR TARGET LUN BLOCK_SIZE SESSIONS SECS
+  oxload xcopy ADDR TARGET SRC_LUN BLOCK_SIZE DST_LUN
+  oxload hostcopy ADDR TARGET SRC_LUN BLOCK_SIZE DST_LUN SESSIONS
+  oxload odx   ADDR TARGET SRC_LUN BLOCK_SIZE DST_LUN [whole]";
 
 use testkit::load::{self, Endpoint, Pattern};
 
@@ -21,7 +33,7 @@ fn arg<T: std::str::FromStr>(a: &[String], i: usize, what: &str) -> Result<T, St
 }
 
 fn run(a: &[String]) -> Result<(), String> {
-    let mode = a.first().ok_or("usage: oxload write|ats|soak ...")?;
+    let mode = a.first().ok_or(USAGE)?;
     let ep = Endpoint {
         addr: arg(a, 1, "ADDR")?,
         target: arg(a, 2, "TARGET")?,
@@ -31,6 +43,36 @@ fn run(a: &[String]) -> Result<(), String> {
     let cap = ep.capacity_blocks().map_err(|e| e.to_string())?;
     let span = ((1u64 << 30) / u64::from(ep.block_size)).min(cap);
     match mode.as_str() {
+        "io" => {
+            let pattern = match a.get(8).map(String::as_str) {
+                Some("seq") => Pattern::Sequential,
+                Some("rand") => Pattern::Random,
+                _ => return Err("pattern must be seq or rand".into()),
+            };
+            let spec = testkit::perf::Spec {
+                sessions: arg(a, 5, "SESSIONS")?,
+                queue_depth: arg(a, 6, "QD")?,
+                io_bytes: arg(a, 7, "IO_BYTES")?,
+                pattern,
+                read_pct: arg(a, 9, "READ_PCT")?,
+                span_blocks: span,
+                secs: arg(a, 10, "SECS")?,
+                verify: a.get(11).is_some_and(|v| v == "verify"),
+                threads: match a.get(12) {
+                    Some(_) => arg(a, 12, "THREADS")?,
+                    None => 1,
+                },
+                max_ops: match a.get(13) {
+                    Some(_) => arg(a, 13, "OPS")?,
+                    None => 0,
+                },
+            };
+            let r = testkit::perf::run(&ep, &spec).map_err(|e| e.to_string())?;
+            println!("{}", r.line());
+            if r.errors > 0 || r.mismatches > 0 {
+                return Err(format!("{} errors, {} mismatches", r.errors, r.mismatches));
+            }
+        }
         "write" => {
             let pattern = match a.get(7).map(String::as_str) {
                 Some("seq") => Pattern::Sequential,
