@@ -17,6 +17,35 @@ mod sys;
 pub use file::FileBackstore;
 pub use ram::RamBackstore;
 
+/// Bytes lent by a store ([`Backstore::read_shared`]): part of a page, or zeros.
+#[derive(Debug, Clone)]
+pub enum SharedBytes {
+    Page(Arc<[u8]>, std::ops::Range<usize>),
+    /// At most [`ZEROS_LEN`] zero bytes.
+    Zeros(usize),
+}
+
+/// Longest [`SharedBytes::Zeros`].
+pub const ZEROS_LEN: usize = 64 * 1024;
+static ZEROS: [u8; ZEROS_LEN] = [0; ZEROS_LEN];
+
+impl SharedBytes {
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            SharedBytes::Page(p, r) => p.get(r.clone()).unwrap_or(&[]),
+            SharedBytes::Zeros(n) => &ZEROS[..(*n).min(ZEROS_LEN)],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 use std::io;
 use std::sync::Arc;
 
@@ -43,6 +72,15 @@ pub trait Backstore: Send + Sync + std::fmt::Debug {
     /// cached reads without a thread handoff.
     fn read_at_nowait(&self, _buf: &mut [u8], _offset: u64) -> io::Result<bool> {
         Ok(false)
+    }
+
+    /// The bytes at `[offset, offset + len)` without copying them, for engines that
+    /// hold data in memory (RAM): the pages themselves, shared (a write after this
+    /// copies the page first, so the caller keeps what was there), and zeros for
+    /// what was never written. `None` when the engine cannot (the caller reads
+    /// into a buffer) or the range is outside the store. Never blocks.
+    fn read_shared(&self, _offset: u64, _len: usize) -> Option<Vec<SharedBytes>> {
+        None
     }
 
     /// Writes `buf` at `offset` (no FUA) only if that cannot block: `Ok(true)` when

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::{
-    check_range, Backstore, CopyOffload, CopyReport, CopySource, Snapshot, ThinProvisioning,
+    check_range, Backstore, CopyOffload, CopyReport, CopySource, SharedBytes, Snapshot,
+    ThinProvisioning,
 };
 
 const PAGE: usize = 64 * 1024;
@@ -182,6 +183,21 @@ impl Backstore for RamBackstore {
 
     fn write_at_nowait(&self, buf: &[u8], offset: u64) -> io::Result<bool> {
         self.write_at(buf, offset, false).map(|()| true)
+    }
+
+    /// The pages themselves (their reference counts go up, so a later write
+    /// copies them first), zeros where none was allocated.
+    fn read_shared(&self, offset: u64, len: usize) -> Option<Vec<SharedBytes>> {
+        check_range(offset, len, self.size).ok()?;
+        let mut out = Vec::with_capacity(len / PAGE + 2);
+        for (page, at, r) in Self::spans(offset, len) {
+            let g = self.pages[page].read().ok()?;
+            out.push(match g.as_ref() {
+                Some(p) => SharedBytes::Page(p.clone(), at..at + r.len()),
+                None => SharedBytes::Zeros(r.len()),
+            });
+        }
+        Some(out)
     }
 
     fn write_at(&self, buf: &[u8], offset: u64, _fua: bool) -> io::Result<()> {
@@ -469,6 +485,31 @@ mod tests {
         r.discard(0, PAGE as u64).unwrap();
         r.write_at(&[5u8; PAGE], 2 * PAGE as u64, false).unwrap();
         assert_eq!(r.allocated_bytes(), 2 * PAGE as u64);
+    }
+
+    #[test]
+    fn shared_reads_lend_pages_and_keep_their_contents_across_later_writes() {
+        let b = RamBackstore::new(4 * PAGE as u64);
+        b.write_at(&[7u8; 1000], PAGE as u64 - 500, false).unwrap();
+        // Across a page boundary, with an unwritten page after it.
+        let lent = b.read_shared(PAGE as u64 - 600, PAGE + 700).unwrap();
+        let flat: Vec<u8> = lent.iter().flat_map(|p| p.as_slice().to_vec()).collect();
+        assert_eq!(flat.len(), PAGE + 700);
+        assert_eq!(&flat[..100], &[0u8; 100][..]);
+        assert_eq!(&flat[100..1100], &[7u8; 1000][..]);
+        assert!(flat[1100..].iter().all(|&x| x == 0));
+        assert!(matches!(lent.last(), Some(SharedBytes::Zeros(_))));
+        // A write after the loan copies the page: the loan still reads 7s.
+        b.write_at(&[9u8; 1000], PAGE as u64 - 500, false).unwrap();
+        let again: Vec<u8> = lent.iter().flat_map(|p| p.as_slice().to_vec()).collect();
+        assert_eq!(again, flat);
+        let mut now = vec![0u8; 1000];
+        b.read_at(&mut now, PAGE as u64 - 500).unwrap();
+        assert_eq!(now, vec![9u8; 1000]);
+        assert!(
+            b.read_shared(4 * PAGE as u64 - 10, 11).is_none(),
+            "past the end"
+        );
     }
 
     #[test]

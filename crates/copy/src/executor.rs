@@ -21,7 +21,14 @@ pub struct Busy;
 
 impl Executor {
     /// `threads` workers, at most `queued` jobs waiting for one.
+    #[cfg(test)]
     pub fn new(threads: usize, queued: usize) -> Self {
+        Self::with_thread_start(threads, queued, || {})
+    }
+
+    /// Like `new`, with `start` run first on each worker thread (the daemon lowers
+    /// the threads' CPU priority there; threads a job starts inherit it).
+    pub fn with_thread_start(threads: usize, queued: usize, start: fn()) -> Self {
         let (tx, rx) = sync_channel::<Work>(queued);
         let rx = Arc::new(Mutex::new(rx));
         let threads = (0..threads.max(1))
@@ -29,11 +36,14 @@ impl Executor {
                 let rx = rx.clone();
                 std::thread::Builder::new()
                     .name(format!("oxtgt-copy-{i}"))
-                    .spawn(move || loop {
-                        let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                        match next {
-                            Ok(work) => work(),
-                            Err(_) => return,
+                    .spawn(move || {
+                        start();
+                        loop {
+                            let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                            match next {
+                                Ok(work) => work(),
+                                Err(_) => return,
+                            }
                         }
                     })
                     .ok()

@@ -158,12 +158,21 @@ impl Manager {
     }
 
     pub fn with_token_limits(resolver: Arc<dyn Resolver>, limits: TokenLimits) -> Self {
+        Self::with_thread_start(resolver, limits, || {})
+    }
+
+    /// Like `with_token_limits`, with `start` run first on each copy thread.
+    pub fn with_thread_start(
+        resolver: Arc<dyn Resolver>,
+        limits: TokenLimits,
+        start: fn(),
+    ) -> Self {
         Self {
             resolver,
             lists: Mutex::new(HashMap::new()),
             running_per_lu: Arc::new(Mutex::new(HashMap::new())),
             counters: Arc::new(Mutex::new(HashMap::new())),
-            executor: Executor::new(COPY_THREADS, COPY_QUEUE),
+            executor: Executor::with_thread_start(COPY_THREADS, COPY_QUEUE, start),
             tokens: Tokens::new(limits),
         }
     }

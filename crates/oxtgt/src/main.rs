@@ -6,6 +6,7 @@
 
 mod config;
 mod conn;
+mod exec;
 mod guard;
 mod pool;
 mod portals;
@@ -236,6 +237,7 @@ async fn reload(
 async fn serve(cfg: Config, cfg_path: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
     let reg = Arc::new(registry::Registry::build(&cfg)?);
     let pool = Arc::new(pool::BufPool::default());
+    let exec = Arc::new(exec::Executor::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut portals = Portals::new(conn_tx);
@@ -267,7 +269,13 @@ async fn serve(cfg: Config, cfg_path: Option<PathBuf>, overrides: Overrides) -> 
     loop {
         tokio::select! {
             Some(s) = conn_rx.recv() => {
-                conns.spawn(conn::serve(s, reg.clone(), pool.clone(), shutdown_rx.clone()));
+                conns.spawn(conn::serve(
+                    s,
+                    reg.clone(),
+                    pool.clone(),
+                    exec.clone(),
+                    shutdown_rx.clone(),
+                ));
             }
             _ = sighup.recv() => reload(&reg, cfg_path.as_deref(), &overrides, &mut portals).await,
             Some(_) = conns.join_next(), if !conns.is_empty() => {}

@@ -393,11 +393,12 @@ fn build_lu(
 impl Registry {
     pub fn build(cfg: &Config) -> anyhow::Result<Self> {
         let model = Arc::new(RwLock::new(Arc::new(Model::build(cfg, None)?)));
-        let copy = Arc::new(copy::Manager::with_token_limits(
+        let copy = Arc::new(copy::Manager::with_thread_start(
             Arc::new(AclResolver {
                 model: model.clone(),
             }),
             cfg.server.rod_tokens,
+            crate::exec::lower_priority,
         ));
         Ok(Self {
             copy,

@@ -2,16 +2,18 @@
 //! buffer it belongs in) and the writer task that stamps sequence numbers and sends
 //! PDUs with vectored writes.
 
+use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use backstore::SharedBytes;
 use iscsi::framer::{data_digest, pad4, Layout};
 use iscsi::pdu::BHS_LEN;
 use iscsi::session::stamp::Stamper;
 use iscsi::{DigestConfig, PduError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use crate::pool::BufPool;
 
@@ -33,13 +35,44 @@ pub struct PduOut {
 }
 
 impl PduOut {
-    /// The bytes of this PDU's data segment; `buf` is the message's shared buffer.
-    fn data_in<'a>(&'a self, buf: Option<&'a [u8]>) -> &'a [u8] {
+    /// Hands `f` the bytes of this PDU's data segment in order: `buf` is the
+    /// message's buffer, `shared` the store's pages when the message has no buffer.
+    fn for_each_part<'a>(
+        &'a self,
+        buf: Option<&'a [u8]>,
+        shared: &'a [SharedBytes],
+        mut f: impl FnMut(&'a [u8]),
+    ) {
         match &self.data {
-            DataRef::None => &[],
-            DataRef::Owned(v) => v,
-            DataRef::Buf(at, len) => buf.and_then(|b| b.get(*at..at + len)).unwrap_or(&[]),
+            DataRef::None => {}
+            DataRef::Owned(v) => f(v),
+            DataRef::Buf(at, len) => {
+                if let Some(b) = buf {
+                    f(b.get(*at..at + len).unwrap_or(&[]));
+                    return;
+                }
+                // The range [at, at + len) of the shared pieces laid end to end.
+                let (mut pos, end) = (0usize, at + len);
+                for piece in shared {
+                    let bytes = piece.as_slice();
+                    let (p0, p1) = (pos, pos + bytes.len());
+                    pos = p1;
+                    if p1 <= *at {
+                        continue;
+                    }
+                    if p0 >= end {
+                        break;
+                    }
+                    f(&bytes[at.saturating_sub(p0)..(end - p0).min(bytes.len())]);
+                }
+            }
         }
+    }
+
+    fn data_len(&self, buf: Option<&[u8]>, shared: &[SharedBytes]) -> usize {
+        let mut n = 0;
+        self.for_each_part(buf, shared, |p| n += p.len());
+        n
     }
 
     pub fn new(bhs: [u8; BHS_LEN], sn: SnMode) -> Self {
@@ -71,12 +104,13 @@ pub enum After {
 }
 
 /// One message for the writer: PDUs sent back to back, an optional shared buffer
-/// their data refers to (returned to the pool after sending), and whether this ends
-/// an admitted command.
+/// their data refers to (returned to the pool after sending) or, instead, pieces of
+/// a store's memory lent without a copy, and whether this ends an admitted command.
 #[derive(Debug, Default)]
 pub struct Outgoing {
     pub pdus: Vec<PduOut>,
     pub buf: Option<Vec<u8>>,
+    pub shared: Vec<SharedBytes>,
     pub completes_command: bool,
     pub after: After,
 }
@@ -90,94 +124,375 @@ impl Outgoing {
     }
 }
 
-pub type OutTx = mpsc::UnboundedSender<Outgoing>;
-
-/// Writes `slices` completely.
-async fn write_all_vectored(
-    wr: &mut OwnedWriteHalf,
-    mut slices: &mut [IoSlice<'_>],
-) -> io::Result<()> {
-    while !slices.is_empty() {
-        let n = wr.write_vectored(slices).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut slices, n);
-    }
-    Ok(())
+/// A message stamped and encoded, waiting for (the rest of) its bytes to go out.
+struct Encoded {
+    /// BHS, header digests, padding and data digests of every PDU, back to back.
+    meta: Vec<u8>,
+    /// Per PDU: its header bytes and its padding/digest bytes in `meta`.
+    ranges: Vec<(usize, usize, usize, usize)>,
+    pdus: Vec<PduOut>,
+    buf: Option<Vec<u8>>,
+    shared: Vec<SharedBytes>,
+    after: After,
+    /// Bytes already on the wire.
+    written: usize,
 }
 
-/// The writer task: owns the write half and the StatSN counter (`Stamper`).
-pub async fn writer(
-    mut wr: OwnedWriteHalf,
-    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+impl Encoded {
+    fn slices(&self) -> Vec<IoSlice<'_>> {
+        let mut v = Vec::with_capacity(self.pdus.len() * 3);
+        for (p, &(h0, h1, t0, t1)) in self.pdus.iter().zip(&self.ranges) {
+            v.push(IoSlice::new(&self.meta[h0..h1]));
+            p.for_each_part(self.buf.as_deref(), &self.shared, |d| {
+                if !d.is_empty() {
+                    v.push(IoSlice::new(d));
+                }
+            });
+            if t1 > t0 {
+                v.push(IoSlice::new(&self.meta[t0..t1]));
+            }
+        }
+        v
+    }
+
+    /// Writes what the socket takes now. `Ok(true)`: all of it is out.
+    fn write_some(&mut self, wr: &OwnedWriteHalf) -> io::Result<bool> {
+        let mut all = self.slices();
+        let mut slices = &mut all[..];
+        IoSlice::advance_slices(&mut slices, self.written);
+        let mut written = self.written;
+        let result = loop {
+            if slices.is_empty() {
+                break Ok(true);
+            }
+            // Linux takes at most IOV_MAX (1024) slices per call.
+            let n = slices.len().min(1024);
+            match wr.try_write_vectored(&slices[..n]) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(k) => {
+                    written += k;
+                    IoSlice::advance_slices(&mut slices, k);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(false),
+                Err(e) => break Err(e),
+            }
+        };
+        drop(all);
+        self.written = written;
+        result
+    }
+}
+
+/// The sending side of a connection, shared by everything that answers on it.
+///
+/// `send` stamps StatSN/ExpCmdSN/MaxCmdSN and writes the PDUs to the socket right
+/// away from the calling thread (a network task or the worker that ran the
+/// command) when nothing is queued ahead of them; only what the socket does not
+/// take at once is queued for the flusher task, which writes it as the socket
+/// drains. A command's response thus costs no hand-off to another task.
+#[derive(Clone)]
+pub struct OutTx {
+    wire: Arc<Wire>,
+    _senders: Arc<Senders>,
+}
+
+/// Dropped with the last [`OutTx`]: the flusher then sends what is queued, shuts
+/// the socket's sending side and returns (what the channel's closing did).
+struct Senders(Arc<Wire>);
+
+impl Drop for Senders {
+    fn drop(&mut self) {
+        self.0.core.lock().unwrap_or_else(|e| e.into_inner()).ending = true;
+        self.0.flush.notify_one();
+    }
+}
+
+struct Wire {
+    wr: OwnedWriteHalf,
+    core: Mutex<Core>,
+    flush: Notify,
     shared: Arc<SessionWindow>,
     digests: DigestConfig,
-    mut stamper: Stamper,
     pool: Arc<BufPool>,
-) {
-    let mut meta: Vec<u8> = Vec::with_capacity(4096);
-    let mut ranges: Vec<(usize, usize, usize, usize)> = Vec::new();
-    while let Some(msg) = rx.recv().await {
+}
+
+struct Core {
+    stamper: Stamper,
+    /// Messages (the first possibly half written) waiting for the socket, in order.
+    backlog: VecDeque<Encoded>,
+    /// No more bytes go out: closed after a message, ended, or failed.
+    closed: bool,
+    /// The session ended: the flusher writes the backlog, shuts down and exits.
+    ending: bool,
+    spare: Vec<u8>,
+    /// The reader has more requests buffered: hold responses and write them
+    /// together when it runs dry ([`OutTx::uncork`]).
+    corked: bool,
+    /// Bytes held while corked.
+    held: usize,
+}
+
+/// Most bytes held while corked before they are written anyway.
+const CORK_LIMIT: usize = 1 << 20;
+
+/// The connection can take no more messages.
+#[derive(Debug)]
+pub struct Closed;
+
+impl OutTx {
+    /// The sender and its flusher task (spawn it; it returns once every clone of
+    /// the sender is dropped and the backlog is out, or when the connection fails).
+    pub fn new(
+        wr: OwnedWriteHalf,
+        shared: Arc<SessionWindow>,
+        digests: DigestConfig,
+        stamper: Stamper,
+        pool: Arc<BufPool>,
+    ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
+        let wire = Arc::new(Wire {
+            wr,
+            core: Mutex::new(Core {
+                stamper,
+                backlog: VecDeque::new(),
+                closed: false,
+                ending: false,
+                spare: Vec::with_capacity(4096),
+                corked: false,
+                held: 0,
+            }),
+            flush: Notify::new(),
+            shared,
+            digests,
+            pool,
+        });
+        let senders = Arc::new(Senders(wire.clone()));
+        (
+            Self {
+                wire: wire.clone(),
+                _senders: senders,
+            },
+            flusher(wire),
+        )
+    }
+
+    /// Sends (or queues, in order) one message.
+    pub fn send(&self, msg: Outgoing) -> Result<(), Closed> {
+        let w = &*self.wire;
+        let mut core = w.core.lock().unwrap_or_else(|e| e.into_inner());
         if msg.completes_command {
-            shared.completed();
+            w.shared.completed();
         }
-        let (exp, max) = shared.sns();
+        if core.closed {
+            if let Some(b) = msg.buf {
+                w.pool.put(b);
+            }
+            return Err(Closed);
+        }
+        let (exp, max) = w.shared.sns();
+        let mut meta = std::mem::take(&mut core.spare);
         meta.clear();
-        ranges.clear();
+        let mut ranges = Vec::with_capacity(msg.pdus.len());
         let mut pdus = msg.pdus;
         for p in &mut pdus {
-            stamper.stamp(&mut p.bhs, p.sn, exp, max);
-            let data = p.data_in(msg.buf.as_deref());
+            core.stamper.stamp(&mut p.bhs, p.sn, exp, max);
+            let len = p.data_len(msg.buf.as_deref(), &msg.shared);
             let h0 = meta.len();
             meta.extend_from_slice(&p.bhs);
-            if digests.header {
+            if w.digests.header {
                 meta.extend_from_slice(&iscsi::digest::crc32c(&p.bhs).to_le_bytes());
             }
             let h1 = meta.len();
-            if !data.is_empty() {
-                meta.extend_from_slice(&[0u8; 3][..pad4(data.len()) - data.len()]);
-                if digests.data {
-                    meta.extend_from_slice(&data_digest(data).to_le_bytes());
+            if len > 0 {
+                let pad = &[0u8; 3][..pad4(len) - len];
+                meta.extend_from_slice(pad);
+                if w.digests.data {
+                    let mut crc = 0;
+                    p.for_each_part(msg.buf.as_deref(), &msg.shared, |d| {
+                        crc = iscsi::digest::crc32c_append(crc, d);
+                    });
+                    meta.extend_from_slice(&iscsi::digest::crc32c_append(crc, pad).to_le_bytes());
                 }
             }
             ranges.push((h0, h1, h1, meta.len()));
         }
-        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(pdus.len() * 3);
-        for (p, &(h0, h1, t0, t1)) in pdus.iter().zip(&ranges) {
-            slices.push(IoSlice::new(&meta[h0..h1]));
-            let data = p.data_in(msg.buf.as_deref());
-            if !data.is_empty() {
-                slices.push(IoSlice::new(data));
+        let mut e = Encoded {
+            meta,
+            ranges,
+            pdus,
+            buf: msg.buf,
+            shared: msg.shared,
+            after: msg.after,
+            written: 0,
+        };
+        if core.corked && core.held < CORK_LIMIT {
+            core.held += e.meta.len()
+                + e.pdus
+                    .iter()
+                    .map(|p| p.data_len(e.buf.as_deref(), &e.shared))
+                    .sum::<usize>();
+            core.backlog.push_back(e);
+            return Ok(());
+        }
+        if !core.backlog.is_empty() {
+            core.backlog.push_back(e);
+            if !core.corked {
+                return Ok(());
             }
-            if t1 > t0 {
-                slices.push(IoSlice::new(&meta[t0..t1]));
+            // Corked past the limit: write what is held now.
+            core.held = 0;
+            drop(core);
+            w.write_backlog_now();
+            return Ok(());
+        }
+        match e.write_some(&w.wr) {
+            Ok(true) => {
+                if matches!(e.after, After::Close) {
+                    core.closed = true;
+                    w.shutdown_write();
+                }
+                if let Some(b) = e.buf.take() {
+                    w.pool.put(b);
+                }
+                core.spare = e.meta;
+            }
+            Ok(false) => {
+                core.backlog.push_back(e);
+                drop(core);
+                w.flush.notify_one();
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "write failed; connection closing");
+                core.closed = true;
+                if let Some(b) = e.buf.take() {
+                    w.pool.put(b);
+                }
+                drop(core);
+                w.flush.notify_one();
             }
         }
-        let mut failed = false;
-        for chunk in slices.chunks_mut(512) {
-            if let Err(e) = write_all_vectored(&mut wr, chunk).await {
-                tracing::debug!(error = %e, "write failed; connection closing");
-                failed = true;
-                break;
-            }
-        }
-        drop(slices);
-        if let Some(b) = msg.buf {
-            pool.put(b);
-        }
-        if failed {
+        Ok(())
+    }
+}
+
+impl OutTx {
+    /// The reader has more requests already buffered: hold responses (from any
+    /// thread) until [`OutTx::uncork`], so that they leave in one write. Cuts
+    /// syscalls and wake-ups of the initiator when it pipelines commands.
+    pub fn cork(&self) {
+        self.wire
+            .core
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .corked = true;
+    }
+
+    /// Writes what was held while corked (what the socket does not take goes to
+    /// the flusher) and sends later responses at once again.
+    pub fn uncork(&self) {
+        let mut core = self.wire.core.lock().unwrap_or_else(|e| e.into_inner());
+        if !core.corked {
             return;
         }
-        match msg.after {
-            After::Nothing => {}
-            After::Close => {
-                let _ = wr.shutdown().await;
-                return;
+        core.corked = false;
+        core.held = 0;
+        let pending = !core.backlog.is_empty();
+        drop(core);
+        if pending {
+            self.wire.write_backlog_now();
+        }
+    }
+}
+
+impl Wire {
+    /// Writes the backlog from the calling thread as far as the socket takes it;
+    /// the flusher is told about the rest, or about a failure.
+    fn write_backlog_now(&self) {
+        match self.flush_backlog() {
+            Ok(true) => {}
+            Ok(false) => self.flush.notify_one(),
+            Err(e) => {
+                tracing::debug!(error = %e, "write failed; connection closing");
+                self.core.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+                self.flush.notify_one();
             }
         }
     }
-    let _ = wr.shutdown().await;
+
+    fn shutdown_write(&self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor is owned by `self.wr` and open for its lifetime.
+        unsafe { libc::shutdown(self.wr.as_ref().as_raw_fd(), libc::SHUT_WR) };
+    }
+
+    /// Writes queued messages until the socket is full (`Ok(false)`) or the queue
+    /// is empty (`Ok(true)`).
+    fn flush_backlog(&self) -> io::Result<bool> {
+        let mut guard = self.core.lock().unwrap_or_else(|e| e.into_inner());
+        let core = &mut *guard;
+        while !core.closed {
+            let Some(front) = core.backlog.front_mut() else {
+                break;
+            };
+            if !front.write_some(&self.wr)? {
+                return Ok(false);
+            }
+            if let Some(mut done) = core.backlog.pop_front() {
+                if let Some(b) = done.buf.take() {
+                    self.pool.put(b);
+                }
+                if matches!(done.after, After::Close) {
+                    core.closed = true;
+                    self.shutdown_write();
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn release_backlog(&self) {
+        let mut core = self.core.lock().unwrap_or_else(|e| e.into_inner());
+        core.closed = true;
+        for mut m in core.backlog.drain(..) {
+            if let Some(b) = m.buf.take() {
+                self.pool.put(b);
+            }
+        }
+    }
+}
+
+/// Writes what `send` could not, as the socket drains; returns once the session
+/// ended and its last bytes are out, or the connection failed.
+async fn flusher(w: Arc<Wire>) {
+    loop {
+        w.flush.notified().await;
+        loop {
+            match w.flush_backlog() {
+                Ok(true) => break,
+                Ok(false) => {
+                    if let Err(e) = w.wr.writable().await {
+                        tracing::debug!(error = %e, "connection failed while sending");
+                        w.release_backlog();
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "write failed; connection closing");
+                    w.release_backlog();
+                    return;
+                }
+            }
+        }
+        let core = w.core.lock().unwrap_or_else(|e| e.into_inner());
+        let (closed, ending) = (core.closed, core.ending);
+        drop(core);
+        if closed || ending {
+            w.release_backlog();
+            if !closed {
+                w.shutdown_write();
+            }
+            return;
+        }
+    }
 }
 
 /// A PDU header as read: BHS, its layout, and AHS bytes.
@@ -225,6 +540,20 @@ impl PduReader {
             max_data,
             scratch: vec![0u8; 8],
         }
+    }
+
+    /// Whether a whole PDU is already in the read buffer (so handling it needs no
+    /// wait on the network).
+    pub fn whole_pdu_buffered(&self) -> bool {
+        let buf = self.rd.buffer();
+        let Some(bhs) = buf
+            .get(..BHS_LEN)
+            .and_then(|b| <&[u8; BHS_LEN]>::try_from(b).ok())
+        else {
+            return false;
+        };
+        let l = Layout::of(bhs, self.digests);
+        buf.len() >= BHS_LEN + l.header_tail + l.data_tail
     }
 
     /// Reads the next header. A header digest error or an oversized data segment

@@ -187,14 +187,24 @@ impl Conn {
         Ok(())
     }
 
-    /// Runs a command on the blocking pool and queues its response. Small reads and
-    /// writes that can complete without blocking (page cache, RAM) are done right
-    /// here instead: a thread handoff costs more than the I/O
-    /// (`LogicalUnit::try_read_nowait` / `try_write_nowait` never block).
+    /// Runs a command on a worker thread (`exec`); the worker sends its response.
+    /// READs and WRITEs that can complete without blocking (page cache, RAM) are
+    /// done right here instead: a thread handoff costs more than the I/O
+    /// (`LogicalUnit::try_read_shared` / `try_read_nowait` / `try_write_nowait`
+    /// never block).
     pub(super) fn execute(&mut self, exec: Exec) {
         let inline = exec.parsed.as_ref().ok().filter(|p| p.attrs.inline);
         if let (Some(lu), Some(p)) = (&exec.lu, inline) {
             let is_read = p.attrs.dir == DataDir::In;
+            // A store that lends its memory (RAM): no copy, no wait, any length.
+            let shared = if is_read {
+                lu.try_read_shared(&self.nexus, &exec.parsed, MAX_TRANSFER_BYTES as usize)
+            } else {
+                None
+            };
+            if let Some((outcome, pieces)) = shared {
+                return self.answer_inline(exec, outcome, Vec::new(), pieces);
+            }
             // Writes return no data: no buffer to take from the pool.
             let mut data_in = if is_read {
                 self.pool.get(INLINE_IO_MAX)
@@ -208,22 +218,7 @@ impl Conn {
                 lu.try_write_nowait(&self.nexus, &exec.parsed, data_out, INLINE_IO_MAX)
             };
             match done {
-                Some(outcome) => {
-                    let mut out = build_response(
-                        exec.itt,
-                        exec.lun_raw,
-                        exec.edtl,
-                        exec.read,
-                        exec.needed_out,
-                        outcome,
-                        data_in,
-                        &self.params,
-                    );
-                    out.completes_command = exec.counted;
-                    self.pool.put(exec.data_out);
-                    self.send(out);
-                    return;
-                }
+                Some(outcome) => return self.answer_inline(exec, outcome, data_in, Vec::new()),
                 None => self.pool.put(data_in),
             }
         }
@@ -244,30 +239,31 @@ impl Conn {
         let nexus = self.nexus.clone();
         let lun_list = self.visible_luns.clone();
         let copy = self.reg.copy.clone();
-        let abort = aborted.clone();
         let tracked = exec
             .lu
             .clone()
             .map(|lu| (lu.track_task(self.nexus.id, aborted.clone()), lu));
-        tokio::spawn(async move {
+        let lane = match &exec.parsed {
+            Ok(p) if p.command.is_bulk() => Lane::Bulk,
+            _ => Lane::Io,
+        };
+        // The job finishes the command itself: response to the writer, task
+        // bookkeeping, and the done signal TMFs and session end wait for.
+        self.exec.spawn(lane, move || {
             let itt = exec.itt;
             let counted = exec.counted;
-            let joined = tokio::task::spawn_blocking(move || {
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let ctx = Ctx {
                     edtl: exec.edtl,
-                    abort: &abort,
+                    abort: &aborted,
                     copy: Some(copy.as_ref()),
                 };
                 run_command(exec, ctx, &nexus, &lun_list, &params, &pool)
-            })
-            .await;
-            let mut out = match joined {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::error!(error = %e, itt, "command execution panicked");
-                    Outgoing::default()
-                }
-            };
+            }));
+            let mut out = ran.unwrap_or_else(|_| {
+                tracing::error!(itt, "command execution panicked");
+                Outgoing::default()
+            });
             out.completes_command = counted;
             if let Some((token, lu)) = tracked {
                 lu.untrack_task(token);
@@ -279,5 +275,34 @@ impl Conn {
             tasks.lock().unwrap_or_else(|e| e.into_inner()).remove(&itt);
             let _ = done_tx.send(true);
         });
+    }
+
+    /// Sends the answer of a command done on this task: its data in `data_in`
+    /// (pooled), or lent by the store in `shared`.
+    fn answer_inline(
+        &mut self,
+        exec: Exec,
+        outcome: Outcome,
+        data_in: Vec<u8>,
+        shared: Vec<backstore::SharedBytes>,
+    ) {
+        let lent = !shared.is_empty();
+        let mut out = build_response(
+            exec.itt,
+            exec.lun_raw,
+            exec.edtl,
+            exec.read,
+            exec.needed_out,
+            outcome,
+            data_in,
+            &self.params,
+        );
+        if lent {
+            out.buf = None;
+            out.shared = shared;
+        }
+        out.completes_command = exec.counted;
+        self.pool.put(exec.data_out);
+        self.send(out);
     }
 }

@@ -32,7 +32,7 @@ use scsi::report::{decode_lun, report_luns};
 use scsi::sense::status;
 use scsi::{Asc, Command, Ctx, LogicalUnit, Nexus, Outcome, Sense, SenseKey};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 mod data;
 mod login;
@@ -44,11 +44,11 @@ use login::{login, shutdown_notice, spawn_keepalive, LoginDone};
 
 use response::{build_response, run_command};
 
+use crate::exec::{Executor, Lane};
 use crate::pool::BufPool;
 use crate::registry::{Registry, SessionEntry, Target};
 use crate::wire::{
-    self, After, DataRef, Header, OutTx, Outgoing, PduOut, PduReader, ReadError, SessionWindow,
-    SnMode,
+    After, DataRef, Header, OutTx, Outgoing, PduOut, PduReader, ReadError, SessionWindow, SnMode,
 };
 
 /// Login text is small; this bounds what a peer can make us buffer before login ends.
@@ -59,6 +59,7 @@ pub async fn serve(
     stream: TcpStream,
     reg: Arc<Registry>,
     pool: Arc<BufPool>,
+    exec: Arc<Executor>,
     shutdown: watch::Receiver<bool>,
 ) {
     let peer = stream.peer_addr().ok();
@@ -101,15 +102,8 @@ pub async fn serve(
     reader.max_data = params.max_recv_data_segment_length as usize;
 
     let shared = Arc::new(SessionWindow::new(params.first_cmd_sn, server.queue_depth));
-    let (tx, rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(wire::writer(
-        wr,
-        rx,
-        shared.clone(),
-        reader.digests,
-        stamper,
-        pool.clone(),
-    ));
+    let (tx, flusher) = OutTx::new(wr, shared.clone(), reader.digests, stamper, pool.clone());
+    let writer = tokio::spawn(flusher);
 
     let generation = reg.generation();
     let target = params.target_name.as_deref().and_then(|n| reg.target(n));
@@ -163,6 +157,7 @@ pub async fn serve(
     let mut conn = Conn {
         reg: reg.clone(),
         pool: pool.clone(),
+        exec,
         params: Arc::new(params),
         nexus: nexus.clone(),
         target,
@@ -291,6 +286,7 @@ struct Plan {
 struct Conn {
     reg: Arc<Registry>,
     pool: Arc<BufPool>,
+    exec: Arc<Executor>,
     params: Arc<NegotiatedParams>,
     nexus: Arc<Nexus>,
     target: Option<Arc<Target>>,
@@ -332,6 +328,13 @@ impl Conn {
         loop {
             if self.logged_out {
                 return "logout".into();
+            }
+            // Answers to requests already buffered leave together; nothing is
+            // held while this task waits for the network.
+            if reader.whole_pdu_buffered() {
+                self.tx.cork();
+            } else {
+                self.tx.uncork();
             }
             let h = match reader.header().await {
                 Ok(h) => h,

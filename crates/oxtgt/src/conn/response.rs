@@ -145,6 +145,7 @@ pub(super) fn build_response(
     Outgoing {
         pdus,
         buf: Some(data_in),
+        shared: Vec::new(),
         completes_command: false,
         after: After::Nothing,
     }

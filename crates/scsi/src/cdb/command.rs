@@ -433,6 +433,21 @@ impl Command {
         })
     }
 
+    /// Commands that may run for seconds (copies, WRITE SAME and UNMAP over large
+    /// ranges): the transport runs them apart from commands a host waits on one by
+    /// one, at lower CPU priority, so they cannot starve them.
+    pub fn is_bulk(&self) -> bool {
+        matches!(
+            self,
+            Command::ExtendedCopy { .. }
+                | Command::ExtendedCopyLid4 { .. }
+                | Command::PopulateToken { .. }
+                | Command::WriteUsingToken { .. }
+                | Command::WriteSame { .. }
+                | Command::Unmap { .. }
+        )
+    }
+
     /// Bytes of Data-Out this command transfers, given the LU's block size; the
     /// transport solicits no more than this.
     pub fn data_out_len(&self, block_size: u32) -> u64 {

@@ -269,6 +269,16 @@ impl Extent<'_> {
         Ok(done)
     }
 
+    /// The bytes at `offset` lent by the store without a copy
+    /// ([`backstore::Backstore::read_shared`]); `None` when the store cannot.
+    pub fn read_shared(&self, offset: u64, len: usize) -> Option<Vec<backstore::SharedBytes>> {
+        self.check(offset, len as u64);
+        let t = Instant::now();
+        let v = self.store().read_shared(offset, len)?;
+        self.count_read(len, t);
+        Some(v)
+    }
+
     /// Writes `data` at byte `offset`; durable before it returns when `fua` asks or
     /// the LU's write cache is off.
     pub fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), IoError> {

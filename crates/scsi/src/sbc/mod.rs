@@ -305,6 +305,48 @@ impl LogicalUnit {
         max_bytes: usize,
         data_in: &mut Vec<u8>,
     ) -> Option<Outcome> {
+        match self.read_quick(nexus, cmd, max_bytes)? {
+            Err(early) => Some(early),
+            Ok((x, off, len)) => {
+                grow(data_in, len);
+                match x.read_nowait(off, &mut data_in[..len]) {
+                    Ok(true) => Some(Outcome::good(len)),
+                    Ok(false) | Err(_) => None,
+                }
+            }
+        }
+    }
+
+    /// A READ answered with the store's own memory, without a copy or a wait
+    /// (RAM LUs: [`backstore::Backstore::read_shared`]): `Some((outcome, data))`
+    /// with the data when GOOD, or with no data for a CHECK CONDITION; `None` when
+    /// the LU cannot (the caller tries [`LogicalUnit::try_read_nowait`] or
+    /// `execute`). Checks and their answers are exactly those of `execute`.
+    pub fn try_read_shared(
+        &self,
+        nexus: &Nexus,
+        cmd: &Result<crate::cdb::Parsed, Sense>,
+        max_bytes: usize,
+    ) -> Option<(Outcome, Vec<backstore::SharedBytes>)> {
+        match self.read_quick(nexus, cmd, max_bytes)? {
+            Err(early) => Some((early, Vec::new())),
+            Ok((x, off, len)) => {
+                let data = x.read_shared(off, len)?;
+                Some((Outcome::good(len), data))
+            }
+        }
+    }
+
+    /// The checks of a READ done on the transport's thread: `None` when it is not
+    /// a READ or longer than `max_bytes`, or its blocks are locked by a writer;
+    /// `Some(Err(answer))` when the checks answer it; else the locked extent and
+    /// the byte range to read.
+    fn read_quick(
+        &self,
+        nexus: &Nexus,
+        cmd: &Result<crate::cdb::Parsed, Sense>,
+        max_bytes: usize,
+    ) -> Option<Result<(crate::lu::Extent<'_>, u64, usize), Outcome>> {
         let Ok(crate::cdb::Parsed {
             command:
                 Command::Read {
@@ -323,21 +365,17 @@ impl LogicalUnit {
             return None;
         }
         let snap = match self.gate(nexus, cmd) {
-            Err(early) => return Some(early),
+            Err(early) => return Some(Err(early)),
             Ok(snap) => snap,
         };
         let checked = Self::check_ready(&snap)
             .and_then(|()| self.check_transfer(blocks, len_byte))
             .and_then(|()| self.check_range(lba, blocks));
         if let Err(e) = checked {
-            return Some(self.answer(&snap, e));
+            return Some(Err(self.answer(&snap, e)));
         }
         let x = self.try_lock_shared(lba, blocks.into())?;
-        grow(data_in, len);
-        match x.read_nowait(off, &mut data_in[..len]) {
-            Ok(true) => Some(Outcome::good(len)),
-            Ok(false) | Err(_) => None,
-        }
+        Some(Ok((x, off, len)))
     }
 
     /// A WRITE (without FUA, write cache on) done without blocking, like
