@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
 # Side-by-side throughput: oxtgt vs tgt (Debian tgtd), same-size file LUNs on the
 # same filesystem, both on loopback, runs alternating. Reads with libiscsi's
-# iscsi-perf (QD32, one session); writes with our own load generator oxload (16
-# sessions, one command each in flight); then the ATS heartbeat: p50/p99 latency of
-# one-block COMPARE AND WRITE idle and while 16 other sessions write. Prints each
-# figure and the ratio oxtgt/tgt. Needs root (tgtd) and the packages tgt and
-# libiscsi-bin.
+# iscsi-perf (QD32, one session); writes with our pipelined generator `oxload io`
+# (16 sessions, one command each in flight, two async threads) and, for comparison
+# with earlier results, with the blocking `oxload write` (16 threads); sequential
+# 128 KiB reads from a RAM LU beside one iperf3 stream over the same loopback; then
+# the ATS heartbeat: p50/p99 latency of one-block COMPARE AND WRITE idle and while
+# 16 other sessions write. Prints each figure and the ratio oxtgt/tgt. Needs root
+# (tgtd) and the packages tgt, libiscsi-bin and iperf3.
 #
 #   bench/run.sh [seconds-per-run] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 rounds=${2:-2}
-for p in tgt libiscsi-bin; do
+for p in tgt libiscsi-bin iperf3; do
     dpkg -s "$p" >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null; }
 done
 cargo build --release -q --workspace
 work=$(mktemp -d /var/tmp/oxtgt-bench.XXXX)
-ox_port=13260; tgt_port=13270
+ox_port=13260; tgt_port=13270; iperf_port=13280
 cleanup() {
     [ -n "${ox_pid:-}" ] && kill "$ox_pid" 2>/dev/null || true
     tgtadm --lld iscsi -C 9 --op delete --mode system >/dev/null 2>&1 || true
@@ -43,7 +45,8 @@ open_access = true
 id = 0
 backstore = "file"
 path = "$work/ox.img"
-# Two 1 GiB RAM LUNs copied back and forth by EXTENDED COPY during the ATS run.
+# LUN 1 (file) is copied to LUN 2 (RAM) by EXTENDED COPY during the ATS run; LUN 3
+# is the RAM LU the sequential reads are measured on.
 [[target.lun]]
 id = 1
 backstore = "file"
@@ -51,6 +54,10 @@ path = "$work/copy-src.img"
 size = "1GiB"
 [[target.lun]]
 id = 2
+backstore = "ram"
+size = "1GiB"
+[[target.lun]]
+id = 3
 backstore = "ram"
 size = "1GiB"
 EOC
@@ -83,10 +90,44 @@ for name in "seq-128k-qd32:-b 256 -m 32" "rand-4k-qd32:-b 8 -m 32 -r"; do
     done
 done
 
-# oxload prints "write iops N MB/s M" / "ats samples N p50_us A p99_us B max_us C".
+# oxload prints "io ops N ... iops X MB/s Y p50_us ..." / "write iops N MB/s M" /
+# "ats samples N p50_us A p99_us B max_us C".
 ld() { timeout $((secs + 60)) target/release/oxload "$@" 2>&1 | tail -1 || true; }
 ox_ep=(127.0.0.1:$ox_port iqn.2026-11.org.oxtgt:bench 0 512)
 tgt_ep=(127.0.0.1:$tgt_port iqn.2026-11.org.tgt:bench 1 512)
+for name in "io-write-seq-128k-16s:16 1 131072 seq" "io-write-rand-4k-16s:16 1 4096 rand"; do
+    label=${name%%:*}; read -r -a args <<<"${name#*:}"
+    for r in $(seq 1 "$rounds"); do
+        o=$(ld io "${ox_ep[@]}" "${args[@]}" 0 "$secs" - 2); t=$(ld io "${tgt_ep[@]}" "${args[@]}" 0 "$secs" - 2)
+        oi=$(num 'iops [0-9]+' "$o"); om=$(num 'MB/s [0-9]+' "$o")
+        ti=$(num 'iops [0-9]+' "$t"); tm=$(num 'MB/s [0-9]+' "$t")
+        ratio=$(awk -v a="${oi:-0}" -v b="${ti:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+        printf '%-22s %5s %12s %12s %12s %12s %7s   p99 %s / %s us\n' "$label" "$r" "${oi:-?}" "${om:-?}" "${ti:-?}" "${tm:-?}" "$ratio" \
+            "$(num 'p99_us [0-9]+' "$o")" "$(num 'p99_us [0-9]+' "$t")"
+    done
+    # The generator's ceiling: the same load on oxtgt's RAM LU (no storage I/O).
+    c=$(ld io 127.0.0.1:$ox_port iqn.2026-11.org.oxtgt:bench 3 512 "${args[@]}" 0 "$secs" - 2)
+    printf '%-22s %5s %12s %12s   (same generator, oxtgt RAM LU)\n' "$label" ceiling "$(num 'iops [0-9]+' "$c")" "$(num 'MB/s [0-9]+' "$c")"
+done
+
+# Sequential 128 KiB reads from oxtgt's RAM LU (one session, QD32) beside what one
+# iperf3 stream moves over the same loopback, alternating.
+printf '\n%-22s %5s %12s %12s %7s\n' "ram-seq-128k-qd32" round oxtgt-MB/s iperf3-MB/s ratio
+ld io 127.0.0.1:$ox_port iqn.2026-11.org.oxtgt:bench 3 512 1 32 1048576 seq 0 3 - 1 >/dev/null  # allocate the RAM LU
+for r in $(seq 1 "$rounds"); do
+    o=$(ld io 127.0.0.1:$ox_port iqn.2026-11.org.oxtgt:bench 3 512 1 32 131072 seq 100 "$secs" - 1)
+    iperf3 -s -1 -B 127.0.0.1 -p $iperf_port >/dev/null 2>&1 &
+    iperf_pid=$!
+    sleep 0.5
+    ip=$(iperf3 -c 127.0.0.1 -p $iperf_port -t "$secs" -f m 2>/dev/null | awk '/receiver/ {for (i = 1; i <= NF; i++) if ($i == "Mbits/sec") print $(i - 1)}' || true)
+    wait "$iperf_pid" || true
+    om=$(num 'MB/s [0-9]+' "$o")
+    im=$(awk -v m="${ip:-0}" 'BEGIN { printf "%.0f", m * 1e6 / 8 / 1e6 }')
+    ratio=$(awk -v a="${om:-0}" -v b="${im:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+    printf '%-22s %5s %12s %12s %7s\n' ram-seq-128k-qd32 "$r" "${om:-?}" "${im:-?}" "$ratio"
+done
+echo
+
 for name in "write-seq-128k-16s:16 131072 seq" "write-rand-4k-16s:16 4096 rand"; do
     label=${name%%:*}; read -r -a args <<<"${name#*:}"
     for r in $(seq 1 "$rounds"); do
