@@ -42,7 +42,7 @@ id = 1
 backstore = "ram"
 size = "64MiB"
 EOC
-OXTGT_LOG=warn valgrind --tool=callgrind --collect-atstart=no \
+OXTGT_LOG=warn valgrind --tool=callgrind \
     --callgrind-out-file="$work/cg.out" "${OXTGT_BIN:-target/release/oxtgt}" serve --config "$work/oxtgt.toml" \
     >"$work/vg.log" 2>&1 &
 vg_pid=$!
@@ -50,12 +50,11 @@ for _ in $(seq 1 200); do
     (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
     sleep 0.1
 done
-# Instructions counted while `ops` commands of one kind run (collection on only then).
+# Instructions counted from a zeroing of the counters to a dump taken right after
+# `ops` commands of one kind.
 measure() { # lun read_pct ops
     callgrind_control -z "$vg_pid" >/dev/null
-    callgrind_control -i on "$vg_pid" >/dev/null
     target/release/oxload io 127.0.0.1:$port iqn.2026-11.org.oxtgt:cost "$1" 512 1 1 4096 rand "$2" 600 - 1 "$3" >/dev/null
-    callgrind_control -i off "$vg_pid" >/dev/null
     rm -f "$work"/cg.out.*
     callgrind_control -d "$vg_pid" >/dev/null
     sleep 0.5

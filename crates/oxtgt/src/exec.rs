@@ -1,6 +1,8 @@
 //! Where commands that may block run: two lanes of worker threads.
 //!
 //! - **io**: reads, writes and everything else a host waits on command by command.
+//!   Commands of at most 8 KiB and COMPARE AND WRITE (heartbeats) queue ahead of
+//!   the rest ([`Lane::IoUrgent`]).
 //! - **bulk**: commands that may run for seconds (EXTENDED COPY, WRITE USING
 //!   TOKEN, WRITE SAME, UNMAP, ...). Its threads run at a lower CPU priority
 //!   (nice +10), so a copy never starves a COMPARE AND WRITE heartbeat or a 4 KiB
@@ -13,13 +15,12 @@
 //! Waking a thread is the dearest part of a small command (on a 2-core VM a wake
 //! and the sleep after it cost more CPU than a 4 KiB page-cache write), so the io
 //! lane keeps work on threads that are already awake: a queued job wakes a
-//! sleeping worker only when no awake worker will be free for it soon, that is
-//! when every awake worker is either taken by an earlier queued job or has been
-//! in its current job longer than [`STALE`]. A worker that blocks (dirty-page
-//! throttling, a slow disk, an fsync) therefore holds up at most the jobs queued
-//! in its first [`STALE`]: the next job queued after that, or the lane's
-//! watchdog tick ([`TICK`]) while jobs wait, wakes another worker. The bulk lane
-//! wakes a worker for every job: its jobs are long.
+//! sleeping worker only when no worker is awake, or when it has waited [`STALE`]
+//! (the awake workers are blocked or behind): then one worker per job that old.
+//! A worker that blocks (dirty-page throttling, a slow disk, an fsync) therefore
+//! holds up the jobs queued behind it for at most about [`STALE`] plus the
+//! lane's watchdog tick ([`TICK`]), which re-checks while jobs wait; any push
+//! re-checks too. The bulk lane wakes a worker for every job: its jobs are long.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -30,6 +31,10 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lane {
     Io,
+    /// The io lane, ahead of every queued `Io` job: commands a host waits on
+    /// one at a time with little data (COMPARE AND WRITE heartbeats, small
+    /// I/O, commands without data).
+    IoUrgent,
     Bulk,
 }
 
@@ -76,11 +81,12 @@ impl Default for Executor {
 impl Executor {
     /// Runs `job` on a thread of `lane`.
     pub fn spawn(&self, lane: Lane, job: impl FnOnce() + Send + 'static) {
-        let pool = match lane {
-            Lane::Io => &self.io,
-            Lane::Bulk => &self.bulk,
+        let (pool, urgent) = match lane {
+            Lane::Io => (&self.io, false),
+            Lane::IoUrgent => (&self.io, true),
+            Lane::Bulk => (&self.bulk, false),
         };
-        Pool::push(pool, Box::new(job));
+        Pool::push(pool, Box::new(job), urgent);
     }
 }
 
@@ -97,7 +103,8 @@ struct Pool {
 
 #[derive(Default)]
 struct State {
-    /// Jobs with the time each was queued.
+    /// Jobs with the time each was queued: urgent ones, then the rest.
+    urgent: VecDeque<(Instant, Job)>,
     queue: VecDeque<(Instant, Job)>,
     threads: usize,
     /// Workers waiting on the condition variable.
@@ -113,21 +120,36 @@ struct State {
 }
 
 impl State {
-    /// Workers the queued jobs can count on without waking one more. In the io
-    /// lane: any awake worker, as long as the oldest queued job has waited less
-    /// than [`STALE`] (awake workers take queued jobs in order as they finish;
-    /// one that has not got to it by then is blocked or behind). In the bulk lane,
-    /// only workers already notified for a job.
-    fn covered(&self, thrifty: bool, now: Instant) -> usize {
+    fn queued(&self) -> usize {
+        self.urgent.len() + self.queue.len()
+    }
+
+    fn pop(&mut self) -> Option<Job> {
+        self.urgent
+            .pop_front()
+            .or_else(|| self.queue.pop_front())
+            .map(|(_, j)| j)
+    }
+
+    /// How many more workers to wake for the queued jobs. The bulk lane: one per
+    /// job not yet promised a worker. The io lane: none while an awake worker
+    /// will get to the jobs soon (awake workers take queued jobs as they finish),
+    /// otherwise one per job that has waited [`STALE`] or longer (its worker is
+    /// blocked or behind), and one when no worker is awake at all.
+    fn wanted(&self, thrifty: bool, now: Instant) -> usize {
         if !thrifty {
-            return self.notified;
+            return self.queued().saturating_sub(self.notified);
         }
         let awake = self.threads - self.idle + self.notified;
-        match self.queue.front() {
-            Some((t, _)) if now.duration_since(*t) >= STALE => self.notified,
-            _ if awake > 0 => self.queue.len(),
-            _ => 0,
+        if awake == 0 {
+            return usize::from(self.queued() > 0);
         }
+        let stale = |q: &VecDeque<(Instant, Job)>| {
+            q.iter()
+                .take_while(|(t, _)| now.duration_since(*t) >= STALE)
+                .count()
+        };
+        (stale(&self.urgent) + stale(&self.queue)).saturating_sub(self.notified)
     }
 }
 
@@ -148,9 +170,13 @@ impl Pool {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn push(self: &Arc<Self>, job: Job) {
+    fn push(self: &Arc<Self>, job: Job, urgent: bool) {
         let mut s = self.lock();
-        s.queue.push_back((Instant::now(), job));
+        if urgent {
+            s.urgent.push_back((Instant::now(), job));
+        } else {
+            s.queue.push_back((Instant::now(), job));
+        }
         if self.thrifty {
             if !s.watchdog {
                 s.watchdog = true;
@@ -168,13 +194,7 @@ impl Pool {
 
     /// Wakes or starts workers for queued jobs no awake worker will take soon.
     fn staff(self: &Arc<Self>, mut s: MutexGuard<'_, State>) {
-        let covered = s.covered(self.thrifty, Instant::now());
-        let mut short = s.queue.len().saturating_sub(covered);
-        if self.thrifty {
-            // One more worker at a time: it takes the oldest job, and the rest
-            // count on it again.
-            short = short.min(1);
-        }
+        let mut short = s.wanted(self.thrifty, Instant::now());
         while short > 0 {
             short -= 1;
             if s.idle > s.notified {
@@ -209,7 +229,7 @@ impl Pool {
         let mut s = self.lock();
         let mut idle_since = Instant::now();
         loop {
-            if !s.queue.is_empty() {
+            if s.queued() > 0 {
                 idle_since = Instant::now();
                 s = {
                     let pool = &self;
@@ -240,7 +260,7 @@ impl Pool {
         }
         let mut s = self.lock();
         loop {
-            if let Some((_, job)) = s.queue.pop_front() {
+            if let Some(job) = s.pop() {
                 if self.thrifty {
                     s.running[index] = Some(Instant::now());
                 }
@@ -301,6 +321,31 @@ mod tests {
             .recv_timeout(Duration::from_secs(5))
             .expect("second job ran while the first was blocked");
         let _ = release_tx.send(());
+    }
+
+    #[test]
+    fn urgent_jobs_run_before_queued_ones() {
+        let ex = Executor::default();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        ex.spawn(Lane::Io, move || {
+            let _ = release_rx.recv();
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let (done_tx, done_rx) = mpsc::channel();
+        for i in 0..6 {
+            let (order, done_tx) = (order.clone(), done_tx.clone());
+            let lane = if i == 5 { Lane::IoUrgent } else { Lane::Io };
+            ex.spawn(lane, move || {
+                order.lock().unwrap().push(i);
+                let _ = done_tx.send(());
+            });
+        }
+        for _ in 0..6 {
+            done_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        }
+        let _ = release_tx.send(());
+        assert_eq!(order.lock().unwrap()[0], 5, "{:?}", order.lock().unwrap());
     }
 
     #[test]

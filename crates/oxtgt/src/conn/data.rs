@@ -4,6 +4,9 @@
 
 use super::*;
 
+/// Commands moving at most this many bytes run ahead of larger ones in the io lane.
+const URGENT_MAX: usize = 8 * 1024;
+
 impl Conn {
     /// Decides, from the header alone, where a command's data goes.
     pub(super) fn plan_command(&self, cmd: &ScsiCommand, h: &Header) -> PendingBuf {
@@ -245,6 +248,9 @@ impl Conn {
             .map(|lu| (lu.track_task(self.nexus.id, aborted.clone()), lu));
         let lane = match &exec.parsed {
             Ok(p) if p.command.is_bulk() => Lane::Bulk,
+            // Heartbeats and small commands go ahead of queued bulk writes.
+            Ok(p) if matches!(p.command, Command::CompareAndWrite { .. }) => Lane::IoUrgent,
+            _ if exec.edtl as usize <= URGENT_MAX => Lane::IoUrgent,
             _ => Lane::Io,
         };
         // The job finishes the command itself: response to the writer, task
