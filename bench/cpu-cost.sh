@@ -63,7 +63,8 @@ measure() { # lun read_pct ops
 # Fill the LUs once so reads find data (and the file is in the page cache).
 target/release/oxload io 127.0.0.1:$port iqn.2026-11.org.oxtgt:cost 0 512 1 8 65536 seq 0 600 - 1 1024 >/dev/null
 target/release/oxload io 127.0.0.1:$port iqn.2026-11.org.oxtgt:cost 1 512 1 8 65536 seq 0 600 - 1 1024 >/dev/null
-echo "date: $(date -u +%F) binary ${OXTGT_BIN:-$(git rev-parse --short HEAD)} valgrind $(valgrind --version | sed 's/valgrind-//')"
+rev=$(git rev-parse --short HEAD)$( [ -z "$(git status --porcelain)" ] || echo -dirty)
+echo "date: $(date -u +%F) binary ${OXTGT_BIN:-$rev} valgrind $(valgrind --version | sed 's/valgrind-//')"
 printf '%-18s %14s\n' command instructions
 for lu in "file:0" "ram:1"; do
     for kind in "read:100" "write:0"; do

@@ -95,15 +95,21 @@ done
 ld() { timeout $((secs + 60)) target/release/oxload "$@" 2>&1 | tail -1 || true; }
 ox_ep=(127.0.0.1:$ox_port iqn.2026-11.org.oxtgt:bench 0 512)
 tgt_ep=(127.0.0.1:$tgt_port iqn.2026-11.org.tgt:bench 1 512)
+# One round of `oxload io` on both targets, printed as a row: label round args...
+io_row() {
+    local label=$1 r=$2; shift 2
+    local o t oi om ti tm ratio
+    o=$(ld io "${ox_ep[@]}" "$@" 0 "$secs" - 2); t=$(ld io "${tgt_ep[@]}" "$@" 0 "$secs" - 2)
+    oi=$(num 'iops [0-9]+' "$o"); om=$(num 'MB/s [0-9]+' "$o")
+    ti=$(num 'iops [0-9]+' "$t"); tm=$(num 'MB/s [0-9]+' "$t")
+    ratio=$(awk -v a="${oi:-0}" -v b="${ti:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+    printf '%-22s %5s %12s %12s %12s %12s %7s   p99 %s / %s us\n' "$label" "$r" "${oi:-?}" "${om:-?}" "${ti:-?}" "${tm:-?}" "$ratio" \
+        "$(num 'p99_us [0-9]+' "$o")" "$(num 'p99_us [0-9]+' "$t")"
+}
 for name in "io-write-seq-128k-16s:16 1 131072 seq" "io-write-rand-4k-16s:16 1 4096 rand"; do
     label=${name%%:*}; read -r -a args <<<"${name#*:}"
     for r in $(seq 1 "$rounds"); do
-        o=$(ld io "${ox_ep[@]}" "${args[@]}" 0 "$secs" - 2); t=$(ld io "${tgt_ep[@]}" "${args[@]}" 0 "$secs" - 2)
-        oi=$(num 'iops [0-9]+' "$o"); om=$(num 'MB/s [0-9]+' "$o")
-        ti=$(num 'iops [0-9]+' "$t"); tm=$(num 'MB/s [0-9]+' "$t")
-        ratio=$(awk -v a="${oi:-0}" -v b="${ti:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-        printf '%-22s %5s %12s %12s %12s %12s %7s   p99 %s / %s us\n' "$label" "$r" "${oi:-?}" "${om:-?}" "${ti:-?}" "${tm:-?}" "$ratio" \
-            "$(num 'p99_us [0-9]+' "$o")" "$(num 'p99_us [0-9]+' "$t")"
+        io_row "$label" "$r" "${args[@]}"
     done
     # The generator's ceiling: the same load on oxtgt's RAM LU (no storage I/O).
     c=$(ld io 127.0.0.1:$ox_port iqn.2026-11.org.oxtgt:bench 3 512 "${args[@]}" 0 "$secs" - 2)
@@ -116,12 +122,7 @@ done
 # (about half of either target's CPU above); this shows the targets without that.
 for f in ox tgt; do dd of="$work/$f.img" oflag=nocache conv=notrunc,fdatasync count=0 status=none; done
 for r in $(seq 1 "$rounds"); do
-    o=$(ld io "${ox_ep[@]}" 16 1 4096 rand 0 "$secs" - 2); t=$(ld io "${tgt_ep[@]}" 16 1 4096 rand 0 "$secs" - 2)
-    oi=$(num 'iops [0-9]+' "$o"); om=$(num 'MB/s [0-9]+' "$o")
-    ti=$(num 'iops [0-9]+' "$t"); tm=$(num 'MB/s [0-9]+' "$t")
-    ratio=$(awk -v a="${oi:-0}" -v b="${ti:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-    printf '%-22s %5s %12s %12s %12s %12s %7s   p99 %s / %s us\n' io-write-rand-4k-cold "$r" "${oi:-?}" "${om:-?}" "${ti:-?}" "${tm:-?}" "$ratio" \
-        "$(num 'p99_us [0-9]+' "$o")" "$(num 'p99_us [0-9]+' "$t")"
+    io_row io-write-rand-4k-cold "$r" 16 1 4096 rand
 done
 
 # Sequential 128 KiB reads from oxtgt's RAM LU (one session, QD32) beside what one

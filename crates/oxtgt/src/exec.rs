@@ -63,6 +63,8 @@ pub fn lower_priority() {
 pub const STALE: Duration = Duration::from_micros(200);
 /// The io lane's watchdog period while jobs wait (it sleeps when the lane is idle).
 pub const TICK: Duration = Duration::from_millis(1);
+/// Non-urgent io jobs of one LU that run at once.
+pub const PER_LU: usize = 4;
 
 pub struct Executor {
     io: Arc<Pool>,
@@ -80,13 +82,23 @@ impl Default for Executor {
 
 impl Executor {
     /// Runs `job` on a thread of `lane`.
+    #[cfg(test)]
     pub fn spawn(&self, lane: Lane, job: impl FnOnce() + Send + 'static) {
+        self.spawn_for(lane, None, job);
+    }
+
+    /// Runs `job`, a command for the LU `lu`, on a thread of `lane`. At most
+    /// [`PER_LU`] non-urgent io jobs of one LU run at once; the rest wait their
+    /// turn in the queue, so one LU's flood of large writes neither takes every
+    /// worker nor lines up in the file's inode lock ahead of a heartbeat.
+    pub fn spawn_for(&self, lane: Lane, lu: Option<u64>, job: impl FnOnce() + Send + 'static) {
         let (pool, urgent) = match lane {
             Lane::Io => (&self.io, false),
             Lane::IoUrgent => (&self.io, true),
             Lane::Bulk => (&self.bulk, false),
         };
-        Pool::push(pool, Box::new(job), urgent);
+        let lu = if urgent || !pool.thrifty { None } else { lu };
+        Pool::push(pool, Box::new(job), urgent, lu);
     }
 }
 
@@ -105,7 +117,9 @@ struct Pool {
 struct State {
     /// Jobs with the time each was queued: urgent ones, then the rest.
     urgent: VecDeque<(Instant, Job)>,
-    queue: VecDeque<(Instant, Job)>,
+    queue: VecDeque<(Instant, Option<u64>, Job)>,
+    /// Running non-urgent io jobs per LU.
+    per_lu: std::collections::HashMap<u64, usize>,
     threads: usize,
     /// Workers waiting on the condition variable.
     idle: usize,
@@ -124,32 +138,63 @@ impl State {
         self.urgent.len() + self.queue.len()
     }
 
-    fn pop(&mut self) -> Option<Job> {
-        self.urgent
-            .pop_front()
-            .or_else(|| self.queue.pop_front())
-            .map(|(_, j)| j)
+    /// Whether a queued job may start now (its LU is under [`PER_LU`]).
+    fn may_run(&self, lu: Option<u64>) -> bool {
+        lu.is_none_or(|k| self.per_lu.get(&k).copied().unwrap_or(0) < PER_LU)
+    }
+
+    /// The next job to run and the LU it counts against: urgent ones first, then
+    /// the oldest whose LU may run another.
+    fn pop(&mut self) -> Option<(Job, Option<u64>)> {
+        if let Some((_, j)) = self.urgent.pop_front() {
+            return Some((j, None));
+        }
+        let i = self.queue.iter().position(|(_, lu, _)| self.may_run(*lu))?;
+        let (_, lu, j) = self.queue.remove(i)?;
+        if let Some(k) = lu {
+            *self.per_lu.entry(k).or_insert(0) += 1;
+        }
+        Some((j, lu))
+    }
+
+    fn finished(&mut self, lu: Option<u64>) {
+        if let Some(k) = lu {
+            if let Some(n) = self.per_lu.get_mut(&k) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_lu.remove(&k);
+                }
+            }
+        }
     }
 
     /// How many more workers to wake for the queued jobs. The bulk lane: one per
     /// job not yet promised a worker. The io lane: none while an awake worker
     /// will get to the jobs soon (awake workers take queued jobs as they finish),
-    /// otherwise one per job that has waited [`STALE`] or longer (its worker is
-    /// blocked or behind), and one when no worker is awake at all.
+    /// otherwise one per job that could start and has waited [`STALE`] or longer
+    /// (the awake workers are blocked or behind), and one when no worker is awake
+    /// at all. A job held back by its LU's [`PER_LU`] starts when one of that
+    /// LU's running jobs ends; its worker takes it.
     fn wanted(&self, thrifty: bool, now: Instant) -> usize {
         if !thrifty {
             return self.queued().saturating_sub(self.notified);
         }
         let awake = self.threads - self.idle + self.notified;
         if awake == 0 {
-            return usize::from(self.queued() > 0);
+            return usize::from(self.urgent.len() + self.queue.len() > 0);
         }
-        let stale = |q: &VecDeque<(Instant, Job)>| {
-            q.iter()
-                .take_while(|(t, _)| now.duration_since(*t) >= STALE)
-                .count()
-        };
-        (stale(&self.urgent) + stale(&self.queue)).saturating_sub(self.notified)
+        let stale_urgent = self
+            .urgent
+            .iter()
+            .take_while(|(t, _)| now.duration_since(*t) >= STALE)
+            .count();
+        let stale = self
+            .queue
+            .iter()
+            .take_while(|(t, _, _)| now.duration_since(*t) >= STALE)
+            .filter(|(_, lu, _)| self.may_run(*lu))
+            .count();
+        (stale_urgent + stale).saturating_sub(self.notified)
     }
 }
 
@@ -170,12 +215,12 @@ impl Pool {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn push(self: &Arc<Self>, job: Job, urgent: bool) {
+    fn push(self: &Arc<Self>, job: Job, urgent: bool, lu: Option<u64>) {
         let mut s = self.lock();
         if urgent {
             s.urgent.push_back((Instant::now(), job));
         } else {
-            s.queue.push_back((Instant::now(), job));
+            s.queue.push_back((Instant::now(), lu, job));
         }
         if self.thrifty {
             if !s.watchdog {
@@ -260,7 +305,7 @@ impl Pool {
         }
         let mut s = self.lock();
         loop {
-            if let Some(job) = s.pop() {
+            if let Some((job, lu)) = s.pop() {
                 if self.thrifty {
                     s.running[index] = Some(Instant::now());
                 }
@@ -268,6 +313,7 @@ impl Pool {
                 job();
                 s = self.lock();
                 s.running[index] = None;
+                s.finished(lu);
                 continue;
             }
             s.idle += 1;
@@ -324,28 +370,77 @@ mod tests {
     }
 
     #[test]
-    fn urgent_jobs_run_before_queued_ones() {
+    fn urgent_jobs_run_before_queued_ones_and_capped_lus_wait() {
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        let tag = |n: usize| -> Job {
+            let ran = ran.clone();
+            Box::new(move || ran.lock().unwrap().push(n))
+        };
+        let mut s = State::default();
+        let now = Instant::now();
+        for i in 1..=PER_LU + 1 {
+            s.queue.push_back((now, Some(7), tag(i)));
+        }
+        s.queue.push_back((now, Some(8), tag(100)));
+        s.urgent.push_back((now, tag(200)));
+        while let Some((job, _)) = s.pop() {
+            job();
+        }
+        // Urgent first, then LU 7 up to its limit, then LU 8; LU 7's last waits.
+        let mut want = vec![200];
+        want.extend(1..=PER_LU);
+        want.push(100);
+        assert_eq!(*ran.lock().unwrap(), want);
+        assert_eq!(
+            s.queue.len(),
+            1,
+            "LU 7's job beyond the limit is still queued"
+        );
+        s.finished(Some(7));
+        let (job, lu) = s.pop().expect("it starts once one of LU 7's jobs ends");
+        job();
+        assert_eq!(lu, Some(7));
+        assert_eq!(ran.lock().unwrap().last(), Some(&(PER_LU + 1)));
+    }
+
+    #[test]
+    fn one_lu_runs_at_most_per_lu_jobs_and_others_still_run() {
         let ex = Executor::default();
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
         let (release_tx, release_rx) = mpsc::channel::<()>();
-        ex.spawn(Lane::Io, move || {
-            let _ = release_rx.recv();
-        });
-        std::thread::sleep(Duration::from_millis(50));
-        let order = Arc::new(Mutex::new(Vec::new()));
+        let release_rx = Arc::new(Mutex::new(release_rx));
         let (done_tx, done_rx) = mpsc::channel();
-        for i in 0..6 {
-            let (order, done_tx) = (order.clone(), done_tx.clone());
-            let lane = if i == 5 { Lane::IoUrgent } else { Lane::Io };
-            ex.spawn(lane, move || {
-                order.lock().unwrap().push(i);
-                let _ = done_tx.send(());
+        for _ in 0..(PER_LU * 2) {
+            let (running, peak, release_rx, done_tx) = (
+                running.clone(),
+                peak.clone(),
+                release_rx.clone(),
+                done_tx.clone(),
+            );
+            ex.spawn_for(Lane::Io, Some(1), move || {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                let _ = release_rx.lock().unwrap().recv();
+                running.fetch_sub(1, Ordering::SeqCst);
+                let _ = done_tx.send(1);
             });
         }
-        for _ in 0..6 {
-            done_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        // Another LU's job runs although LU 1's jobs hold every slot it may use.
+        let tx = done_tx.clone();
+        ex.spawn_for(Lane::Io, Some(2), move || {
+            let _ = tx.send(2);
+        });
+        assert_eq!(done_rx.recv_timeout(Duration::from_secs(5)).unwrap(), 2);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(running.load(Ordering::SeqCst), PER_LU);
+        for _ in 0..(PER_LU * 2) {
+            let _ = release_tx.send(());
         }
-        let _ = release_tx.send(());
-        assert_eq!(order.lock().unwrap()[0], 5, "{:?}", order.lock().unwrap());
+        for _ in 0..(PER_LU * 2) {
+            assert_eq!(done_rx.recv_timeout(Duration::from_secs(5)).unwrap(), 1);
+        }
+        assert_eq!(peak.load(Ordering::SeqCst), PER_LU);
     }
 
     #[test]

@@ -255,7 +255,9 @@ impl Conn {
         };
         // The job finishes the command itself: response to the writer, task
         // bookkeeping, and the done signal TMFs and session end wait for.
-        self.exec.spawn(lane, move || {
+        // The LU's address identifies it for the per-LU limit of the io lane.
+        let lu_key = exec.lu.as_ref().map(|lu| Arc::as_ptr(lu) as usize as u64);
+        self.exec.spawn_for(lane, lu_key, move || {
             let itt = exec.itt;
             let counted = exec.counted;
             let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
