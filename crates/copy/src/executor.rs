@@ -1,5 +1,5 @@
 //! The copy manager's own bounded executor: a fixed set of named threads and a
-//! bounded queue, so copies neither borrow nor exhaust the daemon's blocking pool and
+//! bounded queue, so copies neither borrow nor exhaust the daemon's worker threads and
 //! a job can outlive the command that started it (background copies).
 
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};

@@ -59,7 +59,7 @@ pub fn lower_priority() {
     }
 }
 
-/// How long a worker's current job may run before jobs stop counting on it.
+/// How long a queued job waits for an awake worker before another is woken for it.
 pub const STALE: Duration = Duration::from_micros(200);
 /// The io lane's watchdog period while jobs wait (it sleeps when the lane is idle).
 pub const TICK: Duration = Duration::from_millis(1);
@@ -125,9 +125,8 @@ struct State {
     idle: usize,
     /// Of those, how many were notified and have not yet woken.
     notified: usize,
-    /// Per worker: when its current job started (`None`: awake between jobs, or
-    /// asleep). Indexed by worker number.
-    running: Vec<Option<Instant>>,
+    /// Workers running a job.
+    busy: usize,
     /// The watchdog thread exists and is sleeping until the lane gets busy.
     watchdog_parked: bool,
     watchdog: bool,
@@ -226,9 +225,14 @@ impl Pool {
             if !s.watchdog {
                 s.watchdog = true;
                 let pool = self.clone();
-                let _ = std::thread::Builder::new()
+                let spawned = std::thread::Builder::new()
                     .name(format!("{}-watch", self.name))
                     .spawn(move || pool.watch());
+                if let Err(e) = spawned {
+                    // Pushes still re-check; only blocked-worker recovery without
+                    // further pushes is lost.
+                    tracing::error!(error = %e, lane = self.name, "cannot start the watchdog thread");
+                }
             } else if s.watchdog_parked {
                 s.watchdog_parked = false;
                 self.tick.notify_one();
@@ -246,15 +250,11 @@ impl Pool {
                 s.notified += 1;
                 self.wake.notify_one();
             } else if s.threads < self.max_threads {
-                let index = s.threads;
                 s.threads += 1;
-                if s.running.len() <= index {
-                    s.running.push(None);
-                }
                 let pool = self.clone();
                 let spawned = std::thread::Builder::new()
                     .name(self.name.into())
-                    .spawn(move || pool.work(index));
+                    .spawn(move || pool.work());
                 if let Err(e) = spawned {
                     // The queued job runs when a running worker comes back for it.
                     tracing::error!(error = %e, lane = self.name, "cannot start a worker thread");
@@ -276,12 +276,9 @@ impl Pool {
         loop {
             if s.queued() > 0 {
                 idle_since = Instant::now();
-                s = {
-                    let pool = &self;
-                    pool.staff(s);
-                    pool.lock()
-                };
-            } else if s.running.iter().any(Option::is_some) {
+                self.staff(s);
+                s = self.lock();
+            } else if s.busy > 0 {
                 idle_since = Instant::now();
             } else if idle_since.elapsed() > Duration::from_secs(1) {
                 s.watchdog_parked = true;
@@ -299,20 +296,18 @@ impl Pool {
         }
     }
 
-    fn work(self: Arc<Self>, index: usize) {
+    fn work(self: Arc<Self>) {
         if self.low_priority {
             lower_priority();
         }
         let mut s = self.lock();
         loop {
             if let Some((job, lu)) = s.pop() {
-                if self.thrifty {
-                    s.running[index] = Some(Instant::now());
-                }
+                s.busy += 1;
                 drop(s);
                 job();
                 s = self.lock();
-                s.running[index] = None;
+                s.busy -= 1;
                 s.finished(lu);
                 continue;
             }

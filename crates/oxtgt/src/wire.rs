@@ -1,6 +1,7 @@
 //! The connection's byte streams: reading PDUs (header first, data straight into the
-//! buffer it belongs in) and the writer task that stamps sequence numbers and sends
-//! PDUs with vectored writes.
+//! buffer it belongs in) and `OutTx`, which stamps sequence numbers and sends PDUs
+//! with vectored writes from whichever thread answers (a flusher task writes what
+//! the socket does not take at once).
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -292,10 +293,12 @@ impl OutTx {
         let mut meta = std::mem::take(&mut core.spare);
         meta.clear();
         let mut ranges = Vec::with_capacity(msg.pdus.len());
+        let mut data_bytes = 0;
         let mut pdus = msg.pdus;
         for p in &mut pdus {
             core.stamper.stamp(&mut p.bhs, p.sn, exp, max);
             let len = p.data_len(msg.buf.as_deref(), &msg.shared);
+            data_bytes += len;
             let h0 = meta.len();
             meta.extend_from_slice(&p.bhs);
             if w.digests.header {
@@ -325,11 +328,7 @@ impl OutTx {
             written: 0,
         };
         if core.corked && core.held < CORK_LIMIT {
-            core.held += e.meta.len()
-                + e.pdus
-                    .iter()
-                    .map(|p| p.data_len(e.buf.as_deref(), &e.shared))
-                    .sum::<usize>();
+            core.held += e.meta.len() + data_bytes;
             core.backlog.push_back(e);
             return Ok(());
         }

@@ -1,6 +1,6 @@
 //! The data path of a SCSI command on a connection: where its data goes (decided
 //! from the header alone), R2Ts and Data-Out through `iscsi::session::write`, and
-//! execution inline (when it cannot block) or on the blocking pool.
+//! execution inline (when it cannot block) or on a worker lane (`exec`).
 
 use super::*;
 
@@ -295,16 +295,7 @@ impl Conn {
         shared: Vec<backstore::SharedBytes>,
     ) {
         let lent = !shared.is_empty();
-        let mut out = build_response(
-            exec.itt,
-            exec.lun_raw,
-            exec.edtl,
-            exec.read,
-            exec.needed_out,
-            outcome,
-            data_in,
-            &self.params,
-        );
+        let mut out = build_response(ReplyTo::of(&exec), outcome, data_in, &self.params);
         if lent {
             out.buf = None;
             out.shared = shared;

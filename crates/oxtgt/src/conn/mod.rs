@@ -3,11 +3,11 @@
 //!
 //! ```text
 //!  socket ─► PduReader ─► Conn::on_pdu ─► CmdSN window ─► command ─► R2T/Data-Out ─► execute
-//!                                                                  (pooled buffer)   (blocking pool)
-//!  socket ◄─ writer task (StatSN/ExpCmdSN/MaxCmdSN stamped, vectored writes) ◄─ responses
+//!                                                                  (pooled buffer)   (exec lanes)
+//!  socket ◄─ OutTx (StatSN/ExpCmdSN/MaxCmdSN stamped, vectored writes) ◄─ responses
 //! ```
-//! The reader never waits on storage: commands run on the blocking pool and their
-//! responses go to the writer through a channel.
+//! The reader never waits on storage: commands that may block run on worker threads
+//! (`exec`), which write their responses through `OutTx` themselves.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -42,7 +42,7 @@ mod tmf;
 
 use login::{login, shutdown_notice, spawn_keepalive, LoginDone};
 
-use response::{build_response, run_command};
+use response::{build_response, run_command, ReplyTo};
 
 use crate::exec::{Executor, Lane};
 use crate::pool::BufPool;
@@ -230,7 +230,7 @@ pub async fn serve(
     let _ = ended_tx.send(true);
 }
 
-/// A command in flight on the blocking pool.
+/// A command in flight on a worker thread.
 struct TaskEntry {
     lun: u64,
     aborted: Arc<AtomicBool>,

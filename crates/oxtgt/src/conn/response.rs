@@ -13,6 +13,7 @@ pub(super) fn run_command(
     params: &NegotiatedParams,
     pool: &BufPool,
 ) -> Outgoing {
+    let to = ReplyTo::of(&exec);
     let hint = match (&exec.lu, &exec.parsed) {
         (
             Some(lu),
@@ -43,16 +44,7 @@ pub(super) fn run_command(
         (None, parsed) => no_lu(parsed, &mut data_in),
     };
     pool.put(exec.data_out);
-    build_response(
-        exec.itt,
-        exec.lun_raw,
-        exec.edtl,
-        exec.read,
-        exec.needed_out,
-        outcome,
-        data_in,
-        params,
-    )
+    build_response(to, outcome, data_in, params)
 }
 
 fn copy_in(buf: &mut Vec<u8>, bytes: &[u8], alloc: u32) -> Outcome {
@@ -79,18 +71,42 @@ fn no_lu(parsed: Result<Parsed, Sense>, buf: &mut Vec<u8>) -> Outcome {
     }
 }
 
-/// Data-In PDUs (status in the last one when it is GOOD) or Data-In plus SCSI Response.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn build_response(
+/// The header fields of a command its response needs.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ReplyTo {
     itt: u32,
     lun: u64,
     edtl: u32,
     read: bool,
     needed_out: u64,
+}
+
+impl ReplyTo {
+    pub(super) fn of(exec: &Exec) -> Self {
+        Self {
+            itt: exec.itt,
+            lun: exec.lun_raw,
+            edtl: exec.edtl,
+            read: exec.read,
+            needed_out: exec.needed_out,
+        }
+    }
+}
+
+/// Data-In PDUs (status in the last one when it is GOOD) or Data-In plus SCSI Response.
+pub(super) fn build_response(
+    to: ReplyTo,
     out: Outcome,
     data_in: Vec<u8>,
     params: &NegotiatedParams,
 ) -> Outgoing {
+    let ReplyTo {
+        itt,
+        lun,
+        edtl,
+        read,
+        needed_out,
+    } = to;
     let plan = data_in::plan(
         Answer {
             edtl,

@@ -294,7 +294,7 @@ impl LogicalUnit {
     }
 
     /// A READ answered without blocking, for the transport to run inline instead of
-    /// handing the command to the blocking pool: `None` when it cannot be (not a
+    /// handing the command to a worker thread: `None` when it cannot be (not a
     /// read, larger than `max_bytes`, its blocks locked by a writer, or data not in
     /// memory); the caller then runs [`LogicalUnit::execute`] as usual. Checks and
     /// their answers are exactly those of `execute`.

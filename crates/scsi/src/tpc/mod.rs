@@ -85,7 +85,7 @@ pub struct WriteUsingToken<'a> {
 }
 
 /// The daemon's copy manager: resolves CSCDs and ROD tokens through the nexus's
-/// access rights and moves the data. Called on the blocking pool.
+/// access rights and moves the data. Called on a thread that may block.
 pub trait CopyManager: Send + Sync + std::fmt::Debug {
     fn extended_copy(&self, req: ExtendedCopy<'_>) -> Result<(), Sense>;
 
