@@ -5,6 +5,7 @@ use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::{
@@ -16,7 +17,8 @@ use crate::{
 pub struct FileBackstore {
     file: File,
     path: PathBuf,
-    size: u64,
+    /// Bytes served: grows on [`Backstore::resize`].
+    size: AtomicU64,
     block_device: bool,
 }
 
@@ -62,7 +64,7 @@ impl FileBackstore {
                 return Ok(Self {
                     file,
                     path: path.to_owned(),
-                    size: want,
+                    size: AtomicU64::new(want),
                     block_device,
                 });
             }
@@ -70,7 +72,7 @@ impl FileBackstore {
         Ok(Self {
             file,
             path: path.to_owned(),
-            size,
+            size: AtomicU64::new(size),
             block_device,
         })
     }
@@ -90,16 +92,53 @@ impl Backstore for FileBackstore {
     }
 
     fn size(&self) -> u64 {
-        self.size
+        self.size.load(Ordering::Acquire)
+    }
+
+    /// A regular file's allocated blocks; a block device is all allocated.
+    fn allocated(&self) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        if self.block_device {
+            return Some(self.size());
+        }
+        self.file.metadata().ok().map(|m| m.blocks() * 512)
+    }
+
+    /// A regular file grows to `new_size` (sparse); a block device takes the size
+    /// the device has now (`new_size` is then only checked against it). Never
+    /// shrinks: data past the new end would be lost to initiators that still
+    /// address it.
+    fn resize(&self, new_size: u64) -> io::Result<u64> {
+        let now = self.size();
+        let target = if self.block_device {
+            let mut f = &self.file;
+            f.seek(SeekFrom::End(0))?
+        } else {
+            new_size
+        };
+        if target < now {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} cannot shrink ({now} → {target} bytes)",
+                    self.path.display()
+                ),
+            ));
+        }
+        if !self.block_device && target > now {
+            self.file.set_len(target)?;
+        }
+        self.size.store(target, Ordering::Release);
+        Ok(target)
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        check_range(offset, buf.len(), self.size)?;
+        check_range(offset, buf.len(), self.size())?;
         self.file.read_exact_at(buf, offset)
     }
 
     fn read_at_nowait(&self, buf: &mut [u8], offset: u64) -> io::Result<bool> {
-        check_range(offset, buf.len(), self.size)?;
+        check_range(offset, buf.len(), self.size())?;
         let mut done = 0;
         while done < buf.len() {
             match sys::pread_nowait(&self.file, &mut buf[done..], offset + done as u64) {
@@ -118,7 +157,7 @@ impl Backstore for FileBackstore {
     }
 
     fn write_at_nowait(&self, buf: &[u8], offset: u64) -> io::Result<bool> {
-        check_range(offset, buf.len(), self.size)?;
+        check_range(offset, buf.len(), self.size())?;
         let mut done = 0;
         while done < buf.len() {
             match sys::pwrite_nowait(&self.file, &buf[done..], offset + done as u64) {
@@ -137,7 +176,7 @@ impl Backstore for FileBackstore {
     }
 
     fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
-        check_range(offset, buf.len(), self.size)?;
+        check_range(offset, buf.len(), self.size())?;
         self.file.write_all_at(buf, offset)?;
         if fua {
             self.file.sync_data()?;
@@ -178,7 +217,7 @@ impl Snapshot for FileBackstore {
     fn snapshot_ranges(&self, ranges: &[(u64, u64)]) -> io::Result<Option<Arc<dyn Backstore>>> {
         use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
         for &(offset, len) in ranges {
-            check_range(offset, len as usize, self.size)?;
+            check_range(offset, len as usize, self.size())?;
         }
         let dir = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
@@ -195,7 +234,7 @@ impl Snapshot for FileBackstore {
             Err(e) if unsupported(&e) || e.raw_os_error() == Some(libc::EISDIR) => return Ok(None),
             Err(e) => return Err(e),
         };
-        image.set_len(self.size)?;
+        image.set_len(self.size())?;
         let blk = self.file.metadata()?.blksize().max(512);
         let mut edge = vec![0u8; blk as usize];
         for &(offset, len) in ranges {
@@ -232,7 +271,7 @@ impl Snapshot for FileBackstore {
                 "(snapshot of {})",
                 self.path.file_name().unwrap_or_default().to_string_lossy()
             )),
-            size: self.size,
+            size: AtomicU64::new(self.size()),
             block_device: false,
         })))
     }
@@ -261,7 +300,7 @@ impl ThinProvisioning for FileBackstore {
             None => Ok((false, len)),
             Some(d) if d > offset => Ok((false, d.min(end) - offset)),
             Some(_) => {
-                let hole = sys::seek(&self.file, offset, false)?.unwrap_or(self.size);
+                let hole = sys::seek(&self.file, offset, false)?.unwrap_or(self.size());
                 Ok((true, hole.min(end).max(offset + 1).min(end) - offset))
             }
         }
@@ -296,7 +335,7 @@ impl FileBackstore {
         len: u64,
         file_op: fn(&File, u64, u64) -> io::Result<()>,
     ) -> io::Result<()> {
-        check_range(offset, len as usize, self.size)?;
+        check_range(offset, len as usize, self.size())?;
         if len == 0 {
             return Ok(());
         }

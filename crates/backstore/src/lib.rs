@@ -63,6 +63,21 @@ pub trait Backstore: Send + Sync + std::fmt::Debug {
     /// Capacity in bytes.
     fn size(&self) -> u64;
 
+    /// Bytes of storage the data occupies now (thin use), when the engine knows.
+    fn allocated(&self) -> Option<u64> {
+        None
+    }
+
+    /// Grows the store to `new_size` bytes (live: I/O may run meanwhile); returns
+    /// the size now served. Engines that cannot change size refuse.
+    fn resize(&self, new_size: u64) -> io::Result<u64> {
+        let _ = new_size;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{} stores cannot be resized", self.kind()),
+        ))
+    }
+
     /// Fills `buf` from `offset`.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
 

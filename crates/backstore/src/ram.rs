@@ -164,6 +164,10 @@ impl Backstore for RamBackstore {
         self.size
     }
 
+    fn allocated(&self) -> Option<u64> {
+        Some(self.used.load(Ordering::Relaxed) * PAGE as u64)
+    }
+
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         check_range(offset, buf.len(), self.size)?;
         for (page, at, r) in Self::spans(offset, buf.len()) {

@@ -14,5 +14,5 @@ mod rod;
 mod status;
 mod token;
 
-pub use manager::{LuCounters, Manager, Resolver, MAX_HELD_PER_NEXUS, RETENTION};
-pub use token::{TokenLimits, Tokens, TOMBSTONE_RETENTION};
+pub use manager::{CopyInfo, LuCounters, Manager, Resolver, MAX_HELD_PER_NEXUS, RETENTION};
+pub use token::{TokenInfo, TokenLimits, Tokens, TOMBSTONE_RETENTION};

@@ -142,6 +142,24 @@ impl Record {
     }
 }
 
+/// One copy as operators see it ([`Manager::copies`]).
+#[derive(Debug, Clone)]
+pub struct CopyInfo {
+    /// The session (nexus id) that started it.
+    pub nexus: u64,
+    pub list_id: u32,
+    /// NAA of the LU the command was sent to.
+    pub lu: [u8; 16],
+    pub op: &'static str,
+    /// running, done, failed or aborted.
+    pub state: &'static str,
+    pub bytes: u64,
+    /// Bytes the copy will move, when known up front (0 if not).
+    pub total_bytes: u64,
+    pub background: bool,
+    pub age: Duration,
+}
+
 #[derive(Debug)]
 pub struct Manager {
     pub(crate) resolver: Arc<dyn Resolver>,
@@ -184,6 +202,51 @@ impl Manager {
     /// The offload counters of the LU with this NAA.
     pub fn counters(&self, naa: &[u8; 16]) -> Arc<LuCounters> {
         counters_of(&self.counters, naa)
+    }
+
+    /// Copies started through the LU with this NAA that are running now (what
+    /// removing the LU waits for).
+    pub fn running_on(&self, naa: &[u8; 16]) -> u16 {
+        self.running_per_lu
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(naa)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Running copies and those whose results are still held, for operators.
+    pub fn copies(&self) -> Vec<CopyInfo> {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for (&nexus, q) in self.lists().iter() {
+            for r in q {
+                let end = r.end.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                out.push(CopyInfo {
+                    nexus,
+                    list_id: r.list_id,
+                    lu: r.lu,
+                    op: match r.op {
+                        Op::ExtendedCopyLid1 => "extended-copy-lid1",
+                        Op::ExtendedCopyLid4 => "extended-copy-lid4",
+                        Op::PopulateToken => "populate-token",
+                        Op::WriteUsingToken => "write-using-token",
+                    },
+                    state: match end.as_ref().map(|e| e.0) {
+                        None | Some(Status::Running) => "running",
+                        Some(Status::Done) => "done",
+                        Some(Status::Failed) => "failed",
+                        Some(Status::Aborted) => "aborted",
+                    },
+                    bytes: r.bytes.load(Ordering::Relaxed),
+                    total_bytes: r.total.load(Ordering::Relaxed),
+                    background: r.background.load(Ordering::Relaxed),
+                    age: now.saturating_duration_since(r.began),
+                });
+            }
+        }
+        out.sort_by_key(|c| std::cmp::Reverse(c.age));
+        out
     }
 
     /// The nexus ended (I_T nexus loss): its running copies, background ones

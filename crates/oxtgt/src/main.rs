@@ -2,12 +2,17 @@
 //!
 //! `oxtgt` alone serves the embedded default config; `oxtgt serve --config FILE`
 //! serves a TOML config; `oxtgt check-config FILE` validates one; `oxtgt
-//! migrate-config FILE` prints it as the model oxtgt runs.
+//! migrate-config FILE` prints it as the model oxtgt runs; `oxtgt ctl ...` (also
+//! installed as `oxtgtctl`) talks to a running daemon's admin socket.
 
+mod admin;
 mod config;
 mod conn;
+mod control;
 mod exec;
 mod guard;
+mod metrics;
+mod notify;
 mod pool;
 mod portals;
 mod registry;
@@ -21,6 +26,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use config::{Config, LogFormat};
+use control::{Control, Overrides};
 use portals::Portals;
 use tokio::sync::watch;
 
@@ -48,7 +54,18 @@ enum Cmd {
         /// Log format: human or json (overrides the config).
         #[arg(long)]
         log_format: Option<String>,
+        /// The admin socket (overrides the config's admin_socket).
+        #[arg(long)]
+        admin_socket: Option<PathBuf>,
+        /// Serve Prometheus metrics here (overrides the config's metrics_listen).
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
     },
+    /// Talk to a running daemon: status, lists, live changes, reload, save.
+    Ctl(admin::cli::CtlArgs),
+    /// Write man pages and shell completions into DIR (for packaging).
+    #[command(hide = true)]
+    GenDocs { dir: PathBuf },
     /// Validate a config file and report every error with its line and key.
     CheckConfig { file: PathBuf },
     /// Print a config file as the model oxtgt runs, every default spelled out:
@@ -71,9 +88,63 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// `oxtgtctl`: the same client as `oxtgt ctl`, under its own name.
+#[derive(Parser)]
+#[command(name = "oxtgtctl", version, about = "Control a running oxtgt daemon")]
+struct CtlCli {
+    #[command(flatten)]
+    args: admin::cli::CtlArgs,
+}
+
+/// Man pages for `oxtgt`, each of its commands and `oxtgtctl`, and bash, zsh and
+/// fish completions for both names, from the same clap definitions.
+fn gen_docs(dir: &std::path::Path) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    let man = dir.join("man");
+    let comp = dir.join("completions");
+    std::fs::create_dir_all(&man)?;
+    std::fs::create_dir_all(&comp)?;
+    let mut pages = vec![Cli::command(), CtlCli::command()];
+    let top = Cli::command();
+    for sub in top.get_subcommands().filter(|s| !s.is_hide_set()) {
+        // A one-shot program: the page names live until it exits.
+        let name: &'static str = Box::leak(format!("oxtgt-{}", sub.get_name()).into_boxed_str());
+        pages.push(sub.clone().name(name));
+    }
+    for cmd in pages {
+        let name = cmd.get_name().to_owned();
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut out)?;
+        std::fs::write(man.join(format!("{name}.1")), out)?;
+    }
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        clap_complete::generate_to(shell, &mut Cli::command(), "oxtgt", &comp)?;
+        clap_complete::generate_to(shell, &mut CtlCli::command(), "oxtgtctl", &comp)?;
+    }
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if std::path::Path::new(&argv0).file_name() == Some(std::ffi::OsStr::new("oxtgtctl")) {
+        return admin::cli::run(CtlCli::parse().args);
+    }
     let cli = Cli::parse();
-    let (cfg_path, listen, log_format) = match cli.command {
+    let (cfg_path, listen, log_format, admin_socket, metrics_listen) = match cli.command {
+        Some(Cmd::Ctl(args)) => return admin::cli::run(args),
+        Some(Cmd::GenDocs { dir }) => {
+            return match gen_docs(&dir) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("gen-docs: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
         Some(Cmd::CheckConfig { file }) => {
             return match Config::load(&file) {
                 Ok(c) => {
@@ -112,10 +183,12 @@ fn main() -> std::process::ExitCode {
             config,
             listen,
             log_format,
-        }) => (config, listen, log_format),
-        None => (None, Vec::new(), None),
+            admin_socket,
+            metrics_listen,
+        }) => (config, listen, log_format, admin_socket, metrics_listen),
+        None => (None, Vec::new(), None, None, None),
     };
-    let mut cfg = match &cfg_path {
+    let base = match &cfg_path {
         Some(p) => match Config::load(p) {
             Ok(c) => c,
             Err(e) => {
@@ -126,6 +199,8 @@ fn main() -> std::process::ExitCode {
         None => Config::embedded_default(),
     };
     let overrides = Overrides {
+        admin_socket,
+        metrics_listen,
         listen,
         log_format: match log_format.as_deref() {
             Some("json") => Some(LogFormat::Json),
@@ -137,6 +212,7 @@ fn main() -> std::process::ExitCode {
             None => None,
         },
     };
+    let mut cfg = base.clone();
     overrides.apply(&mut cfg);
     init_logging(cfg.server.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -149,7 +225,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match rt.block_on(serve(cfg, cfg_path, overrides)) {
+    match rt.block_on(serve(base, cfg, cfg_path, overrides)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -159,82 +235,44 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// What the command line sets over the config file, at start and at every reload.
-#[derive(Debug, Clone, Default)]
-struct Overrides {
-    listen: Vec<SocketAddr>,
-    log_format: Option<LogFormat>,
-}
-
-impl Overrides {
-    fn apply(&self, cfg: &mut Config) {
-        if !self.listen.is_empty() {
-            cfg.server.listen = self.listen.clone();
-        }
-        if let Some(f) = self.log_format {
-            cfg.server.log_format = f;
-        }
-    }
-}
-
-/// SIGHUP: re-reads the config file and applies it whole, or nothing of it:
-/// targets, LUs, ACLs and LUN maps (sessions see their new map at their next
-/// request), the session settings new logins use, and the portals (new ones bound
-/// first, so an address in use refuses the reload; removed ones stop accepting).
-/// Every error is logged with file, line and key.
-async fn reload(
-    reg: &registry::Registry,
-    path: Option<&std::path::Path>,
-    overrides: &Overrides,
-    portals: &mut Portals,
-) {
-    let Some(path) = path else {
-        tracing::warn!("SIGHUP: serving the embedded default, nothing to reload");
-        return;
-    };
-    let mut cfg = match Config::load(path) {
-        Ok(c) => c,
-        Err(errors) => {
-            for e in &errors.0 {
-                tracing::error!(%e, "reload refused: nothing changed");
-            }
-            return;
-        }
-    };
-    overrides.apply(&mut cfg);
-    let bound = match portals.bind_new(&cfg.server.listen).await {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "reload refused: nothing changed");
-            return;
-        }
-    };
-    let old_format = reg.server().log_format;
-    match reg.reload(&cfg) {
-        Ok((lus, reused)) => {
-            let (started, stopped) = portals.commit(bound, &cfg.server.listen);
-            for p in started {
+/// SIGHUP: re-reads the config file and applies it whole, or nothing of it
+/// ([`Control::reload`]); every error is logged with file, line and key.
+async fn reload(control: &Control) {
+    notify::reloading();
+    match control.reload().await {
+        Ok(r) => {
+            for p in &r.portals_started {
                 tracing::info!(portal = %p, "listening");
             }
-            for p in stopped {
+            for p in &r.portals_stopped {
                 tracing::info!(portal = %p, "portal removed: no new connections; its sessions continue");
             }
-            if cfg.server.log_format != old_format {
-                tracing::warn!("server.log_format changes at the next restart");
+            for w in &r.warnings {
+                tracing::warn!("{w}");
             }
             tracing::info!(
-                config = %path.display(),
-                targets = cfg.targets.len(),
-                lus,
-                reused,
+                config = ?control.cfg_path,
+                lus = r.lus,
+                reused = r.reused,
+                removed = r.removed.len(),
                 "reloaded"
             )
         }
-        Err(e) => tracing::error!(error = %e, "reload refused: nothing changed"),
+        Err(errors) => {
+            for e in errors {
+                tracing::error!(error = %e, "reload refused: nothing changed");
+            }
+        }
     }
+    notify::notify("READY=1");
 }
 
-async fn serve(cfg: Config, cfg_path: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
+async fn serve(
+    base: Config,
+    cfg: Config,
+    cfg_path: Option<PathBuf>,
+    overrides: Overrides,
+) -> anyhow::Result<()> {
     let reg = Arc::new(registry::Registry::build(&cfg)?);
     let pool = Arc::new(pool::BufPool::default());
     let exec = Arc::new(exec::Executor::default());
@@ -242,6 +280,20 @@ async fn serve(cfg: Config, cfg_path: Option<PathBuf>, overrides: Overrides) -> 
     let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut portals = Portals::new(conn_tx);
     let bound = portals.bind_new(&cfg.server.listen).await?;
+    // The admin socket and the metrics port are bound before anything is
+    // announced: a daemon that cannot be managed does not start half-way.
+    let admin = match &cfg.server.admin_socket {
+        Some(p) => Some((admin::bind(p)?, p.clone())),
+        None => None,
+    };
+    let metrics = match cfg.server.metrics_listen {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot serve metrics on {a}: {e}"))?,
+        ),
+        None => None,
+    };
     for bound in bound.local_addrs() {
         for t in &reg.model().targets {
             let host = match bound {
@@ -263,6 +315,33 @@ async fn serve(cfg: Config, cfg_path: Option<PathBuf>, overrides: Overrides) -> 
         }
     }
     portals.commit(bound, &cfg.server.listen);
+    let control = Arc::new(Control::new(
+        reg.clone(),
+        base,
+        cfg_path,
+        overrides,
+        portals,
+    ));
+    let mut side = tokio::task::JoinSet::new();
+    if let Some((l, path)) = admin {
+        side.spawn(admin::serve(l, control.clone(), path));
+    }
+    if let Some(l) = metrics {
+        if let Ok(a) = l.local_addr() {
+            tracing::info!(address = %a, "serving metrics at /metrics");
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "oxtgt: metrics at http://{a}/metrics");
+            let _ = out.flush();
+        }
+        side.spawn(metrics::serve(
+            l,
+            Arc::new(metrics::Metrics {
+                reg: reg.clone(),
+                pool: pool.clone(),
+            }),
+        ));
+    }
+    notify::notify("READY=1");
     let mut conns = tokio::task::JoinSet::new();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
@@ -277,17 +356,22 @@ async fn serve(cfg: Config, cfg_path: Option<PathBuf>, overrides: Overrides) -> 
                     shutdown_rx.clone(),
                 ));
             }
-            _ = sighup.recv() => reload(&reg, cfg_path.as_deref(), &overrides, &mut portals).await,
+            _ = sighup.recv() => reload(&control).await,
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
         }
     }
+    notify::notify("STOPPING=1");
     tracing::info!(
         sessions = conns.len(),
         "shutting down: asking initiators to log out"
     );
-    portals.stop_all();
+    control.stop_portals().await;
+    side.abort_all();
+    if let Some(p) = &reg.server().admin_socket {
+        let _ = std::fs::remove_file(p);
+    }
     let _ = shutdown_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(40), async {
         while conns.join_next().await.is_some() {}

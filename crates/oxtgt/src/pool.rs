@@ -4,6 +4,7 @@
 //! length (its whole class size) while pooled, so reuse never re-zeroes it. What the
 //! pool retains is capped; past the cap buffers are freed.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 const MIN_CLASS: usize = 12; // 4 KiB
@@ -12,12 +13,17 @@ const RETAIN_BYTES: usize = 48 << 20;
 
 pub struct BufPool {
     classes: Mutex<(Vec<Vec<Vec<u8>>>, usize)>,
+    /// Requests served from the pool, and those that allocated (metrics).
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
 }
 
 impl Default for BufPool {
     fn default() -> Self {
         Self {
             classes: Mutex::new(((MIN_CLASS..=MAX_CLASS).map(|_| Vec::new()).collect(), 0)),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
     }
 }
@@ -32,16 +38,25 @@ impl BufPool {
     pub fn get(&self, len: usize) -> Vec<u8> {
         let c = class_of(len);
         if c > MAX_CLASS {
+            self.misses.fetch_add(1, Ordering::Relaxed);
             return vec![0u8; len];
         }
         let mut g = self.classes.lock().unwrap_or_else(|e| e.into_inner());
         let (lists, retained) = &mut *g;
         if let Some(b) = lists[c - MIN_CLASS].pop() {
             *retained -= b.len();
+            drop(g);
+            self.hits.fetch_add(1, Ordering::Relaxed);
             return b;
         }
         drop(g);
+        self.misses.fetch_add(1, Ordering::Relaxed);
         vec![0u8; 1 << c]
+    }
+
+    /// Bytes of buffers kept for reuse now.
+    pub fn retained_bytes(&self) -> usize {
+        self.classes.lock().unwrap_or_else(|e| e.into_inner()).1
     }
 
     /// Returns a buffer obtained from [`Self::get`].

@@ -100,6 +100,11 @@ impl Portals {
         (started, stopped)
     }
 
+    /// The addresses being listened on (port 0 resolved).
+    pub fn bound_addrs(&self) -> Vec<SocketAddr> {
+        self.running.values().map(|(local, _)| *local).collect()
+    }
+
     /// Stops accepting everywhere (shutdown).
     pub fn stop_all(&mut self) {
         for (_, (_, task)) in std::mem::take(&mut self.running) {

@@ -67,9 +67,69 @@ impl Target {
 /// and target.
 pub type SessionKey = (String, [u8; 6], String);
 
+/// How a login ended, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginResult {
+    Ok = 0,
+    Authentication = 1,
+    Authorization = 2,
+    NotFound = 3,
+    Timeout = 4,
+    Other = 5,
+}
+
+impl LoginResult {
+    pub const ALL: [LoginResult; 6] = [
+        LoginResult::Ok,
+        LoginResult::Authentication,
+        LoginResult::Authorization,
+        LoginResult::NotFound,
+        LoginResult::Timeout,
+        LoginResult::Other,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            LoginResult::Ok => "ok",
+            LoginResult::Authentication => "authentication_failed",
+            LoginResult::Authorization => "not_authorized",
+            LoginResult::NotFound => "target_not_found",
+            LoginResult::Timeout => "timeout",
+            LoginResult::Other => "other",
+        }
+    }
+}
+
+/// Logins by how they ended.
+#[derive(Debug, Default)]
+pub struct LoginCounters(pub [AtomicU64; 6]);
+
+impl LoginCounters {
+    pub fn count(&self, r: LoginResult) {
+        self.0[r as usize].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What a session did, counted as its commands are answered.
+#[derive(Debug, Default)]
+pub struct SessionStats {
+    pub commands: AtomicU64,
+    /// Data bytes read by commands that completed GOOD.
+    pub read_bytes: AtomicU64,
+    /// Data bytes written by commands that completed GOOD.
+    pub write_bytes: AtomicU64,
+}
+
 /// A live session as the registry sees it.
 pub struct SessionEntry {
     pub tsih: u16,
+    /// The initiator's address.
+    pub peer: Option<std::net::SocketAddr>,
+    /// When login completed.
+    pub since: std::time::SystemTime,
+    pub stats: Arc<SessionStats>,
+    /// Set to true to ask the initiator to log out (async message), ending the
+    /// session if it does not within its grace time.
+    pub logout: watch::Sender<bool>,
     /// Set to true to ask the session to end.
     pub stop: watch::Sender<bool>,
     /// Becomes true when the session has ended.
@@ -125,6 +185,9 @@ pub struct Registry {
     pub sessions: Mutex<HashMap<SessionKey, SessionEntry>>,
     /// Who may be in the login phase, and failure delays.
     pub guard: Arc<crate::guard::LoginGuard>,
+    pub logins: LoginCounters,
+    /// What each initiator name did since the daemon started (all its sessions).
+    initiators: Mutex<HashMap<String, Arc<SessionStats>>>,
 }
 
 /// Lower-case hex, as state file names have always used.
@@ -284,12 +347,28 @@ fn parse_naa_hex(s: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
+/// An LU whose size changed in a new config: (name, LU, new size in bytes).
+type Resize = (String, Arc<LogicalUnit>, u64);
+
+/// What applying a config did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// LUs served now, and how many of them were kept from before.
+    pub lus: usize,
+    pub reused: usize,
+    /// LUs no longer served (callers drain and flush them).
+    pub removed: Vec<(String, Arc<LogicalUnit>)>,
+    /// LUs that grew: (name, blocks now).
+    pub resized: Vec<(String, u64)>,
+}
+
 impl Model {
     /// Builds the targets and LUs of `cfg`, reusing `old`'s LU objects whose name and
     /// definition are unchanged. An LU whose definition changed while it exists is
     /// refused: two objects over one backing store would not share range locks.
-    fn build(cfg: &Config, old: Option<&Model>) -> anyhow::Result<Self> {
+    fn build(cfg: &Config, old: Option<&Model>) -> anyhow::Result<(Self, Vec<Resize>)> {
         let mut targets = Vec::new();
+        let mut resizes = Vec::new();
         // LUs by name: a LU mapped into several targets is one LogicalUnit.
         let mut lus: HashMap<String, (LunConfig, Arc<LogicalUnit>)> = HashMap::new();
         let mut identities = Identities::load(cfg.server.state_dir.as_deref())?;
@@ -304,10 +383,23 @@ impl Model {
                 let def = LunConfig { id: 0, ..l.clone() };
                 if let Some((was, lu)) = old.and_then(|o| o.lus.get(&l.lu)) {
                     if *was != def {
-                        anyhow::bail!(
-                            "LU {} is served and its definition changed; remove it first, or restart",
-                            l.lu
-                        );
+                        let only_size = LunConfig {
+                            size: def.size,
+                            ..was.clone()
+                        } == def;
+                        if !only_size {
+                            anyhow::bail!(
+                                "LU {} is served and its definition changed; remove it first, or restart",
+                                l.lu
+                            );
+                        }
+                        if def.backstore == BackstoreKind::Ram {
+                            anyhow::bail!(
+                                "LU {}: RAM LUs cannot be resized while served (file and block LUs can)",
+                                l.lu
+                            );
+                        }
+                        resizes.push((l.lu.clone(), lu.clone(), def.size.unwrap_or(0)));
                     }
                     seen_naa.insert(lu.identity().naa, l.lu.clone());
                     lus.insert(l.lu.clone(), (def, lu.clone()));
@@ -351,11 +443,19 @@ impl Model {
             }));
         }
         identities.save()?;
-        Ok(Self {
-            server: Arc::new(cfg.server.clone()),
-            targets,
-            lus,
-        })
+        Ok((
+            Self {
+                server: Arc::new(cfg.server.clone()),
+                targets,
+                lus,
+            },
+            resizes,
+        ))
+    }
+
+    /// Every LU by name.
+    pub fn lus(&self) -> impl Iterator<Item = (&String, &LunConfig, &Arc<LogicalUnit>)> {
+        self.lus.iter().map(|(n, (c, lu))| (n, c, lu))
     }
 }
 
@@ -392,7 +492,7 @@ fn build_lu(
 
 impl Registry {
     pub fn build(cfg: &Config) -> anyhow::Result<Self> {
-        let model = Arc::new(RwLock::new(Arc::new(Model::build(cfg, None)?)));
+        let model = Arc::new(RwLock::new(Arc::new(Model::build(cfg, None)?.0)));
         let copy = Arc::new(copy::Manager::with_thread_start(
             Arc::new(AclResolver {
                 model: model.clone(),
@@ -408,7 +508,29 @@ impl Registry {
             next_tsih: AtomicU16::new(1),
             sessions: Mutex::new(HashMap::new()),
             guard: Arc::new(crate::guard::LoginGuard::default()),
+            logins: LoginCounters::default(),
+            initiators: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The counters of `initiator` (made at its first login).
+    pub fn initiator_stats(&self, initiator: &str) -> Arc<SessionStats> {
+        self.initiators
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(initiator.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Every initiator that logged in, with its counters.
+    pub fn initiators(&self) -> Vec<(String, Arc<SessionStats>)> {
+        self.initiators
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// The model being served now.
@@ -433,7 +555,7 @@ impl Registry {
     /// negotiated. Portals are the caller's (`main`). `state_dir` cannot change
     /// while running: reservations and identities live there. Nothing changes on
     /// error. Returns (LUs, of which reused).
-    pub fn reload(&self, cfg: &Config) -> anyhow::Result<(usize, usize)> {
+    pub fn reload(&self, cfg: &Config) -> anyhow::Result<Applied> {
         let old = self.model();
         if cfg.server.state_dir != old.server.state_dir {
             anyhow::bail!(
@@ -442,7 +564,22 @@ impl Registry {
                 cfg.server.state_dir
             );
         }
-        let new = Model::build(cfg, Some(&old))?;
+        let (new, resizes) = Model::build(cfg, Some(&old))?;
+        // Growing happens before the new model is served; a failure changes
+        // nothing else (an LU that grew before it stays grown, which loses nothing).
+        let mut resized = Vec::new();
+        for (name, lu, bytes) in resizes {
+            let blocks = lu
+                .resize(bytes)
+                .with_context(|| format!("resizing LU {name} to {bytes} bytes"))?;
+            resized.push((name, blocks));
+        }
+        let removed: Vec<(String, Arc<LogicalUnit>)> = old
+            .lus
+            .iter()
+            .filter(|(_, (_, o))| !new.lus.values().any(|(_, n)| Arc::ptr_eq(o, n)))
+            .map(|(name, (_, lu))| (name.clone(), lu.clone()))
+            .collect();
         let reused = new
             .lus
             .values()
@@ -457,7 +594,12 @@ impl Registry {
             .tokens
             .revoke_unless(|lu| served.iter().any(|s| Arc::ptr_eq(s, lu)));
         self.generation.fetch_add(1, Ordering::AcqRel);
-        Ok((total, reused))
+        Ok(Applied {
+            lus: total,
+            reused,
+            removed,
+            resized,
+        })
     }
 
     pub fn target(&self, name: &str) -> Option<Arc<Target>> {

@@ -88,6 +88,17 @@ pub(crate) struct Creator {
     pub(crate) list_id: u32,
 }
 
+/// A live token as operators see it ([`Tokens::list`]): never its bytes.
+#[derive(Debug, Clone)]
+pub struct TokenInfo {
+    /// NAA of the LU the token was populated from.
+    pub source: [u8; 16],
+    pub bytes: u64,
+    pub idle: Duration,
+    pub inactivity: Duration,
+    pub in_use: bool,
+}
+
 #[derive(Debug)]
 pub(crate) struct Token {
     pub(crate) bytes: Box<[u8; TOKEN_LEN]>,
@@ -266,6 +277,27 @@ impl Tokens {
 
     fn all(&self) -> MutexGuard<'_, HashMap<[u8; 32], Arc<Token>>> {
         self.all.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Live tokens, without their bytes (a token is a bearer credential):
+    /// (source LU NAA, bytes represented, idle for, inactivity timeout).
+    pub fn list(&self) -> Vec<TokenInfo> {
+        let now = Instant::now();
+        self.all()
+            .values()
+            .filter_map(|t| match &*t.state() {
+                State::Alive {
+                    last_used, users, ..
+                } => Some(TokenInfo {
+                    source: t.creator.lu,
+                    bytes: t.bytes_represented,
+                    idle: now.saturating_duration_since(*last_used),
+                    inactivity: t.inactivity,
+                    in_use: *users > 0,
+                }),
+                State::Dead { .. } => None,
+            })
+            .collect()
     }
 
     /// Live tokens now.

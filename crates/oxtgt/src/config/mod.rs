@@ -111,6 +111,10 @@ pub struct ServerConfig {
     /// Where persistent reservations made with APTPL are kept; without it APTPL is
     /// refused (PTPL_C 0).
     pub state_dir: Option<PathBuf>,
+    /// The admin interface's Unix socket (`oxtgt ctl`); none when unset.
+    pub admin_socket: Option<PathBuf>,
+    /// Where Prometheus metrics are served over HTTP; off when unset.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -456,7 +460,35 @@ impl Config {
             .discovery_chap
             .as_ref()
             .and_then(|c| chap::validate(cx, c, "server.discovery_chap"));
+        let admin_socket = match &s.admin_socket {
+            Some(p) if p.get_ref().starts_with('/') => Some(PathBuf::from(p.get_ref())),
+            Some(p) => {
+                cx.err(
+                    Some(p.span()),
+                    "server.admin_socket",
+                    format!("{:?} is not an absolute path", p.get_ref()),
+                );
+                None
+            }
+            None => None,
+        };
+        let metrics_listen = match &s.metrics_listen {
+            Some(a) => match a.get_ref().parse::<SocketAddr>() {
+                Ok(sa) => Some(sa),
+                Err(_) => {
+                    cx.err(
+                        Some(a.span()),
+                        "server.metrics_listen",
+                        format!("{:?} is not ADDRESS:PORT", a.get_ref()),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
         let server = ServerConfig {
+            admin_socket,
+            metrics_listen,
             listen,
             queue_depth,
             nop_interval_secs: s.nop_interval_secs.unwrap_or(0),

@@ -37,6 +37,10 @@ struct OutServer {
     #[serde(skip_serializing_if = "Option::is_none")]
     state_dir: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    admin_socket: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     discovery_chap: Option<chap::OutChap>,
 }
 
@@ -165,6 +169,8 @@ impl Config {
                     LogFormat::Json => "json",
                 },
                 state_dir: s.state_dir.as_ref().map(|d| d.display().to_string()),
+                admin_socket: s.admin_socket.as_ref().map(|d| d.display().to_string()),
+                metrics_listen: s.metrics_listen.map(|a| a.to_string()),
                 discovery_chap: s.discovery_chap.as_ref().map(chap::OutChap::of),
             },
             lu,

@@ -64,6 +64,8 @@ pub(super) struct RawServer {
     pub(super) immediate_data: Option<bool>,
     pub(super) log_format: Option<Spanned<String>>,
     pub(super) state_dir: Option<String>,
+    pub(super) admin_socket: Option<Spanned<String>>,
+    pub(super) metrics_listen: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

@@ -190,3 +190,26 @@ memory_limit = "1GiB"
     let again = Config::parse("again.toml", &ok.to_toml().unwrap()).unwrap();
     assert_eq!(again.targets[0].luns[0].memory_limit, Some(256 << 20));
 }
+
+#[test]
+fn admin_socket_and_metrics_listen_are_checked_and_round_trip() {
+    let target = "[[target]]\nname = \"iqn.2026-11.org.oxtgt:m\"\nopen_access = true\n";
+    let ok = format!("[server]\nadmin_socket = \"/run/x/oxtgt.sock\"\nmetrics_listen = \"127.0.0.1:9740\"\n{target}");
+    let c = Config::parse("m.toml", &ok).unwrap();
+    assert_eq!(
+        c.server.admin_socket.as_deref(),
+        Some(std::path::Path::new("/run/x/oxtgt.sock"))
+    );
+    assert_eq!(
+        c.server.metrics_listen,
+        Some("127.0.0.1:9740".parse().unwrap())
+    );
+    let again = Config::parse("again.toml", &c.to_toml().unwrap()).unwrap();
+    assert_eq!(again, c);
+    let bad = format!(
+        "[server]\nadmin_socket = \"relative.sock\"\nmetrics_listen = \"nowhere\"\n{target}"
+    );
+    let e = Config::parse("b.toml", &bad).unwrap_err().to_string();
+    assert!(e.contains("b.toml:2: server.admin_socket"), "{e}");
+    assert!(e.contains("b.toml:3: server.metrics_listen"), "{e}");
+}

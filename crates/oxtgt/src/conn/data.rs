@@ -3,6 +3,7 @@
 //! execution inline (when it cannot block) or on a worker lane (`exec`).
 
 use super::*;
+use response::account;
 
 /// Commands moving at most this many bytes run ahead of larger ones in the io lane.
 const URGENT_MAX: usize = 8 * 1024;
@@ -72,6 +73,7 @@ impl Conn {
     pub(super) fn start_command(&mut self, cmd: ScsiCommand, pb: PendingBuf, counted: bool) {
         let PendingBuf { buf, imm_len, plan } = pb;
         let exec = Exec {
+            started: Instant::now(),
             itt: cmd.itt,
             lun_raw: cmd.lun,
             edtl: cmd.expected_data_len,
@@ -242,6 +244,7 @@ impl Conn {
         let nexus = self.nexus.clone();
         let lun_list = self.visible_luns.clone();
         let copy = self.reg.copy.clone();
+        let stats = self.stats.clone();
         let tracked = exec
             .lu
             .clone()
@@ -266,7 +269,7 @@ impl Conn {
                     abort: &aborted,
                     copy: Some(copy.as_ref()),
                 };
-                run_command(exec, ctx, &nexus, &lun_list, &params, &pool)
+                run_command(exec, ctx, &nexus, &lun_list, &params, &pool, &stats)
             }));
             let mut out = ran.unwrap_or_else(|_| {
                 tracing::error!(itt, "command execution panicked");
@@ -295,6 +298,7 @@ impl Conn {
         shared: Vec<backstore::SharedBytes>,
     ) {
         let lent = !shared.is_empty();
+        account(&exec, exec.class(), &outcome, &self.stats);
         let mut out = build_response(ReplyTo::of(&exec), outcome, data_in, &self.params);
         if lent {
             out.buf = None;

@@ -9,6 +9,7 @@ use iscsi::session::stamp::Stamper;
 use crate::config::ServerConfig;
 
 use super::*;
+use crate::registry::LoginResult;
 
 pub(super) struct LoginDone {
     pub(super) params: NegotiatedParams,
@@ -49,6 +50,7 @@ pub(super) async fn login(
                 secs = server.login_timeout_secs,
                 "login not completed in time; closing"
             );
+            reg.logins.count(LoginResult::Timeout);
             return Ok(None);
         };
         let (h, data) = read?;
@@ -73,13 +75,21 @@ pub(super) async fn login(
         match answer.step {
             LoginStep::Continue => {}
             LoginStep::FullFeature(params) => {
+                reg.logins.count(LoginResult::Ok);
                 return Ok(Some(LoginDone {
                     params: *params,
                     stamper: phase.stamper(),
                     server,
-                }))
+                }));
             }
             LoginStep::Close(why) => {
+                reg.logins.count(match answer.status {
+                    (0, _) => LoginResult::Ok,
+                    (2, 1) => LoginResult::Authentication,
+                    (2, 2) => LoginResult::Authorization,
+                    (2, 3) => LoginResult::NotFound,
+                    _ => LoginResult::Other,
+                });
                 tracing::info!(?peer, reason = %why, "login ended");
                 return Ok(None);
             }
@@ -102,10 +112,17 @@ pub(super) fn rand_u32() -> u32 {
     rand::random::<u32>() & 0x00ff_ffff
 }
 
-/// On server shutdown: ask the initiator to log out (Async Message, event 1), give it
-/// a moment, then end the session.
-pub(super) async fn shutdown_notice(shutdown: &mut watch::Receiver<bool>, tx: OutTx) -> String {
-    let _ = shutdown.wait_for(|s| *s).await;
+/// On server shutdown, or when an operator logs the session out: ask the initiator
+/// to log out (Async Message, event 1), give it a moment, then end the session.
+pub(super) async fn shutdown_notice(
+    shutdown: &mut watch::Receiver<bool>,
+    mut logout: watch::Receiver<bool>,
+    tx: OutTx,
+) -> String {
+    let why = tokio::select! {
+        _ = shutdown.wait_for(|s| *s) => "server shutting down",
+        Ok(_) = logout.wait_for(|s| *s) => "logged out by the operator",
+    };
     let msg = pdu::AsyncMsg {
         lun: 0,
         event: 1,
@@ -116,7 +133,7 @@ pub(super) async fn shutdown_notice(shutdown: &mut watch::Receiver<bool>, tx: Ou
     };
     let _ = tx.send(Outgoing::one(PduOut::new(msg.encode(), SnMode::Current)));
     tokio::time::sleep(Duration::from_secs(3)).await;
-    "server shutting down".into()
+    why.into()
 }
 
 /// NOP-In pings when the initiator has been silent (`iscsi::session::keepalive`);

@@ -42,11 +42,11 @@ mod tmf;
 
 use login::{login, shutdown_notice, spawn_keepalive, LoginDone};
 
-use response::{build_response, run_command, ReplyTo};
+use response::{build_response, run_command, Counted, ReplyTo};
 
 use crate::exec::{Executor, Lane};
 use crate::pool::BufPool;
-use crate::registry::{Registry, SessionEntry, Target};
+use crate::registry::{Registry, SessionEntry, SessionStats, Target};
 use crate::wire::{
     After, DataRef, Header, OutTx, Outgoing, PduOut, PduReader, ReadError, SessionWindow, SnMode,
 };
@@ -126,6 +126,8 @@ pub async fn serve(
     // Register for reinstatement and for being stopped.
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let (ended_tx, ended_rx) = watch::channel(false);
+    let (logout_tx, logout_rx) = watch::channel(false);
+    let stats = Arc::new(SessionStats::default());
     let key = (
         params.initiator_name.clone(),
         params.isid,
@@ -140,6 +142,10 @@ pub async fn serve(
                 key.clone(),
                 SessionEntry {
                     tsih: params.tsih,
+                    peer,
+                    since: std::time::SystemTime::now(),
+                    stats: stats.clone(),
+                    logout: logout_tx,
                     stop: stop_tx,
                     ended: ended_rx,
                 },
@@ -172,6 +178,10 @@ pub async fn serve(
         ttts: TttAllocator::default(),
         local,
         logged_out: false,
+        stats: Counted {
+            session: stats,
+            initiator: reg.initiator_stats(&nexus.initiator),
+        },
     };
 
     let keepalive = spawn_keepalive(&server, tx.clone(), last_rx.clone(), started);
@@ -179,7 +189,7 @@ pub async fn serve(
     let end_reason: String = tokio::select! {
         r = conn.run(&mut reader, &last_rx, started) => r,
         _ = stop_rx.wait_for(|s| *s) => "session stopped (reinstated or reset)".into(),
-        r = shutdown_notice(&mut shutdown, tx.clone()) => r,
+        r = shutdown_notice(&mut shutdown, logout_rx, tx.clone()) => r,
     };
     if let Some(k) = keepalive {
         k.abort();
@@ -239,6 +249,8 @@ struct TaskEntry {
 
 /// Everything needed to run a command once its data is in.
 struct Exec {
+    /// When the command arrived (for the latency counters).
+    started: Instant,
     itt: u32,
     lun_raw: u64,
     edtl: u32,
@@ -303,6 +315,7 @@ struct Conn {
     ttts: TttAllocator,
     local: Option<SocketAddr>,
     logged_out: bool,
+    stats: Counted,
 }
 
 impl Conn {

@@ -3,17 +3,20 @@
 //! and places status and residuals.
 
 use super::*;
+use scsi::lu::stats::Class;
 
 /// Executes one command (blocking) and builds its response PDUs.
 pub(super) fn run_command(
-    exec: Exec,
+    mut exec: Exec,
     ctx: Ctx<'_>,
     nexus: &Nexus,
     luns: &[u16],
     params: &NegotiatedParams,
     pool: &BufPool,
+    stats: &Counted,
 ) -> Outgoing {
     let to = ReplyTo::of(&exec);
+    let class = exec.class();
     let hint = match (&exec.lu, &exec.parsed) {
         (
             Some(lu),
@@ -29,7 +32,12 @@ pub(super) fn run_command(
     };
     let mut data_in = pool.get(hint.max(1));
     let data_out = &exec.data_out[..exec.data_out_len.min(exec.data_out.len())];
-    let outcome = match (&exec.lu, exec.parsed) {
+    // The parsed command goes to the LU; what stays in `exec` is for the counters.
+    let parsed = std::mem::replace(
+        &mut exec.parsed,
+        Err(Sense::illegal(Asc::NO_ADDITIONAL_SENSE)),
+    );
+    let outcome = match (&exec.lu, parsed) {
         (
             _,
             Ok(Parsed {
@@ -43,8 +51,50 @@ pub(super) fn run_command(
         (Some(lu), parsed) => lu.execute(nexus, parsed, ctx, data_out, &mut data_in),
         (None, parsed) => no_lu(parsed, &mut data_in),
     };
+    account(&exec, class, &outcome, stats);
     pool.put(exec.data_out);
     build_response(to, outcome, data_in, params)
+}
+
+/// Where a session's commands are counted: its own counters and its initiator's.
+#[derive(Clone)]
+pub(super) struct Counted {
+    pub(super) session: Arc<SessionStats>,
+    pub(super) initiator: Arc<SessionStats>,
+}
+
+impl Exec {
+    /// The command's class for the counters; a CDB that did not parse is "other".
+    pub(super) fn class(&self) -> Class {
+        self.parsed
+            .as_ref()
+            .map_or(Class::Other, |p| Class::of(&p.command))
+    }
+}
+
+/// Counts an answered command for its session, its initiator and its LU.
+pub(super) fn account(exec: &Exec, class: Class, out: &Outcome, stats: &Counted) {
+    let good = out.status == status::GOOD && out.sense.is_none();
+    let bytes = if exec.read {
+        out.data_in_len.min(exec.edtl as usize) as u64
+    } else {
+        exec.data_out_len as u64
+    };
+    for s in [&*stats.session, &*stats.initiator] {
+        s.commands.fetch_add(1, Ordering::Relaxed);
+        if good && bytes > 0 {
+            let c = if exec.read {
+                &s.read_bytes
+            } else {
+                &s.write_bytes
+            };
+            c.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+    if let Some(lu) = &exec.lu {
+        lu.command_stats()
+            .record(class, exec.started.elapsed(), bytes, out);
+    }
 }
 
 fn copy_in(buf: &mut Vec<u8>, bytes: &[u8], alloc: u32) -> Outcome {

@@ -18,6 +18,7 @@ use crate::{inquiry, mode, report};
 
 mod io;
 mod spc;
+pub mod stats;
 mod task;
 mod types;
 pub use io::{Extent, IoCounts, IoStats, Origin, WriteObserver};
@@ -59,7 +60,8 @@ pub struct LogicalUnit {
     identity: LuIdentity,
     store: Arc<dyn Backstore>,
     block_size: u32,
-    num_blocks: u64,
+    /// Capacity in blocks; grows on [`LogicalUnit::resize`].
+    num_blocks: AtomicU64,
     read_only: bool,
     /// Thin provisioned: LBPME, UNMAP and deallocating WRITE SAME.
     thin: bool,
@@ -76,6 +78,7 @@ pub struct LogicalUnit {
     /// The caching page's WCE, mirrored for the I/O path (written under `state`).
     wce: AtomicBool,
     stats: IoStats,
+    commands: stats::CommandStats,
     observers: RwLock<Vec<Arc<dyn WriteObserver>>>,
     /// Whether any observer is registered.
     observed: AtomicBool,
@@ -94,7 +97,7 @@ impl LogicalUnit {
             identity,
             store,
             block_size,
-            num_blocks,
+            num_blocks: AtomicU64::new(num_blocks),
             read_only,
             thin: false,
             lbppbe: 0,
@@ -108,6 +111,7 @@ impl LogicalUnit {
                 ..State::default()
             }),
             stats: IoStats::default(),
+            commands: stats::CommandStats::default(),
             observers: RwLock::new(Vec::new()),
             observed: AtomicBool::new(false),
         }
@@ -193,7 +197,36 @@ impl LogicalUnit {
         self.block_size
     }
     pub fn num_blocks(&self) -> u64 {
-        self.num_blocks
+        self.num_blocks.load(Ordering::Acquire)
+    }
+
+    /// Grows the LU to `bytes` (rounded down to whole blocks) while it is served:
+    /// the backstore grows first, then the capacity, then every nexus gets CAPACITY
+    /// DATA HAS CHANGED (SBC-3 4.4.4) so initiators re-read it. Returns the new
+    /// block count. Shrinking is refused by the backstores.
+    pub fn resize(&self, bytes: u64) -> std::io::Result<u64> {
+        let got = self.store.resize(bytes)?;
+        let blocks = got / u64::from(self.block_size);
+        if self.num_blocks.swap(blocks, Ordering::AcqRel) != blocks {
+            self.raise_unit_attention(None, Asc::CAPACITY_DATA_CHANGED);
+        }
+        Ok(blocks)
+    }
+
+    /// Per-class command counters (the transport records answered commands).
+    pub fn command_stats(&self) -> &stats::CommandStats {
+        &self.commands
+    }
+
+    /// Commands running on this LU now, from every nexus (the admin interface
+    /// waits for them before it lets go of a removed LU).
+    pub fn running_tasks(&self) -> usize {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Nexuses that can reach this LU now.
+    pub fn attached_nexuses(&self) -> usize {
+        self.state().attached.len()
     }
     pub fn read_only(&self) -> bool {
         self.read_only

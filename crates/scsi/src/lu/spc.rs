@@ -58,7 +58,7 @@ impl LogicalUnit {
                     pc,
                     page,
                     subpage,
-                    self.num_blocks,
+                    self.num_blocks(),
                     bs,
                     wp,
                 )?;
