@@ -11,7 +11,7 @@ use testkit::{cdb, Initiator};
 /// SIGHUP reloads the config: a running session sees its new LUN map at its next
 /// command (REPORTED LUNS DATA HAS CHANGED, then REPORT LUNS), an unchanged LU keeps
 /// its data and identity, a broken config or a live LU's changed definition changes
-/// nothing.
+/// nothing, and a file LU grows (CAPACITY DATA HAS CHANGED) but never shrinks.
 #[test]
 fn sighup_reload_changes_the_lun_map_of_a_running_session() {
     const ONE: &str = r#"
@@ -84,12 +84,39 @@ lu = "keep"
     assert_eq!(naa(&mut i), before, "and its identity");
 
     // Changing a live LU's definition is refused; nothing changes.
-    s.reload(&two.replace("size = \"8MiB\"", "size = \"16MiB\""));
+    s.reload(&two.replace("size = \"8MiB\"", "size = \"8MiB\"\nread_only = true"));
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(luns(&mut i), vec![0, 4]);
+    let r = i.scsi(0, &cdb::TEST_UNIT_READY, 0, None).unwrap();
+    assert_eq!(r.status, 0, "nothing changed: {:?}", r.sense_code());
+
+    // Growing a file LU is the one change a live LU takes: CAPACITY DATA HAS
+    // CHANGED, then the new capacity. Shrinking it is refused.
+    let grown = two.replace("size = \"8MiB\"", "size = \"16MiB\"");
+    s.reload(&grown);
+    let mut saw = false;
+    for _ in 0..200 {
+        let r = i.scsi(0, &cdb::TEST_UNIT_READY, 0, None).unwrap();
+        if r.sense_code() == Some((0x06, 0x2a, 0x09)) {
+            saw = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(saw, "CAPACITY DATA HAS CHANGED");
+    let cap = |i: &mut Initiator| {
+        let r = i.scsi(0, &cdb::read_capacity16(32), 32, None).unwrap();
+        u64::from_be_bytes(r.data[..8].try_into().unwrap()) + 1
+    };
+    assert_eq!(cap(&mut i), (16 << 20) / 512);
+    s.reload(&two);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(cap(&mut i), (16 << 20) / 512, "a shrink was refused");
+    let r = i.scsi(0, &cdb::read10(8, 8), 4096, None).unwrap();
+    assert_eq!(r.data, data, "the grown LU kept its data");
 
     // Unmapping a LUN: it is gone for the session.
-    s.reload(ONE);
+    s.reload(&ONE.replace("size = \"8MiB\"", "size = \"16MiB\""));
     assert!(wait_for_ua(&mut i));
     assert_eq!(luns(&mut i), vec![0]);
     let r = i.scsi(4, &cdb::read10(0, 1), 512, None).unwrap();

@@ -636,6 +636,14 @@ pub mod cdb {
         c
     }
     pub const TEST_UNIT_READY: [u8; 6] = [0; 6];
+    /// READ CAPACITY(16) (SERVICE ACTION IN, 10h).
+    pub fn read_capacity16(alloc: u32) -> [u8; 16] {
+        let mut c = [0u8; 16];
+        c[0] = 0x9e;
+        c[1] = 0x10;
+        c[10..14].copy_from_slice(&alloc.to_be_bytes());
+        c
+    }
     pub fn report_luns(alloc: u32) -> [u8; 12] {
         let mut c = [0u8; 12];
         c[0] = 0xa0;
