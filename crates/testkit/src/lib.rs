@@ -87,6 +87,9 @@ pub struct Initiator {
     pub initial_r2t: bool,
     /// Completed responses of other tasks seen while waiting for one.
     stash: std::collections::HashMap<u32, ScsiResult>,
+    /// AsyncEvent codes of the Async Messages received (1: the target asks for a
+    /// logout).
+    pub async_events: Vec<u8>,
 }
 
 impl Initiator {
@@ -112,6 +115,7 @@ impl Initiator {
             immediate_data: true,
             initial_r2t: true,
             stash: std::collections::HashMap::new(),
+            async_events: Vec::new(),
         })
     }
 
@@ -474,7 +478,8 @@ impl Initiator {
                         return Ok(res);
                     }
                 }
-                opcode::NOP_IN | opcode::ASYNC_MSG => {}
+                opcode::NOP_IN => {}
+                opcode::ASYNC_MSG => self.async_events.push(f.bhs[36]),
                 other => {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,

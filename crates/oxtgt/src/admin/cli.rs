@@ -1,7 +1,6 @@
 //! `oxtgt ctl` (also installed as `oxtgtctl`): the admin socket's client. Human
 //! tables by default, the server's JSON with `--json`.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -201,7 +200,7 @@ impl CtlCmd {
             }) => Request::AclAdd {
                 target,
                 initiator,
-                map: map.into_iter().collect::<BTreeMap<_, _>>(),
+                map,
             },
             CtlCmd::Acl(AclCmd::Remove { target, initiator }) => {
                 Request::AclRemove { target, initiator }

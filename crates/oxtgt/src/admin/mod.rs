@@ -157,7 +157,7 @@ pub async fn handle(c: &Control, req: Request) -> Answer {
             map,
         } => changed(
             c.edit("acl add", DRAIN_TIMEOUT, |t| {
-                edit::acl_add(t, &target, &initiator, &map)
+                edit::acl_add(t, &target, &initiator, &map.iter().copied().collect())
             })
             .await,
         ),

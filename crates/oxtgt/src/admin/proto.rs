@@ -5,8 +5,6 @@
 //! "errors": [...]}`. A request of another version is refused with the version the
 //! server speaks, so a newer CLI can tell an older daemon apart.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks.
@@ -73,8 +71,8 @@ pub enum Request {
     AclAdd {
         target: String,
         initiator: String,
-        /// Initiator-visible LUN → target LUN.
-        map: BTreeMap<u16, u16>,
+        /// (initiator-visible LUN, target LUN) pairs.
+        map: Vec<(u16, u16)>,
     },
     AclRemove {
         target: String,

@@ -1,0 +1,509 @@
+//! Operating a running daemon through `oxtgt ctl`: live changes while 8 sessions
+//! do verified random I/O, reload from an edited file, a broken reload, logout,
+//! `save` and a restart that reproduces the model, and the metrics page.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{free_port, Server};
+use serde_json::Value;
+use testkit::{cdb, Initiator};
+
+const IO: &str = "iqn.2026-11.org.oxtgt:io";
+const OPS: &str = "iqn.2026-11.org.oxtgt:ops";
+const NEW: &str = "iqn.2026-11.org.oxtgt:new";
+const IO_HOST: &str = "iqn.2026-11.org.example:io";
+const PROBE: &str = "iqn.2026-11.org.example:probe";
+const PROBE2: &str = "iqn.2026-11.org.example:probe2";
+
+fn config(metrics: u16) -> String {
+    format!(
+        r#"
+[server]
+admin_socket = "{{dir}}/run/oxtgt.sock"
+metrics_listen = "127.0.0.1:{metrics}"
+state_dir = "{{dir}}/state"
+[[lu]]
+name = "a"
+backstore = "file"
+path = "{{dir}}/a.img"
+size = "32MiB"
+[[lu]]
+name = "b"
+backstore = "file"
+path = "{{dir}}/b.img"
+size = "32MiB"
+[[lu]]
+name = "c"
+backstore = "file"
+path = "{{dir}}/c.img"
+size = "8MiB"
+[[target]]
+name = "{IO}"
+[[target.lun]]
+id = 0
+lu = "a"
+[[target.lun]]
+id = 1
+lu = "b"
+[[target.acl]]
+initiator = "{IO_HOST}"
+map = {{ 0 = 0, 1 = 1 }}
+[[target]]
+name = "{OPS}"
+open_access = true
+[[target.lun]]
+id = 0
+lu = "c"
+"#
+    )
+}
+
+/// Runs `oxtgt ctl --json ARGS`; returns its exit code and the JSON it printed.
+fn ctl(s: &Server, args: &[&str]) -> (i32, Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_oxtgt"))
+        .arg("ctl")
+        .arg("--socket")
+        .arg(s.dir.join("run/oxtgt.sock"))
+        .arg("--json")
+        .args(args)
+        .output()
+        .expect("run oxtgt ctl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = serde_json::from_str(&text).unwrap_or(Value::Null);
+    (out.status.code().unwrap_or(-1), v)
+}
+
+fn ok(s: &Server, args: &[&str]) -> Value {
+    let (code, v) = ctl(s, args);
+    assert_eq!(code, 0, "oxtgt ctl {args:?} → {v}");
+    v
+}
+
+fn login(addr: &str, initiator: &str, target: &str, isid: u8) -> Result<Initiator, (u8, u8)> {
+    let mut i = Initiator::connect(addr).unwrap();
+    i.isid[5] = isid;
+    let r = i.login_as(initiator, Some(target), &[]).unwrap();
+    if (r.status_class, r.status_detail) != (0, 0) {
+        return Err((r.status_class, r.status_detail));
+    }
+    Ok(i)
+}
+
+fn report_luns(i: &mut Initiator) -> Vec<u16> {
+    // The first command after a change may report it.
+    for _ in 0..3 {
+        let r = i.scsi(0, &cdb::report_luns(4096), 4096, None).unwrap();
+        if r.status == 0 {
+            let n = u32::from_be_bytes(r.data[..4].try_into().unwrap()) as usize / 8;
+            return (0..n)
+                .map(|k| u16::from_be_bytes([r.data[8 + 8 * k] & 0x3f, r.data[9 + 8 * k]]))
+                .collect();
+        }
+    }
+    panic!("REPORT LUNS keeps failing");
+}
+
+/// Sends TEST UNIT READY to `lun` until it answers GOOD; returns the unit
+/// attentions it reported on the way.
+fn drain_uas(i: &mut Initiator, lun: u16) -> Vec<(u8, u8, u8)> {
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        let r = i.scsi(lun, &cdb::TEST_UNIT_READY, 0, None).unwrap();
+        match r.sense_code() {
+            None if r.status == 0 => return seen,
+            Some(c) if c.0 == 6 => seen.push(c),
+            other => panic!("TUR on LUN {lun}: {other:?}"),
+        }
+    }
+    panic!("LUN {lun} keeps reporting unit attentions: {seen:?}");
+}
+
+/// Consumes the unit attentions every LUN of the session reports.
+fn settle(i: &mut Initiator) {
+    for lun in report_luns(i) {
+        drain_uas(i, lun);
+    }
+}
+
+/// What the I/O sessions saw.
+#[derive(Default)]
+struct IoLog {
+    errors: Vec<String>,
+    /// Unit attentions by LUN.
+    uas: BTreeMap<u16, BTreeSet<(u8, u8)>>,
+}
+
+/// One session writing stamped 4 KiB blocks at random in its own region of its
+/// LUN and reading back ones it wrote, until `stop`.
+fn io_session(
+    addr: String,
+    k: u8,
+    stop: Arc<AtomicBool>,
+    ops: Arc<AtomicU64>,
+    log: Arc<Mutex<IoLog>>,
+) {
+    let mut i = login(&addr, IO_HOST, IO, 10 + k).expect("io login");
+    let lun = u16::from(k % 2);
+    let base = u32::from(k / 2) * 8192; // blocks of 512 B: 4 MiB per session
+    let mut written: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut seq = 0u64;
+    let fail = |log: &Mutex<IoLog>, m: String| log.lock().unwrap().errors.push(m);
+    let run = |i: &mut Initiator, c: &[u8], read: u32, data: Option<&[u8]>| {
+        for _ in 0..10 {
+            let r = match i.scsi(lun, c, read, data) {
+                Ok(r) => r,
+                Err(e) => return Err(format!("session {k}: {e}")),
+            };
+            match r.sense_code() {
+                Some((6, asc, ascq)) => {
+                    log.lock()
+                        .unwrap()
+                        .uas
+                        .entry(lun)
+                        .or_default()
+                        .insert((asc, ascq));
+                    continue;
+                }
+                _ if r.status == 0 => return Ok(r.data),
+                other => {
+                    return Err(format!(
+                        "session {k} LUN {lun}: status {} {other:?}",
+                        r.status
+                    ))
+                }
+            }
+        }
+        Err(format!("session {k}: unit attentions without end"))
+    };
+    while !stop.load(Ordering::Relaxed) {
+        seq += 1;
+        let slot = (rand::random::<u32>() % 1024) * 8;
+        let mut data = vec![0u8; 4096];
+        for (n, chunk) in data.chunks_mut(8).enumerate() {
+            chunk.copy_from_slice(
+                &((seq << 16) | (u64::from(k) << 8) | (n as u64 % 256)).to_be_bytes(),
+            );
+        }
+        if let Err(e) = run(&mut i, &cdb::write10(base + slot, 8), 0, Some(&data)) {
+            fail(&log, e);
+            return;
+        }
+        written.insert(slot, seq);
+        let (&check, &stamp) = written
+            .range(rand::random::<u32>() % 8192..)
+            .next()
+            .unwrap_or((&slot, &seq));
+        match run(&mut i, &cdb::read10(base + check, 8), 4096, None) {
+            Ok(got) => {
+                let want = (stamp << 16) | (u64::from(k) << 8);
+                let first = u64::from_be_bytes(got[..8].try_into().unwrap());
+                if first != want {
+                    fail(
+                        &log,
+                        format!("session {k}: block {check} holds {first:x}, wrote {want:x}"),
+                    );
+                    return;
+                }
+            }
+            Err(e) => {
+                fail(&log, e);
+                return;
+            }
+        }
+        ops.fetch_add(2, Ordering::Relaxed);
+    }
+}
+
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(
+        out.starts_with("HTTP/1.1 200"),
+        "{}",
+        &out[..out.len().min(200)]
+    );
+    out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned()
+}
+
+/// The value of one sample (`name{labels}`) in a scrape.
+fn sample(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {series}"))
+}
+
+/// `promtool check metrics` on a page, when Prometheus' promtool is installed
+/// (scripts/test installs it).
+fn promtool(page: &str) {
+    use std::io::Write;
+    let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        assert!(std::env::var_os("CI").is_none(), "promtool missing in CI");
+        eprintln!("promtool not installed: metrics page not linted");
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(page.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(15);
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn sessions_of(s: &Server, initiator: &str) -> usize {
+    ok(s, &["list"])["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["initiator"] == initiator)
+        .count()
+}
+
+#[test]
+fn live_changes_while_eight_sessions_do_verified_io() {
+    let metrics = free_port();
+    let mut s = Server::start("admin", &config(metrics));
+    let addr = s.addr();
+    let socket = s.dir.join("run/oxtgt.sock");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "admin socket mode");
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(AtomicU64::new(0));
+    let log = Arc::new(Mutex::new(IoLog::default()));
+    let workers: Vec<_> = (0..8u8)
+        .map(|k| {
+            let (a, st, o, l) = (addr.clone(), stop.clone(), ops.clone(), log.clone());
+            std::thread::spawn(move || io_session(a, k, st, o, l))
+        })
+        .collect();
+    wait_until("I/O to start", || ops.load(Ordering::Relaxed) > 200);
+    let page0 = scrape(metrics);
+    promtool(&page0);
+
+    let mut probe = login(&addr, PROBE, OPS, 1).unwrap();
+    assert_eq!(report_luns(&mut probe), vec![0]);
+    let status = ok(&s, &["status"]);
+    assert_eq!(status["sessions"], 9, "{status}");
+
+    // Add a named LU to the open target: the probe's map changes.
+    let d = s.dir.join("d.img");
+    ok(
+        &s,
+        &[
+            "lu",
+            "add",
+            "--target",
+            OPS,
+            "--lun",
+            "1",
+            "--name",
+            "d",
+            "--backstore",
+            "file",
+            "--path",
+            d.to_str().unwrap(),
+            "--size",
+            "16MiB",
+        ],
+    );
+    assert_eq!(drain_uas(&mut probe, 0), vec![(6, 0x3f, 0x0e)]);
+    assert_eq!(report_luns(&mut probe), vec![0, 1]);
+    settle(&mut probe);
+    let w = probe
+        .scsi(1, &cdb::write10(0, 8), 0, Some(&[0xd1; 4096]))
+        .unwrap();
+    assert_eq!(w.status, 0, "{:?}", w.sense_code());
+    // ... and map it a second time.
+    ok(&s, &["lun", "map", OPS, "2", "d"]);
+    assert_eq!(drain_uas(&mut probe, 0), vec![(6, 0x3f, 0x0e)]);
+    assert_eq!(report_luns(&mut probe), vec![0, 1, 2]);
+    settle(&mut probe);
+    let r = probe.scsi(2, &cdb::read10(0, 8), 4096, None).unwrap();
+    assert_eq!(r.data, vec![0xd1; 4096], "one LU at two LUNs");
+
+    // A refused change says why and changes nothing.
+    let (code, v) = ctl(&s, &["lun", "map", OPS, "1", "d"]);
+    assert_eq!(code, 1);
+    assert!(
+        v["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("already has LUN 1"),
+        "{v}"
+    );
+
+    // Remove LU c (LUN 0 of the open target): gone for the probe.
+    let v = ok(&s, &["lu", "remove", "c"]);
+    assert_eq!(v["removed"][0]["lu"], "c");
+    assert_eq!(v["removed"][0]["still_running"], 0);
+    assert_eq!(drain_uas(&mut probe, 1), vec![(6, 0x3f, 0x0e)]);
+    assert_eq!(report_luns(&mut probe), vec![1, 2]);
+    let r = probe.scsi(0, &cdb::read10(0, 1), 512, None).unwrap();
+    assert_eq!(r.sense_code(), Some((5, 0x25, 0)), "LU NOT SUPPORTED");
+
+    // Give a second host access to the I/O target: refused before, allowed after.
+    assert_eq!(login(&addr, PROBE2, IO, 2).err(), Some((2, 2)));
+    ok(&s, &["acl", "add", IO, PROBE2, "--map", "0=1"]);
+    let mut probe2 = login(&addr, PROBE2, IO, 2).expect("probe2 admitted");
+    assert_eq!(report_luns(&mut probe2), vec![0]);
+
+    // Grow LU a under the I/O: its sessions get CAPACITY DATA HAS CHANGED.
+    let v = ok(&s, &["lu", "resize", "a", "64MiB"]);
+    assert_eq!(v["resized"][0][1], (64 << 20) / 512);
+
+    // Reload from an edited file: save what runs, add a target to the file.
+    ok(&s, &["save"]);
+    let saved = std::fs::read_to_string(s.dir.join("oxtgt.toml")).unwrap();
+    let edited = format!(
+        "{saved}\n[[target]]\nname = \"{NEW}\"\nopen_access = true\n[[target.lun]]\nid = 0\nlu = \"d\"\n"
+    );
+    std::fs::write(s.dir.join("oxtgt.toml"), &edited).unwrap();
+    let v = ok(&s, &["reload"]);
+    assert_eq!(v["reused"], v["lus"], "no LU rebuilt: {v}");
+    let mut n = login(&addr, PROBE, NEW, 3).expect("new target serves");
+    let r = n.scsi(0, &cdb::read10(0, 8), 4096, None).unwrap();
+    assert_eq!(r.data, vec![0xd1; 4096]);
+
+    // A broken file: every error reported, nothing applied.
+    std::fs::write(
+        s.dir.join("oxtgt.toml"),
+        edited
+            .replacen("backstore = \"file\"", "backstore = \"floppy\"", 1)
+            .replace(&format!("name = \"{NEW}\""), "name = \"bad name\""),
+    )
+    .unwrap();
+    let (code, v) = ctl(&s, &["reload"]);
+    assert_eq!(code, 1, "{v}");
+    let errors: Vec<&str> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(errors.len() >= 2, "every error: {errors:?}");
+    assert!(
+        errors.iter().all(|e| e.contains("oxtgt.toml:")),
+        "file and line: {errors:?}"
+    );
+    assert_eq!(report_luns(&mut probe), vec![1, 2], "nothing changed");
+    std::fs::write(s.dir.join("oxtgt.toml"), &edited).unwrap();
+
+    // Taking the ACL entry away logs probe2 out (Async Message, then the end).
+    ok(&s, &["acl", "remove", IO, PROBE2]);
+    wait_until("probe2 to be logged out", || {
+        probe2.scsi(0, &cdb::TEST_UNIT_READY, 0, None).is_err()
+    });
+    assert!(
+        probe2.async_events.contains(&1),
+        "asked to log out: {:?}",
+        probe2.async_events
+    );
+    wait_until("probe2's session to end", || sessions_of(&s, PROBE2) == 0);
+    // And an operator can log a session out by initiator name.
+    let v = ok(&s, &["session", "logout", "--initiator", PROBE]);
+    assert_eq!(v["sessions"], 2);
+    wait_until("probe sessions to end", || sessions_of(&s, PROBE) == 0);
+
+    // The I/O ran all along.
+    let before = ops.load(Ordering::Relaxed);
+    wait_until("more I/O", || ops.load(Ordering::Relaxed) > before + 200);
+    let page1 = scrape(metrics);
+    promtool(&page1);
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let log = log.lock().unwrap();
+    assert!(log.errors.is_empty(), "I/O errors: {:?}", log.errors);
+    assert_eq!(log.uas.get(&1), None, "LUN 1 (LU b) was never changed");
+    assert_eq!(
+        log.uas.get(&0).cloned().unwrap_or_default(),
+        BTreeSet::from([(0x2a, 0x09)]),
+        "LUN 0 (LU a) grew: CAPACITY DATA HAS CHANGED only"
+    );
+    eprintln!(
+        "admin: {} verified I/O commands across the changes, 0 errors",
+        ops.load(Ordering::Relaxed)
+    );
+
+    // Metrics moved by what the I/O did: writes on a and b, in bytes.
+    let written = |p: &str, lu: &str| {
+        sample(
+            p,
+            &format!("oxtgt_lu_data_bytes_total{{lu=\"{lu}\",class=\"write\"}}"),
+        )
+    };
+    for lu in ["a", "b"] {
+        assert!(
+            written(&page1, lu) > written(&page0, lu),
+            "LU {lu} write bytes grew"
+        );
+        assert_eq!(written(&page1, lu) % 4096.0, 0.0, "whole 4 KiB writes");
+    }
+    let io_written = sample(
+        &page1,
+        &format!("oxtgt_initiator_data_bytes_total{{initiator=\"{IO_HOST}\",direction=\"write\"}}"),
+    );
+    assert_eq!(
+        io_written,
+        written(&page1, "a") + written(&page1, "b"),
+        "per initiator = per LU"
+    );
+    assert!(sample(&page1, "oxtgt_logins_total{result=\"not_authorized\"}") >= 1.0);
+
+    // save + restart reproduces the model.
+    let model = |s: &Server| {
+        let l = ok(s, &["list"]);
+        let lus: Vec<Value> = l["lus"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| serde_json::json!([x["name"], x["size_bytes"], x["path"], x["naa"]]))
+            .collect();
+        (l["targets"].clone(), lus)
+    };
+    ok(&s, &["save"]);
+    let before = model(&s);
+    s.restart();
+    assert_eq!(model(&s), before, "the saved model after a restart");
+    let mut io = login(&s.addr(), IO_HOST, IO, 30).unwrap();
+    let r = io.scsi(0, &cdb::read_capacity16(32), 32, None).unwrap();
+    assert_eq!(
+        u64::from_be_bytes(r.data[..8].try_into().unwrap()) + 1,
+        (64 << 20) / 512
+    );
+}
