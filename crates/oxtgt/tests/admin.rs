@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{free_port, Server};
+use common::{free_port, promtool, sample, scrape, Server};
 use serde_json::Value;
 use testkit::{cdb, Initiator};
 
@@ -218,58 +218,6 @@ fn io_session(
         }
         ops.fetch_add(2, Ordering::Relaxed);
     }
-}
-
-fn scrape(port: u16) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    assert!(
-        out.starts_with("HTTP/1.1 200"),
-        "{}",
-        &out[..out.len().min(200)]
-    );
-    out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned()
-}
-
-/// The value of one sample (`name{labels}`) in a scrape.
-fn sample(page: &str, series: &str) -> f64 {
-    page.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no sample {series}"))
-}
-
-/// `promtool check metrics` on a page, when Prometheus' promtool is installed
-/// (scripts/test installs it).
-fn promtool(page: &str) {
-    use std::io::Write;
-    let Ok(mut child) = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-    else {
-        assert!(std::env::var_os("CI").is_none(), "promtool missing in CI");
-        eprintln!("promtool not installed: metrics page not linted");
-        return;
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(page.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {

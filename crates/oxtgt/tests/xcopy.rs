@@ -742,15 +742,18 @@ fn esxi_and_sg_xcopy_styles_copy_a_gib_identically() {
 }
 
 /// On a loop-mounted XFS with reflink, a file-to-file copy shares extents: 256 MiB
-/// copied costs the filesystem almost no space, and reads back identical.
+/// copied costs the filesystem almost no space, and reads back identical. The
+/// metrics count exactly those bytes on the reflink path and none through a buffer.
 #[test]
 fn reflink_clone_on_xfs_shares_extents() {
     let Some(fs) = testkit::xfs::ReflinkFs::mount_or_skip("xcopy", 2 << 30) else {
         return;
     };
     let mnt = fs.path().to_path_buf();
+    let metrics = common::free_port();
     let config = format!(
-        "[[target]]\nname = \"{TARGET}\"\nopen_access = true\n\
+        "[server]\nmetrics_listen = \"127.0.0.1:{metrics}\"\n\
+         [[target]]\nname = \"{TARGET}\"\nopen_access = true\n\
          [[target.lun]]\nid = 0\nbackstore = \"file\"\npath = \"{m}/a.img\"\nsize = \"512MiB\"\n\
          [[target.lun]]\nid = 1\nbackstore = \"file\"\npath = \"{m}/b.img\"\nsize = \"512MiB\"\n",
         m = mnt.display()
@@ -788,6 +791,19 @@ fn reflink_clone_on_xfs_shares_extents() {
             .unwrap()
     };
     let before = used();
+    let offload = |path: &str| {
+        common::sample(
+            &common::scrape(metrics),
+            &format!(
+                "oxtgt_offload_bytes_total{{lu=\"{TARGET}/lun1\",command=\"extended_copy\",path=\"{path}\"}}"
+            ),
+        )
+    };
+    let (reflink0, bounce0, cfr0) = (
+        offload("reflink"),
+        offload("bounce"),
+        offload("copy_file_range"),
+    );
     let segs: Vec<Vec<u8>> = (0..blocks.div_ceil(0xffff))
         .map(|k| {
             let at = k * 0xffff;
@@ -802,6 +818,25 @@ fn reflink_clone_on_xfs_shares_extents() {
     sync(&mut s);
     let grew = used().saturating_sub(before);
     println!("reflink: 256 MiB cloned in {took:?}, filesystem grew {grew} bytes");
+    // Segments of 0xffff blocks end off the filesystem's 4 KiB blocks: what does
+    // not fill a whole one at each boundary goes by copy_file_range.
+    let (reflinked, cfr) = (
+        offload("reflink") - reflink0,
+        offload("copy_file_range") - cfr0,
+    );
+    println!("reflink: metrics count {reflinked} bytes reflinked, {cfr} by copy_file_range");
+    assert_eq!(
+        reflinked + cfr,
+        (256u64 << 20) as f64,
+        "metrics: every byte on a path"
+    );
+    assert!(cfr <= (segs.len() * 8192) as f64, "only the edges: {cfr}");
+    assert_eq!(
+        offload("bounce") - bounce0,
+        0.0,
+        "metrics: nothing through a buffer"
+    );
+    assert_eq!(offload("memcpy"), 0.0);
     assert!(
         grew < 16 << 20,
         "256 MiB copy took {grew} bytes of space: not shared"
