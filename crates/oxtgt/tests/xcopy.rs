@@ -741,12 +741,12 @@ fn esxi_and_sg_xcopy_styles_copy_a_gib_identically() {
     assert_same(&mut s, 0, 2);
 }
 
-/// On a loop-mounted XFS with reflink, a file-to-file copy shares extents: 256 MiB
+/// On a loop-mounted XFS with reflink, a file-to-file copy shares extents: 1 GiB
 /// copied costs the filesystem almost no space, and reads back identical. The
 /// metrics count exactly those bytes on the reflink path and none through a buffer.
 #[test]
 fn reflink_clone_on_xfs_shares_extents() {
-    let Some(fs) = testkit::xfs::ReflinkFs::mount_or_skip("xcopy", 2 << 30) else {
+    let Some(fs) = testkit::xfs::ReflinkFs::mount_or_skip("xcopy", 3 << 30) else {
         return;
     };
     let mnt = fs.path().to_path_buf();
@@ -754,14 +754,14 @@ fn reflink_clone_on_xfs_shares_extents() {
     let config = format!(
         "[server]\nmetrics_listen = \"127.0.0.1:{metrics}\"\n\
          [[target]]\nname = \"{TARGET}\"\nopen_access = true\n\
-         [[target.lun]]\nid = 0\nbackstore = \"file\"\npath = \"{m}/a.img\"\nsize = \"512MiB\"\n\
-         [[target.lun]]\nid = 1\nbackstore = \"file\"\npath = \"{m}/b.img\"\nsize = \"512MiB\"\n",
+         [[target.lun]]\nid = 0\nbackstore = \"file\"\npath = \"{m}/a.img\"\nsize = \"1GiB\"\n\
+         [[target.lun]]\nid = 1\nbackstore = \"file\"\npath = \"{m}/b.img\"\nsize = \"1GiB\"\n",
         m = mnt.display()
     );
     let server = Server::start("xfsrv", &config);
     let mut s = me(&server, 1);
     let (n0, n1) = (naa(&mut s, 0), naa(&mut s, 1));
-    let blocks = (256u64 << 20) / BS as u64;
+    let blocks = (1u64 << 30) / BS as u64;
     let mut lba = 0;
     while lba < blocks {
         write(&mut s, 0, lba, &pattern(CHUNK as usize * BS, lba as u8));
@@ -817,7 +817,7 @@ fn reflink_clone_on_xfs_shares_extents() {
     assert_eq!(r.status, GOOD, "{:?}", r.sense_code());
     sync(&mut s);
     let grew = used().saturating_sub(before);
-    println!("reflink: 256 MiB cloned in {took:?}, filesystem grew {grew} bytes");
+    println!("reflink: 1 GiB cloned in {took:?}, filesystem grew {grew} bytes");
     // Segments of 0xffff blocks end off the filesystem's 4 KiB blocks: what does
     // not fill a whole one at each boundary goes by copy_file_range.
     let (reflinked, cfr) = (
@@ -827,7 +827,7 @@ fn reflink_clone_on_xfs_shares_extents() {
     println!("reflink: metrics count {reflinked} bytes reflinked, {cfr} by copy_file_range");
     assert_eq!(
         reflinked + cfr,
-        (256u64 << 20) as f64,
+        (1u64 << 30) as f64,
         "metrics: every byte on a path"
     );
     assert!(cfr <= (segs.len() * 8192) as f64, "only the edges: {cfr}");
@@ -839,7 +839,7 @@ fn reflink_clone_on_xfs_shares_extents() {
     assert_eq!(offload("memcpy"), 0.0);
     assert!(
         grew < 16 << 20,
-        "256 MiB copy took {grew} bytes of space: not shared"
+        "1 GiB copy took {grew} bytes of space: not shared"
     );
     let mut lba = 0;
     while lba < blocks {
