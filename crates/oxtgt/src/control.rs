@@ -50,8 +50,10 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Drained {
     pub lu: String,
-    /// Commands and copies still running when the wait ended (0: drained).
-    pub still_running: usize,
+    /// Commands on the LU, and copies started through it (a copy without IMMED
+    /// is both), still running when the wait ended: both 0 when drained.
+    pub commands_running: usize,
+    pub copies_running: usize,
     pub waited_ms: u64,
 }
 
@@ -257,24 +259,25 @@ async fn drain_lu(
 ) -> Drained {
     let began = Instant::now();
     let naa = lu.identity().naa;
-    let running = || lu.running_tasks() + usize::from(reg.copy.running_on(&naa));
-    while running() > 0 && began.elapsed() < timeout {
+    let running = || (lu.running_tasks(), usize::from(reg.copy.running_on(&naa)));
+    while running() != (0, 0) && began.elapsed() < timeout {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let still = running();
+    let (commands, copies) = running();
     let l = lu.clone();
     let flushed = tokio::task::spawn_blocking(move || l.flush()).await;
     if let Ok(Err(e)) = flushed {
         tracing::error!(lu = %name, error = %e, "flush of a removed LU failed");
     }
-    if still > 0 {
-        tracing::warn!(lu = %name, still_running = still, "LU removed; commands still running on it after the drain timeout");
+    if (commands, copies) != (0, 0) {
+        tracing::warn!(lu = %name, commands, copies, "LU removed; still running on it after the drain timeout");
     } else {
         tracing::info!(lu = %name, "LU removed and drained");
     }
     Drained {
         lu: name.to_owned(),
-        still_running: still,
+        commands_running: commands,
+        copies_running: copies,
         waited_ms: began.elapsed().as_millis() as u64,
     }
 }

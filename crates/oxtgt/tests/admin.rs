@@ -317,7 +317,8 @@ fn live_changes_while_eight_sessions_do_verified_io() {
     // Remove LU c (LUN 0 of the open target): gone for the probe.
     let v = ok(&s, &["lu", "remove", "c"]);
     assert_eq!(v["removed"][0]["lu"], "c");
-    assert_eq!(v["removed"][0]["still_running"], 0);
+    assert_eq!(v["removed"][0]["commands_running"], 0);
+    assert_eq!(v["removed"][0]["copies_running"], 0);
     assert_eq!(drain_uas(&mut probe, 1), vec![(6, 0x3f, 0x0e)]);
     assert_eq!(report_luns(&mut probe), vec![1, 2]);
     let r = probe.scsi(0, &cdb::read10(0, 1), 512, None).unwrap();
@@ -422,13 +423,15 @@ fn live_changes_while_eight_sessions_do_verified_io() {
         );
         assert_eq!(written(&page1, lu) % 4096.0, 0.0, "whole 4 KiB writes");
     }
+    // With the I/O stopped the counters hold still: per initiator = per LU.
+    let page2 = scrape(metrics);
     let io_written = sample(
-        &page1,
+        &page2,
         &format!("oxtgt_initiator_data_bytes_total{{initiator=\"{IO_HOST}\",direction=\"write\"}}"),
     );
     assert_eq!(
         io_written,
-        written(&page1, "a") + written(&page1, "b"),
+        written(&page2, "a") + written(&page2, "b"),
         "per initiator = per LU"
     );
     assert!(sample(&page1, "oxtgt_logins_total{result=\"not_authorized\"}") >= 1.0);
@@ -454,4 +457,127 @@ fn live_changes_while_eight_sessions_do_verified_io() {
         u64::from_be_bytes(r.data[..8].try_into().unwrap()) + 1,
         (64 << 20) / 512
     );
+}
+
+/// Removing an LU while a copy into it runs: it leaves every LUN map at once, the
+/// answer says how many commands were still running when the wait ended (exit 3
+/// for `--timeout 0`), the copy still finishes GOOD; with a long enough timeout
+/// the removal waits for it and reports it drained.
+#[test]
+fn removing_an_lu_waits_for_its_running_copy_or_says_it_did_not() {
+    let cfg = format!(
+        r#"
+[server]
+admin_socket = "{{dir}}/run/oxtgt.sock"
+[[lu]]
+name = "src"
+backstore = "ram"
+size = "64MiB"
+[[lu]]
+name = "dst"
+backstore = "file"
+path = "{{dir}}/dst.img"
+size = "64MiB"
+[[target]]
+name = "{OPS}"
+open_access = true
+[[target.lun]]
+id = 0
+lu = "src"
+[[target.lun]]
+id = 1
+lu = "dst"
+"#
+    );
+    let s = Server::start("drain", &cfg);
+    let addr = s.addr();
+    let mut i = login(&addr, PROBE, OPS, 1).unwrap();
+    settle(&mut i);
+    let chunk = vec![0x5au8; 1 << 20];
+    for mb in 0..32u32 {
+        let r = i
+            .scsi(0, &cdb::write10(mb * 2048, 2048), 0, Some(&chunk))
+            .unwrap();
+        assert_eq!(r.status, 0);
+    }
+    let (src, dst) = (
+        testkit::xcopy::naa(&mut i, 0).unwrap(),
+        testkit::xcopy::naa(&mut i, 1).unwrap(),
+    );
+    // 64 segments of 32 MiB, all onto the same destination range: 2 GiB of writes.
+    let segs: Vec<Vec<u8>> = (0..64)
+        .map(|_| testkit::xcopy::seg_blocks(0, 1, 0xffff, 0, 0, false))
+        .collect();
+    let list = testkit::xcopy::list(
+        1,
+        0,
+        &[
+            testkit::xcopy::cscd(&src, 512),
+            testkit::xcopy::cscd(&dst, 512),
+        ],
+        &segs,
+    );
+    let spec = [
+        "lu",
+        "add",
+        "--target",
+        OPS,
+        "--lun",
+        "1",
+        "--name",
+        "dst",
+        "--backstore",
+        "file",
+        "--path",
+    ];
+    for (round, timeout) in [(0, "0"), (1, "120")] {
+        if round == 1 {
+            let path = s.dir.join("dst.img");
+            let mut args = spec.to_vec();
+            args.extend([path.to_str().unwrap(), "--size", "64MiB"]);
+            ok(&s, &args);
+            settle(&mut i);
+        }
+        let started = Instant::now();
+        let copy = std::thread::spawn({
+            let addr = addr.clone();
+            let list = list.clone();
+            move || {
+                let mut c = login(&addr, PROBE, OPS, 2 + round).unwrap();
+                settle(&mut c);
+                let r = c
+                    .scsi(1, &testkit::xcopy::command(list.len()), 0, Some(&list))
+                    .unwrap();
+                (r.status, r.sense_code())
+            }
+        });
+        wait_until("the copy to run", || {
+            ok(&s, &["list", "copies"])["copies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["state"] == "running")
+        });
+        let (code, v) = ctl(&s, &["lu", "remove", "dst", "--timeout", timeout]);
+        let removed = &v["removed"][0];
+        assert_eq!(removed["lu"], "dst", "{v}");
+        if round == 0 {
+            assert_eq!(code, 3, "an undrained removal exits 3: {v}");
+            // The copy (no IMMED) is a command on the LU and a copy through it.
+            assert_eq!(removed["commands_running"], 1, "{v}");
+            assert_eq!(removed["copies_running"], 1, "{v}");
+        } else {
+            assert_eq!(code, 0, "{v}");
+            assert_eq!(removed["commands_running"], 0, "{v}");
+            assert_eq!(removed["copies_running"], 0, "{v}");
+            assert!(removed["waited_ms"].as_u64() > Some(0), "{v}");
+        }
+        assert_eq!(report_luns(&mut i), vec![0], "gone from the map at once");
+        let (status, sense) = copy.join().unwrap();
+        assert_eq!(status, 0, "the running copy finished: {sense:?}");
+        eprintln!(
+            "admin: removal with --timeout {timeout}: {v}, copy took {:?}",
+            started.elapsed()
+        );
+    }
 }

@@ -279,17 +279,23 @@ pub fn run(args: CtlArgs) -> std::process::ExitCode {
     }
     let undrained = result["removed"]
         .as_array()
-        .is_some_and(|r| r.iter().any(|d| d["still_running"].as_u64() > Some(0)));
+        .is_some_and(|r| r.iter().any(undrained));
     if undrained {
         return std::process::ExitCode::from(3);
     }
     std::process::ExitCode::SUCCESS
 }
 
+/// A removed LU that still had commands or copies running when the wait ended.
+fn undrained(d: &Value) -> bool {
+    d["commands_running"].as_u64() > Some(0) || d["copies_running"].as_u64() > Some(0)
+}
+
 fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
+        Value::Array(a) => a.iter().map(s).collect::<Vec<_>>().join(", "),
         other => other.to_string(),
     }
 }
@@ -532,12 +538,13 @@ fn print_human(r: &Value, only: Option<&str>) {
         println!("resized {}: {} blocks", s(name), s(blocks));
     }
     for d in r["removed"].as_array().into_iter().flatten() {
-        if d["still_running"].as_u64() > Some(0) {
+        if undrained(d) {
             println!(
-                "removed {}: {} commands or copies still running after {} ms; it is closed when they end",
+                "removed {}: after {} ms {} command(s) and {} copy(ies) still running on it; it is closed when they end",
                 s(&d["lu"]),
-                s(&d["still_running"]),
-                s(&d["waited_ms"])
+                s(&d["waited_ms"]),
+                s(&d["commands_running"]),
+                s(&d["copies_running"])
             );
         } else {
             println!(
