@@ -85,6 +85,31 @@ fn ok(s: &Server, args: &[&str]) -> Value {
     v
 }
 
+/// `oxtgt ctl lu add` of a named file LU `<dir>/<name>.img` at `lun` of `target`.
+fn add_file_lu(s: &Server, target: &str, lun: u16, name: &str, size: &str) {
+    let path = s.dir.join(format!("{name}.img"));
+    let lun = lun.to_string();
+    ok(
+        s,
+        &[
+            "lu",
+            "add",
+            "--target",
+            target,
+            "--lun",
+            &lun,
+            "--name",
+            name,
+            "--backstore",
+            "file",
+            "--path",
+            path.to_str().unwrap(),
+            "--size",
+            size,
+        ],
+    );
+}
+
 fn login(addr: &str, initiator: &str, target: &str, isid: u8) -> Result<Initiator, (u8, u8)> {
     let mut i = Initiator::connect(addr).unwrap();
     i.isid[5] = isid;
@@ -268,26 +293,7 @@ fn live_changes_while_eight_sessions_do_verified_io() {
     assert_eq!(status["sessions"], 9, "{status}");
 
     // Add a named LU to the open target: the probe's map changes.
-    let d = s.dir.join("d.img");
-    ok(
-        &s,
-        &[
-            "lu",
-            "add",
-            "--target",
-            OPS,
-            "--lun",
-            "1",
-            "--name",
-            "d",
-            "--backstore",
-            "file",
-            "--path",
-            d.to_str().unwrap(),
-            "--size",
-            "16MiB",
-        ],
-    );
+    add_file_lu(&s, OPS, 1, "d", "16MiB");
     assert_eq!(drain_uas(&mut probe, 0), vec![(6, 0x3f, 0x0e)]);
     assert_eq!(report_luns(&mut probe), vec![0, 1]);
     settle(&mut probe);
@@ -517,25 +523,9 @@ lu = "dst"
         ],
         &segs,
     );
-    let spec = [
-        "lu",
-        "add",
-        "--target",
-        OPS,
-        "--lun",
-        "1",
-        "--name",
-        "dst",
-        "--backstore",
-        "file",
-        "--path",
-    ];
     for (round, timeout) in [(0, "0"), (1, "120")] {
         if round == 1 {
-            let path = s.dir.join("dst.img");
-            let mut args = spec.to_vec();
-            args.extend([path.to_str().unwrap(), "--size", "64MiB"]);
-            ok(&s, &args);
+            add_file_lu(&s, OPS, 1, "dst", "64MiB");
             settle(&mut i);
         }
         let started = Instant::now();
