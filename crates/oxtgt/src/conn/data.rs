@@ -73,7 +73,7 @@ impl Conn {
     pub(super) fn start_command(&mut self, cmd: ScsiCommand, pb: PendingBuf, counted: bool) {
         let PendingBuf { buf, imm_len, plan } = pb;
         let exec = Exec {
-            started: Instant::now(),
+            started: self.rx_at,
             itt: cmd.itt,
             lun_raw: cmd.lun,
             edtl: cmd.expected_data_len,

@@ -112,17 +112,17 @@ pub(super) fn rand_u32() -> u32 {
     rand::random::<u32>() & 0x00ff_ffff
 }
 
-/// On server shutdown, or when an operator logs the session out: ask the initiator
-/// to log out (Async Message, event 1), give it a moment, then end the session.
-pub(super) async fn shutdown_notice(
-    shutdown: &mut watch::Receiver<bool>,
-    mut logout: watch::Receiver<bool>,
-    tx: OutTx,
-) -> String {
-    let why = tokio::select! {
-        _ = shutdown.wait_for(|s| *s) => "server shutting down",
-        Ok(_) = logout.wait_for(|s| *s) => "logged out by the operator",
-    };
+/// On server shutdown: ask the initiator to log out (Async Message, event 1), give it
+/// a moment, then end the session.
+pub(super) async fn shutdown_notice(shutdown: &mut watch::Receiver<bool>, tx: OutTx) -> String {
+    let _ = shutdown.wait_for(|s| *s).await;
+    ask_to_log_out(&tx);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    "server shutting down".into()
+}
+
+/// Async Message, event 1: the target asks for a logout within 2 seconds.
+fn ask_to_log_out(tx: &OutTx) {
     let msg = pdu::AsyncMsg {
         lun: 0,
         event: 1,
@@ -132,8 +132,25 @@ pub(super) async fn shutdown_notice(
         data_len: 0,
     };
     let _ = tx.send(Outgoing::one(PduOut::new(msg.encode(), SnMode::Current)));
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    why.into()
+}
+
+/// When an operator logs the session out (or its access is taken away): the same
+/// request as at shutdown, then the session is stopped 3 s later if the initiator
+/// has not logged out by then. A task of its own, so the connection's hot loop
+/// polls nothing more for it.
+pub(super) fn spawn_logout_watch(
+    mut logout: watch::Receiver<bool>,
+    stop: watch::Sender<bool>,
+    tx: OutTx,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if logout.wait_for(|l| *l).await.is_ok() {
+            tracing::info!("asking the initiator to log out (operator or access change)");
+            ask_to_log_out(&tx);
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let _ = stop.send(true);
+        }
+    })
 }
 
 /// NOP-In pings when the initiator has been silent (`iscsi::session::keepalive`);

@@ -40,7 +40,7 @@ mod response;
 mod text;
 mod tmf;
 
-use login::{login, shutdown_notice, spawn_keepalive, LoginDone};
+use login::{login, shutdown_notice, spawn_keepalive, spawn_logout_watch, LoginDone};
 
 use response::{build_response, run_command, Counted, ReplyTo};
 
@@ -125,6 +125,7 @@ pub async fn serve(
 
     // Register for reinstatement and for being stopped.
     let (stop_tx, mut stop_rx) = watch::channel(false);
+    let stop_on_logout = stop_tx.clone();
     let (ended_tx, ended_rx) = watch::channel(false);
     let (logout_tx, logout_rx) = watch::channel(false);
     let stats = Arc::new(SessionStats::default());
@@ -182,18 +183,21 @@ pub async fn serve(
             session: stats,
             initiator: reg.initiator_stats(&nexus.initiator),
         },
+        rx_at: Instant::now(),
     };
 
     let keepalive = spawn_keepalive(&server, tx.clone(), last_rx.clone(), started);
+    let logout_watch = spawn_logout_watch(logout_rx, stop_on_logout, tx.clone());
     let mut shutdown = shutdown;
     let end_reason: String = tokio::select! {
         r = conn.run(&mut reader, &last_rx, started) => r,
-        _ = stop_rx.wait_for(|s| *s) => "session stopped (reinstated or reset)".into(),
-        r = shutdown_notice(&mut shutdown, logout_rx, tx.clone()) => r,
+        _ = stop_rx.wait_for(|s| *s) => "session stopped (reinstated, reset or logged out by the target)".into(),
+        r = shutdown_notice(&mut shutdown, tx.clone()) => r,
     };
     if let Some(k) = keepalive {
         k.abort();
     }
+    logout_watch.abort();
     tracing::info!(?peer, initiator = %nexus.initiator, reason = %end_reason, "session ended");
 
     // Nexus loss: stop what runs, let in-flight writes finish, then detach.
@@ -316,6 +320,8 @@ struct Conn {
     local: Option<SocketAddr>,
     logged_out: bool,
     stats: Counted,
+    /// When the PDU being handled arrived.
+    rx_at: Instant,
 }
 
 impl Conn {
@@ -356,7 +362,13 @@ impl Conn {
                 }
                 Err(e) => return format!("closing: {e}"),
             };
-            last_rx.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+            // One clock read per PDU: the keep-alive's receive time and the
+            // arrival time of a command it carries.
+            let now = Instant::now();
+            self.rx_at = now;
+            let since = now.saturating_duration_since(started);
+            let ms = since.as_secs() * 1000 + u64::from(since.subsec_millis());
+            last_rx.store(ms, Ordering::Relaxed);
             if let Err(e) = self.on_pdu(reader, h).await {
                 return format!("closing: {e}");
             }

@@ -16,6 +16,16 @@ pub const LATENCY_BOUNDS_US: [u64; 18] = [
     1_000_000, 2_500_000, 5_000_000, 10_000_000,
 ];
 
+const LATENCY_BOUNDS_NS: [u64; 18] = {
+    let mut ns = [0u64; 18];
+    let mut i = 0;
+    while i < 18 {
+        ns[i] = LATENCY_BOUNDS_US[i] * 1000;
+        i += 1;
+    }
+    ns
+};
+
 /// What a command is, for the counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
@@ -74,11 +84,14 @@ impl CommandStats {
     pub fn record(&self, class: Class, took: Duration, bytes: u64, out: &Outcome) {
         let s = &self.classes[class as usize];
         s.commands.fetch_add(1, Ordering::Relaxed);
-        let us = took.as_micros() as u64;
-        let bucket = LATENCY_BOUNDS_US.partition_point(|&b| b < us);
+        // u64 arithmetic only: this runs once per command.
+        let nanos = took
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(took.subsec_nanos()));
+        let bucket = LATENCY_BOUNDS_NS.partition_point(|&b| b < nanos);
         s.latency[bucket].fetch_add(1, Ordering::Relaxed);
-        s.latency_sum_nanos
-            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+        s.latency_sum_nanos.fetch_add(nanos, Ordering::Relaxed);
         match (&out.sense, out.status) {
             (Some(sense), _) => {
                 s.errors[usize::from(sense.key.0 & 0x0f)].fetch_add(1, Ordering::Relaxed);
