@@ -43,9 +43,12 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
         std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
     }
     // Created with no access for others from the start: the umask covers the
-    // window between bind and chmod.
+    // window between bind and chmod. This runs at start-up, before any session
+    // or other file-creating thread exists (umask is process-wide).
+    // SAFETY: umask(2) only swaps the process's file mode mask.
     let old = unsafe { libc::umask(0o177) };
     let l = UnixListener::bind(path);
+    // SAFETY: as above, restoring the previous mask.
     unsafe { libc::umask(old) };
     let l = l.with_context(|| format!("binding the admin socket {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
