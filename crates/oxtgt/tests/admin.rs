@@ -442,6 +442,28 @@ fn live_changes_while_eight_sessions_do_verified_io() {
     );
     assert!(sample(&page1, "oxtgt_logins_total{result=\"not_authorized\"}") >= 1.0);
 
+    // What an administrator reads without --json.
+    let human = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_oxtgt"))
+            .arg("ctl")
+            .arg("--socket")
+            .arg(s.dir.join("run/oxtgt.sock"))
+            .args(args)
+            .output()
+            .expect("run oxtgt ctl");
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let st = human(&["status"]);
+    assert!(st.contains("3 targets, 3 LUs, 0 sessions"), "{st}");
+    let lus = human(&["list", "lus"]);
+    let row = lus
+        .lines()
+        .find(|l| l.trim_start().starts_with("a "))
+        .unwrap_or_default();
+    assert!(row.contains("64.0 MiB") && row.contains("a.img"), "{lus}");
+    assert!(!lus.contains("SESSIONS"), "only what was asked for: {lus}");
+
     // save + restart reproduces the model.
     let model = |s: &Server| {
         let l = ok(s, &["list"]);
