@@ -124,7 +124,8 @@ impl Control {
                 "serving the embedded default: there is no config file to reload".into(),
             ]);
         };
-        let cfg = Config::load(path)
+        // File reads, secret files included: off the runtime's worker for the while.
+        let cfg = tokio::task::block_in_place(|| Config::load(path))
             .map_err(|e| e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
         self.apply(cfg, DRAIN_TIMEOUT).await
     }
@@ -145,7 +146,7 @@ impl Control {
             .map_err(|e| vec![format!("cannot read the served config back: {e}")])?;
         edit(&mut table).map_err(|e| vec![e])?;
         let text = toml::to_string(&table).map_err(|e| vec![e.to_string()])?;
-        let cfg = Config::parse(what, &text)
+        let cfg = tokio::task::block_in_place(|| Config::parse(what, &text))
             .map_err(|e| e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
         self.apply(cfg, drain).await
     }
@@ -163,7 +164,11 @@ impl Control {
             .bind_new(&cfg.server.listen)
             .await
             .map_err(|e| vec![format!("{e:#}")])?;
-        let applied = self.reg.reload(&cfg).map_err(|e| vec![format!("{e:#}")])?;
+        // Opening and creating backing files, growing them, writing identities.txt
+        // (fsync): blocking work, kept from stalling the sessions that share this
+        // runtime worker.
+        let applied = tokio::task::block_in_place(|| self.reg.reload(&cfg))
+            .map_err(|e| vec![format!("{e:#}")])?;
         let (started, stopped) = portals.commit(bound, &cfg.server.listen);
         *self.base.lock().unwrap_or_else(|e| e.into_inner()) = base;
         let mut report = ChangeReport {
@@ -241,7 +246,7 @@ impl Control {
             .base()
             .to_toml()
             .map_err(|e| format!("cannot write the served config as TOML: {e}"))?;
-        write_atomically(&path, text.as_bytes())
+        tokio::task::block_in_place(|| write_atomically(&path, text.as_bytes()))
             .map_err(|e| format!("writing {}: {e}", path.display()))?;
         tracing::info!(path = %path.display(), "config saved");
         Ok(path)

@@ -323,6 +323,7 @@ async fn serve(
         portals,
     ));
     let mut side = tokio::task::JoinSet::new();
+    let admin_path = admin.as_ref().map(|(_, p)| p.clone());
     if let Some((l, path)) = admin {
         side.spawn(admin::serve(l, control.clone(), path));
     }
@@ -369,7 +370,9 @@ async fn serve(
     );
     control.stop_portals().await;
     side.abort_all();
-    if let Some(p) = &reg.server().admin_socket {
+    // The socket this process bound (a reload may have changed the config's path,
+    // which takes effect only at the next start).
+    if let Some(p) = &admin_path {
         let _ = std::fs::remove_file(p);
     }
     let _ = shutdown_tx.send(true);

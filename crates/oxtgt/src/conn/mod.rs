@@ -179,10 +179,10 @@ pub async fn serve(
         ttts: TttAllocator::default(),
         local,
         logged_out: false,
-        stats: Counted {
+        stats: Arc::new(Counted {
             session: stats,
             initiator: reg.initiator_stats(&nexus.initiator),
-        },
+        }),
         rx_at: Instant::now(),
     };
 
@@ -319,7 +319,8 @@ struct Conn {
     ttts: TttAllocator,
     local: Option<SocketAddr>,
     logged_out: bool,
-    stats: Counted,
+    /// Shared with the worker jobs: one reference count per job.
+    stats: Arc<Counted>,
     /// When the PDU being handled arrived.
     rx_at: Instant,
 }

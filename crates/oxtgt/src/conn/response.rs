@@ -57,7 +57,6 @@ pub(super) fn run_command(
 }
 
 /// Where a session's commands are counted: its own counters and its initiator's.
-#[derive(Clone)]
 pub(super) struct Counted {
     pub(super) session: Arc<SessionStats>,
     pub(super) initiator: Arc<SessionStats>,
