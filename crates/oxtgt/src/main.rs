@@ -273,6 +273,11 @@ async fn serve(
     cfg_path: Option<PathBuf>,
     overrides: Overrides,
 ) -> anyhow::Result<()> {
+    // Handlers first: a SIGHUP or SIGTERM that arrives once READY=1 is out (or
+    // once the portal line is printed) must reload or stop, not kill the process
+    // by the signal's default action.
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let reg = Arc::new(registry::Registry::build(&cfg)?);
     let pool = Arc::new(pool::BufPool::default());
     let exec = Arc::new(exec::Executor::default());
@@ -344,8 +349,6 @@ async fn serve(
     }
     notify::notify("READY=1");
     let mut conns = tokio::task::JoinSet::new();
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     loop {
         tokio::select! {
             Some(s) = conn_rx.recv() => {
