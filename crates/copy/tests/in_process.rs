@@ -183,12 +183,7 @@ fn a_source_that_fails_mid_copy_aborts_with_the_failure_and_an_exact_count() {
     let f = Arc::new(scsi::testing::FaultyBackstore::new(4096 * u64::from(BS)));
     let store: Arc<dyn backstore::Backstore> = f.clone();
     let src = TestLu {
-        lu: Arc::new(LogicalUnit::new(
-            scsi::testing::identity(9),
-            store,
-            BS,
-            false,
-        )),
+        lu: LogicalUnit::new(scsi::testing::identity(9), store, BS, false).shared(),
         ram: Arc::new(backstore::RamBackstore::new(0)),
     };
     let dst = TestLu::with_identity(2, 4096, BS, |l| l);

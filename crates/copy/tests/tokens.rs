@@ -38,7 +38,7 @@ fn faulty(seed: u8, bytes: usize) -> (TestLu, Arc<FaultyBackstore>) {
     let store: Arc<dyn Backstore> = f.clone();
     let lu = LogicalUnit::new(identity(seed), store, BS, false);
     let t = TestLu {
-        lu: Arc::new(lu),
+        lu: lu.shared(),
         ram: Arc::new(backstore::RamBackstore::new(0)),
     };
     (t, f)

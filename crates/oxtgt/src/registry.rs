@@ -414,7 +414,7 @@ impl Model {
                         hex(&naa)
                     );
                 }
-                let lu = Arc::new(build_lu(cfg, l, naa, serial)?);
+                let lu = build_lu(cfg, l, naa, serial)?.shared();
                 lus.insert(l.lu.clone(), (def, lu.clone()));
                 luns.insert(l.id, lu);
             }
@@ -480,6 +480,7 @@ fn build_lu(
     };
     let mut lu = LogicalUnit::new(identity, store, l.block_size, l.read_only)
         .with_thin(l.thin)
+        .with_removable(l.removable)
         .with_physical_block_size(l.physical_block_size);
     if let Some(dir) = &cfg.server.state_dir {
         let path = dir.join(format!("pr-{}.txt", hex(&naa)));

@@ -14,7 +14,9 @@
 //! LUN, and it runs.
 //!
 //! A fourth LU, thin RAM reporting 4096-byte physical blocks, runs [`LBPPB_SUITES`]:
-//! the tests that need more than one logical block per physical block.
+//! the tests that need more than one logical block per physical block. A removable
+//! thin RAM LU runs [`REMOVABLE_SUITES`], and two thin file LUs run the Sanitize
+//! suite with `-S` (it is the only run allowed to sanitize).
 //!
 //! Verdicts are compared with `tests/conformance/expected.txt`: any FAIL fails the
 //! test, and so does any test expected to PASS that did not. Tests that pass but are
@@ -93,7 +95,33 @@ id = 3
 backstore = "ram"
 size = "128MiB"
 physical_block_size = 4096
+[[target.lun]]
+id = 4
+backstore = "ram"
+size = "128MiB"
+removable = true
+[[target.lun]]
+id = 5
+backstore = "file"
+path = "{dir}/lun5.img"
+size = "256MiB"
+thin = true
+[[target.lun]]
+id = 6
+backstore = "file"
+path = "{dir}/lun6.img"
+size = "4GiB"
+thin = true
 "#;
+
+/// Suites run on LUN 4, a removable thin RAM LU: they skip on fixed disks.
+const REMOVABLE_SUITES: &[&str] = &["PreventAllow", "StartStopUnit", "NoMedia"];
+
+/// Sanitize.Reset checks that a SANITIZE without IMMED is still running more than
+/// four seconds after it started (across ABORT TASK, resets and a new login), so it
+/// runs on LUN 6, whose 4 GiB overwrite takes about 20 s on the bench machine's
+/// disk; the rest of the suite runs on the 256 MiB LUN 5.
+const SANITIZE_LONG: &str = "Sanitize.Reset";
 
 /// Suites run again on LUN 3, a thin RAM LU reporting 4096-byte physical blocks
 /// (512e): five of their tests run only when LOGICAL BLOCKS PER PHYSICAL BLOCK > 1.
@@ -231,6 +259,26 @@ fn libiscsi_conformance() {
         e.extend(parse(&run_cu(&["-d", "-v", "-V", "-t", &t, &url, &url])));
     }
     results.insert("ram512e".into(), e);
+
+    let url = server.url(4);
+    let mut r = BTreeMap::new();
+    for suite in REMOVABLE_SUITES {
+        let t = format!("ALL.{suite}");
+        r.extend(parse(&run_cu(&["-d", "-v", "-V", "-t", &t, &url, &url])));
+    }
+    results.insert("removable".into(), r);
+
+    // SANITIZE destroys the LU's data, hence libiscsi's -S; only these LUs see it.
+    let mut z = BTreeMap::new();
+    for test in names.iter().filter(|n| n.starts_with("Sanitize.")) {
+        let lun = if *test == SANITIZE_LONG { 6 } else { 5 };
+        let (url, t) = (server.url(lun), format!("ALL.{test}"));
+        z.extend(parse(&run_cu(&[
+            "-d", "-S", "-v", "-V", "-t", &t, &url, &url,
+        ])));
+    }
+    assert!(z.len() >= 10, "Sanitize tests parsed: {z:?}");
+    results.insert("sanitize".into(), z);
 
     if std::env::var_os("OXTGT_WRITE_EXPECTED").is_some() {
         let path = concat!(

@@ -30,6 +30,9 @@ pub fn standard(lu: &LogicalUnit) -> Vec<u8> {
     let id = lu.identity();
     let mut b = vec![0u8; 96];
     b[0] = lu.device_type().code(); // peripheral qualifier 000b: connected
+    if lu.removable() {
+        b[1] = 0x80; // RMB
+    }
     b[2] = 0x06; // SPC-4
     b[3] = 0x10 | 0x02; // HISUP, response data format 2
     b[4] = (b.len() - 5) as u8;
@@ -64,7 +67,7 @@ pub fn vpd(lu: &LogicalUnit, nexus: &Nexus, page: u8) -> Result<Vec<u8>, Sense> 
         0x86 => extended_inquiry(),
         0x8f => crate::tpc::vpd_page(lu.block_size(), lu.backstore().snapshot().is_some()),
         0xb0 => block_limits(lu),
-        0xb1 => block_device_characteristics(),
+        0xb1 => block_device_characteristics(lu),
         0xb2 => logical_block_provisioning(lu),
         _ => return Err(Sense::invalid_cdb_field(2, None)),
     };
@@ -185,8 +188,13 @@ fn logical_block_provisioning(lu: &LogicalUnit) -> Vec<u8> {
 }
 
 /// Block Device Characteristics VPD page (SBC-3 6.5.2).
-fn block_device_characteristics() -> Vec<u8> {
+fn block_device_characteristics(lu: &LogicalUnit) -> Vec<u8> {
     let mut b = vec![0u8; 60];
     b[1] = 0x01; // non-rotating medium
+    if lu.block_erase_supported() {
+        // WABEREQ 01b (SBC-4 6.6.2): after SANITIZE BLOCK ERASE a read returns
+        // GOOD, the blocks being deallocated and read as zeros (LBPRZ).
+        b[3] = 0x40;
+    }
     b
 }

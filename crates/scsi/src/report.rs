@@ -1,7 +1,7 @@
 //! REPORT LUNS (SPC-4 6.33), REPORT SUPPORTED OPERATION CODES (SPC-4 6.35) and REPORT
 //! SUPPORTED TASK MANAGEMENT FUNCTIONS (SPC-4 6.36).
 
-use crate::cdb::{has_service_actions, lookup, table, DeviceType};
+use crate::cdb::{has_service_actions, lookup, table, DeviceType, OpcodeInfo};
 use crate::sense::Sense;
 
 /// Encodes a LUN number in SAM-5 single-level form: peripheral device addressing
@@ -59,6 +59,7 @@ fn timeouts(nominal: u32) -> [u8; 12] {
 /// REPORT SUPPORTED OPERATION CODES data for reporting options 000b-011b.
 pub fn supported_opcodes(
     device_type: DeviceType,
+    offered: &dyn Fn(&OpcodeInfo) -> bool,
     rctd: bool,
     options: u8,
     opcode: u8,
@@ -66,7 +67,7 @@ pub fn supported_opcodes(
 ) -> Result<Vec<u8>, Sense> {
     if options == 0 {
         let mut list = Vec::new();
-        for c in table(device_type) {
+        for c in table(device_type).iter().filter(|c| offered(c)) {
             list.push(c.opcode);
             list.push(0);
             list.extend_from_slice(&u16::from(c.service_action.unwrap_or(0)).to_be_bytes());
@@ -93,7 +94,8 @@ pub fn supported_opcodes(
         (true, None) => None,
         (false, _) if options == 3 && sa != 0 => None,
         (false, _) => lookup(device_type, opcode, 0),
-    };
+    }
+    .filter(|c| offered(c));
     let mut b = vec![0u8; 4];
     match entry {
         Some(c) => {
@@ -135,17 +137,17 @@ mod tests {
 
     #[test]
     fn one_command_usage_for_read10() {
-        let b = supported_opcodes(DeviceType::Block, false, 1, 0x28, 0).unwrap();
+        let b = supported_opcodes(DeviceType::Block, &|_| true, false, 1, 0x28, 0).unwrap();
         assert_eq!(b[1] & 7, 3);
         assert_eq!(u16::from_be_bytes([b[2], b[3]]), 10);
         assert_eq!(b[4], 0x28);
         assert_eq!(b[5], 0x18, "DPO and FUA are honoured");
-        assert!(supported_opcodes(DeviceType::Block, false, 1, 0x9e, 0x10).is_err());
-        let b = supported_opcodes(DeviceType::Block, true, 2, 0x9e, 0x10).unwrap();
+        assert!(supported_opcodes(DeviceType::Block, &|_| true, false, 1, 0x9e, 0x10).is_err());
+        let b = supported_opcodes(DeviceType::Block, &|_| true, true, 2, 0x9e, 0x10).unwrap();
         assert_eq!(b[1], 0x83);
         assert_eq!(b.len(), 4 + 16 + 12);
         assert_eq!(
-            supported_opcodes(DeviceType::Block, false, 1, 0xc0, 0).unwrap()[1],
+            supported_opcodes(DeviceType::Block, &|_| true, false, 1, 0xc0, 0).unwrap()[1],
             0x01
         );
     }

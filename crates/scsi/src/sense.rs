@@ -84,6 +84,9 @@ impl Asc {
     pub const COMMANDS_CLEARED_BY_ANOTHER_INITIATOR: Self = Self(0x2f00);
     pub const SAVING_PARAMETERS_NOT_SUPPORTED: Self = Self(0x3900);
     pub const MEDIUM_NOT_PRESENT: Self = Self(0x3a00);
+    pub const NOT_READY_TO_READY_CHANGE: Self = Self(0x2800);
+    pub const SANITIZE_IN_PROGRESS: Self = Self(0x041b);
+    pub const SANITIZE_COMMAND_FAILED: Self = Self(0x3103);
     pub const REPORTED_LUNS_DATA_CHANGED: Self = Self(0x3f0e);
     pub const INTERNAL_TARGET_FAILURE: Self = Self(0x4400);
     pub const MEDIUM_REMOVAL_PREVENTED: Self = Self(0x5302);
@@ -108,6 +111,9 @@ pub struct Sense {
     pub information: Option<u64>,
     pub command_specific: Option<u64>,
     pub field: Option<FieldPointer>,
+    /// PROGRESS INDICATION (SPC-4 4.5.2.4.3), in 65536ths, for NOT READY while an
+    /// operation (SANITIZE) runs; used when there is no field pointer.
+    pub progress: Option<u16>,
 }
 
 impl Sense {
@@ -118,6 +124,7 @@ impl Sense {
             information: None,
             command_specific: None,
             field: None,
+            progress: None,
         }
     }
 
@@ -177,7 +184,16 @@ impl Sense {
         self
     }
 
+    pub fn with_progress(mut self, progress: u16) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
     fn sks(&self) -> Option<[u8; 3]> {
+        if let (None, Some(p)) = (self.field, self.progress) {
+            let [hi, lo] = p.to_be_bytes();
+            return Some([0x80, hi, lo]);
+        }
         self.field.map(|f| {
             let mut b0 = 0x80u8; // SKSV
             if f.in_cdb {

@@ -98,7 +98,7 @@ impl TestLu {
         let store: Arc<dyn Backstore> = ram.clone();
         let lu = LogicalUnit::new(identity(1), store, block_size, true);
         Self {
-            lu: Arc::new(lu),
+            lu: lu.shared(),
             ram,
         }
     }
@@ -119,7 +119,7 @@ impl TestLu {
         let store: Arc<dyn Backstore> = ram.clone();
         let lu = f(LogicalUnit::new(identity(seed), store, block_size, false));
         Self {
-            lu: Arc::new(lu),
+            lu: lu.shared(),
             ram,
         }
     }
@@ -161,6 +161,16 @@ impl TestLu {
             status: out.status,
             sense: out.sense,
             data: data_in,
+        }
+    }
+
+    /// An LU over any backstore (fault and timing tests); `ram` is then an empty
+    /// store that [`TestLu::medium`] must not be used with.
+    pub fn over(store: Arc<dyn Backstore>, block_size: u32, seed: u8) -> Self {
+        let lu = LogicalUnit::new(identity(seed), store, block_size, false);
+        Self {
+            lu: lu.shared(),
+            ram: Arc::new(RamBackstore::new(0)),
         }
     }
 

@@ -512,13 +512,7 @@ fn every_write_passes_the_observers_and_the_counters() {
 
 fn faulty(blocks: u64) -> (TestLu, Arc<scsi::testing::FaultyBackstore>) {
     let f = Arc::new(scsi::testing::FaultyBackstore::new(blocks * u64::from(BS)));
-    let store: Arc<dyn backstore::Backstore> = f.clone();
-    let lu = scsi::LogicalUnit::new(scsi::testing::identity(9), store, BS, false);
-    let t = TestLu {
-        lu: Arc::new(lu),
-        ram: Arc::new(backstore::RamBackstore::new(0)),
-    };
-    (t, f)
+    (TestLu::over(f.clone(), BS, 9), f)
 }
 
 #[test]

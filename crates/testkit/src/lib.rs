@@ -674,6 +674,32 @@ pub mod cdb {
     pub fn request_sense(alloc: u8) -> [u8; 6] {
         [0x03, 0, 0, 0, alloc, 0]
     }
+    /// START STOP UNIT: LOEJ and START, no IMMED, power condition 0.
+    pub fn start_stop(loej: bool, start: bool) -> [u8; 6] {
+        [0x1b, 0, 0, 0, u8::from(loej) << 1 | u8::from(start), 0]
+    }
+    pub fn prevent_allow(prevent: bool) -> [u8; 6] {
+        [0x1e, 0, 0, 0, u8::from(prevent), 0]
+    }
+    /// SANITIZE with `action` (01h OVERWRITE, 02h BLOCK ERASE, 1Fh EXIT FAILURE MODE)
+    /// and a parameter list of `len` bytes.
+    pub fn sanitize(immed: bool, ause: bool, action: u8, len: u16) -> [u8; 10] {
+        let [hi, lo] = len.to_be_bytes();
+        let b1 = u8::from(immed) << 7 | u8::from(ause) << 5 | action;
+        [0x48, b1, 0, 0, 0, 0, 0, hi, lo, 0]
+    }
+    /// SANITIZE OVERWRITE's parameter list: `passes`, INVERT, the pattern.
+    pub fn overwrite_params(passes: u8, invert: bool, pattern: &[u8]) -> Vec<u8> {
+        let mut p = vec![u8::from(invert) << 7 | passes, 0];
+        p.extend_from_slice(&(pattern.len() as u16).to_be_bytes());
+        p.extend_from_slice(pattern);
+        p
+    }
+    /// REPORT SUPPORTED OPERATION CODES for one opcode and service action (option 2).
+    pub fn report_opcode(opcode: u8, sa: u16) -> [u8; 12] {
+        let [h, l] = sa.to_be_bytes();
+        [0xa3, 0x0c, 0x02, opcode, h, l, 0, 0, 1, 0, 0, 0]
+    }
     pub fn pr_in(sa: u8, alloc: u16) -> [u8; 10] {
         let [hi, lo] = alloc.to_be_bytes();
         [0x5e, sa, 0, 0, 0, 0, 0, hi, lo, 0]

@@ -143,6 +143,8 @@ pub struct LunConfig {
     pub read_only: bool,
     /// Thin provisioned (UNMAP, LBPME); RAM LUNs are by default.
     pub thin: bool,
+    /// Removable medium (INQUIRY RMB): START STOP UNIT with LOEJ ejects and loads it.
+    pub removable: bool,
     pub serial: String,
     pub naa: [u8; 16],
     /// `wwn` or `serial` was configured: the identity is the config's, never one
@@ -537,6 +539,7 @@ impl Config {
                 memory_limit: &l.memory_limit,
                 read_only: l.read_only,
                 thin: l.thin,
+                removable: l.removable,
                 serial: &l.serial,
                 wwn: &l.wwn,
                 vendor: &l.vendor,
@@ -631,6 +634,7 @@ impl Config {
                     memory_limit: &l.memory_limit,
                     read_only: l.read_only,
                     thin: l.thin,
+                    removable: l.removable,
                     serial: &l.serial,
                     wwn: &l.wwn,
                     vendor: &l.vendor,

@@ -61,6 +61,8 @@ struct OutLu {
     memory_limit: Option<u64>,
     read_only: bool,
     thin: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    removable: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     serial: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -119,6 +121,7 @@ impl OutLu {
             memory_limit: l.memory_limit,
             read_only: l.read_only,
             thin: l.thin,
+            removable: l.removable,
             serial: l.identity_configured.then(|| l.serial.clone()),
             wwn: l
                 .identity_configured

@@ -33,6 +33,8 @@ pub(super) struct RawLu {
     #[serde(default)]
     pub(super) read_only: bool,
     pub(super) thin: Option<bool>,
+    #[serde(default)]
+    pub(super) removable: bool,
     pub(super) serial: Option<Spanned<String>>,
     pub(super) wwn: Option<Spanned<String>>,
     pub(super) vendor: Option<Spanned<String>>,
@@ -99,6 +101,8 @@ pub(super) struct RawLun {
     #[serde(default)]
     pub(super) read_only: bool,
     pub(super) thin: Option<bool>,
+    #[serde(default)]
+    pub(super) removable: bool,
     pub(super) serial: Option<Spanned<String>>,
     pub(super) wwn: Option<Spanned<String>>,
     pub(super) vendor: Option<Spanned<String>>,

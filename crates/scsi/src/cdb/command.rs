@@ -45,6 +45,14 @@ pub enum Command {
     PreventAllow {
         prevent: u8,
     },
+    /// SANITIZE (SBC-4 5.30): `action` 01h OVERWRITE, 02h BLOCK ERASE, 1Fh EXIT
+    /// FAILURE MODE; `len` is the parameter list length.
+    Sanitize {
+        immed: bool,
+        ause: bool,
+        action: u8,
+        len: u32,
+    },
     ReadCapacity10 {
         lba: u32,
         pmi: bool,
@@ -362,6 +370,12 @@ impl Command {
                     len_byte,
                 }
             }
+            Opcode::SANITIZE => Command::Sanitize {
+                immed: c[1] & 0x80 != 0,
+                ause: c[1] & 0x20 != 0,
+                action: c[1] & 0x1f,
+                len: be::u16(c, 7).into(),
+            },
             Opcode::UNMAP => Command::Unmap {
                 anchor: c[1] & 0x01 != 0,
                 len: be::u16(c, 7).into(),
@@ -445,6 +459,7 @@ impl Command {
                 | Command::WriteUsingToken { .. }
                 | Command::WriteSame { .. }
                 | Command::Unmap { .. }
+                | Command::Sanitize { .. }
         )
     }
 
@@ -464,7 +479,8 @@ impl Command {
             | Command::ExtendedCopy { len }
             | Command::ExtendedCopyLid4 { len }
             | Command::PopulateToken { len, .. }
-            | Command::WriteUsingToken { len, .. } => u64::from(len),
+            | Command::WriteUsingToken { len, .. }
+            | Command::Sanitize { len, .. } => u64::from(len),
             Command::Verify {
                 blocks, bytchk: 1, ..
             } => u64::from(blocks) * bs,

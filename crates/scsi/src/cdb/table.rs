@@ -407,7 +407,9 @@ pub(super) static SBC: &[OpcodeInfo] = &[
         None,
         "SYNCHRONIZE CACHE(10)",
         60,
-        &[0x35, 0x02, FF, FF, FF, FF, 0x1f, FF, FF, 0],
+        // SYNC_NV (SBC-3 5.22; obsolete in SBC-4) is accepted: a flush to the
+        // medium satisfies it either way.
+        &[0x35, 0x06, FF, FF, FF, FF, 0x1f, FF, FF, 0],
     ),
     row(
         0x37,
@@ -432,6 +434,33 @@ pub(super) static SBC: &[OpcodeInfo] = &[
         "UNMAP",
         60,
         &[0x42, 0x01, 0, 0, 0, 0, 0x1f, FF, FF, 0],
+    )
+    .data_out(),
+    // SANITIZE (SBC-4 5.30): IMMED, AUSE and the service action in byte 1; the
+    // parameter list (OVERWRITE only) in bytes 7-8. CRYPTOGRAPHIC ERASE (03h) is not
+    // offered: no backstore encrypts, so there is no key to destroy.
+    row(
+        0x48,
+        Some(0x01),
+        "SANITIZE OVERWRITE",
+        3600,
+        &[0x48, 0xa1, 0, 0, 0, 0, 0, FF, FF, 0],
+    )
+    .data_out(),
+    row(
+        0x48,
+        Some(0x02),
+        "SANITIZE BLOCK ERASE",
+        60,
+        &[0x48, 0xa2, 0, 0, 0, 0, 0, FF, FF, 0],
+    )
+    .data_out(),
+    row(
+        0x48,
+        Some(0x1f),
+        "SANITIZE EXIT FAILURE MODE",
+        1,
+        &[0x48, 0xbf, 0, 0, 0, 0, 0, FF, FF, 0],
     )
     .data_out(),
     row(
@@ -514,7 +543,7 @@ pub(super) static SBC: &[OpcodeInfo] = &[
         "SYNCHRONIZE CACHE(16)",
         60,
         &[
-            0x91, 0x02, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, 0,
+            0x91, 0x06, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, 0,
         ],
     ),
     row(

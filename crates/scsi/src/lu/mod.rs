@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 
 use backstore::Backstore;
 
@@ -45,13 +45,20 @@ struct State {
     prevent: HashSet<u64>,
     /// START STOP UNIT with START=0 leaves the LU stopped until started again.
     stopped: bool,
+    /// A removable LU's medium was ejected (START STOP UNIT with LOEJ).
+    ejected: bool,
+    /// A SANITIZE running, or the failure mode one left (SBC-4 4.11).
+    sanitize: crate::sbc::SanitizeState,
 }
 
 /// The per-LU state a command runs with, read once under the state lock.
 #[derive(Debug)]
 pub(crate) struct Snapshot {
-    mode: ModeValues,
-    stopped: bool,
+    pub(crate) mode: ModeValues,
+    pub(crate) stopped: bool,
+    pub(crate) ejected: bool,
+    /// In sanitize failure mode: medium access fails until a SANITIZE succeeds.
+    pub(crate) sanitize_failed: bool,
 }
 
 /// A direct-access logical unit.
@@ -82,6 +89,11 @@ pub struct LogicalUnit {
     observers: RwLock<Vec<Arc<dyn WriteObserver>>>,
     /// Whether any observer is registered.
     observed: AtomicBool,
+    /// The medium can be ejected and loaded (INQUIRY RMB).
+    removable: bool,
+    /// This LU's own `Arc`, once [`LogicalUnit::shared`] made it: what a background
+    /// operation (SANITIZE) that outlives its command holds on to.
+    this: OnceLock<Weak<LogicalUnit>>,
 }
 
 impl LogicalUnit {
@@ -114,7 +126,32 @@ impl LogicalUnit {
             commands: stats::CommandStats::default(),
             observers: RwLock::new(Vec::new()),
             observed: AtomicBool::new(false),
+            removable: false,
+            this: OnceLock::new(),
         }
+    }
+
+    /// Puts the LU behind an `Arc` that it knows, as every served LU is: SANITIZE
+    /// runs on past its command (aborts, resets, logouts) holding that reference.
+    pub fn shared(self) -> Arc<Self> {
+        let lu = Arc::new(self);
+        let _ = lu.this.set(Arc::downgrade(&lu));
+        lu
+    }
+
+    pub(crate) fn this(&self) -> Option<Arc<Self>> {
+        self.this.get().and_then(Weak::upgrade)
+    }
+
+    /// Makes the medium removable: INQUIRY RMB, START STOP UNIT with LOEJ ejects
+    /// and loads it, and PREVENT ALLOW MEDIUM REMOVAL holds it in.
+    pub fn with_removable(mut self, removable: bool) -> Self {
+        self.removable = removable;
+        self
+    }
+
+    pub fn removable(&self) -> bool {
+        self.removable
     }
 
     /// Makes the LU thin provisioned (when its backstore can deallocate).
@@ -163,6 +200,25 @@ impl LogicalUnit {
     /// START STOP UNIT: a stopped LU answers media commands NOT READY.
     pub(crate) fn set_stopped(&self, stopped: bool) {
         self.state().stopped = stopped;
+    }
+
+    /// The LU's sanitize state, under the state lock.
+    pub(crate) fn with_sanitize<R>(
+        &self,
+        f: impl FnOnce(&mut crate::sbc::SanitizeState) -> R,
+    ) -> R {
+        f(&mut self.state().sanitize)
+    }
+
+    /// START STOP UNIT with LOEJ on a removable LU: ejects or loads the medium. A
+    /// load tells the other nexuses NOT READY TO READY CHANGE, MEDIUM MAY HAVE
+    /// CHANGED (SBC-3 4.17); the nexus that loaded it knows.
+    pub(crate) fn set_ejected(&self, nexus: u64, ejected: bool) {
+        let mut st = self.state();
+        let was = std::mem::replace(&mut st.ejected, ejected);
+        if was && !ejected {
+            Self::raise_ua(&mut st, Some(nexus), Asc::NOT_READY_TO_READY_CHANGE);
+        }
     }
 
     /// PREVENT ALLOW MEDIUM REMOVAL for `nexus`.
@@ -391,6 +447,25 @@ impl LogicalUnit {
                 return Err(out);
             }
         }
+        // SBC-4 4.11.2: while a sanitize runs, everything but INQUIRY, REPORT LUNS
+        // and REQUEST SENSE is NOT READY, SANITIZE IN PROGRESS, with its progress.
+        if let Some(progress) = st.sanitize.progress() {
+            let allowed = cmd.as_ref().is_ok_and(|p| {
+                matches!(
+                    p.command,
+                    Command::Inquiry { .. }
+                        | Command::RequestSense { .. }
+                        | Command::ReportLuns { .. }
+                )
+            });
+            if !allowed {
+                let sense = Sense::new(SenseKey::NOT_READY, Asc::SANITIZE_IN_PROGRESS)
+                    .with_progress(progress);
+                let mut out = Outcome::check(sense);
+                out.descriptor_sense = st.mode.d_sense;
+                return Err(out);
+            }
+        }
         // SPC-2 5.5.1: while another nexus holds a RESERVE, only some commands pass.
         if st.reserved_by.is_some_and(|holder| holder != nexus.id)
             && !attrs.is_some_and(|a| a.spc2_allowed)
@@ -407,14 +482,45 @@ impl LogicalUnit {
         Ok(Snapshot {
             mode: st.mode.clone(),
             stopped: st.stopped,
+            ejected: st.ejected,
+            sanitize_failed: st.sanitize.failed(),
         })
     }
 
+    /// Medium access: NOT READY without a medium (SBC-3 4.17: MEDIUM NOT PRESENT) or
+    /// while stopped (INITIALIZING COMMAND REQUIRED); MEDIUM ERROR, SANITIZE COMMAND
+    /// FAILED in sanitize failure mode (SBC-4 4.11.4).
     pub(crate) fn check_ready(snap: &Snapshot) -> Result<(), Error> {
+        if snap.ejected {
+            return Err(Error::NotReady(Asc::MEDIUM_NOT_PRESENT));
+        }
         if snap.stopped {
             return Err(Error::NotReady(Asc::LU_NOT_READY_INIT_REQUIRED));
         }
+        if snap.sanitize_failed {
+            return Err(Sense::new(SenseKey::MEDIUM_ERROR, Asc::SANITIZE_COMMAND_FAILED).into());
+        }
         Ok(())
+    }
+
+    /// What REQUEST SENSE reports when no unit attention is pending: the condition
+    /// that would stop a medium access command now (SPC-4 6.39), else NO SENSE.
+    pub(crate) fn current_condition(&self) -> Sense {
+        let st = self.state();
+        if let Some(progress) = st.sanitize.progress() {
+            return Sense::new(SenseKey::NOT_READY, Asc::SANITIZE_IN_PROGRESS)
+                .with_progress(progress);
+        }
+        let snap = Snapshot {
+            mode: ModeValues::default(),
+            stopped: st.stopped,
+            ejected: st.ejected,
+            sanitize_failed: st.sanitize.failed(),
+        };
+        match Self::check_ready(&snap) {
+            Err(e) => e.sense(),
+            Ok(()) => Sense::new(SenseKey::NO_SENSE, Asc::NO_ADDITIONAL_SENSE),
+        }
     }
 
     pub(crate) fn check_writable(&self, snap: &Snapshot) -> Result<(), Error> {

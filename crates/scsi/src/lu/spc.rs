@@ -29,7 +29,7 @@ impl LogicalUnit {
                     .unit_attentions
                     .get_mut(&nexus.id)
                     .and_then(VecDeque::pop_front);
-                let sense = ua.unwrap_or(Sense::new(SenseKey::NO_SENSE, Asc::NO_ADDITIONAL_SENSE));
+                let sense = ua.unwrap_or_else(|| self.current_condition());
                 Ok(fill(data_in, &sense.encode(desc), alloc))
             }
             Command::Inquiry { evpd, page, alloc } => {
@@ -114,8 +114,15 @@ impl LogicalUnit {
                 sa,
                 alloc,
             } => {
-                let bytes =
-                    report::supported_opcodes(self.device_type(), rctd, options, opcode, sa)?;
+                let offered = |c: &crate::cdb::OpcodeInfo| self.offers(c);
+                let bytes = report::supported_opcodes(
+                    self.device_type(),
+                    &offered,
+                    rctd,
+                    options,
+                    opcode,
+                    sa,
+                )?;
                 Ok(fill(data_in, &bytes, alloc))
             }
             Command::ReportTmfs { repd, alloc } => {
@@ -239,9 +246,15 @@ impl LogicalUnit {
     /// of `nexus`: ready, not write protected, no reservation in the way.
     pub fn check_copy_access(&self, nexus: &Nexus, write: bool) -> Result<(), Error> {
         let st = self.state();
-        if st.stopped {
-            return Err(Error::NotReady(Asc::LU_NOT_READY_INIT_REQUIRED));
+        if st.sanitize.progress().is_some() {
+            return Err(Error::NotReady(Asc::SANITIZE_IN_PROGRESS));
         }
+        Self::check_ready(&Snapshot {
+            mode: ModeValues::default(),
+            stopped: st.stopped,
+            ejected: st.ejected,
+            sanitize_failed: st.sanitize.failed(),
+        })?;
         if write && (self.read_only || st.mode.swp) {
             return Err(Error::WriteProtected);
         }

@@ -11,7 +11,10 @@ use crate::lu::{fill, grow, Ctx, LogicalUnit, Nexus, Origin, Outcome, Snapshot};
 use crate::sense::{Asc, Sense};
 
 mod provisioning;
+mod sanitize;
 mod vaai;
+
+pub(crate) use sanitize::SanitizeState;
 
 /// Largest data transfer one command may ask for, in bytes. VPD B0 advertises it (in
 /// blocks) and READ/WRITE/VERIFY enforce it.
@@ -68,12 +71,31 @@ impl LogicalUnit {
                 if loej && self.medium_removal_prevented() {
                     return Err(Sense::illegal(Asc::MEDIUM_REMOVAL_PREVENTED).into());
                 }
+                if self.removable() {
+                    // LOEJ ejects (START 0) or loads (START 1) the medium. Without
+                    // LOEJ there is nothing to spin: the medium stays accessible,
+                    // as a removable drive spins up on access (what libiscsi's
+                    // StartStopUnit.NoLoej expects).
+                    if loej {
+                        if !start {
+                            self.flush().map_err(Error::from)?;
+                        }
+                        self.set_ejected(nexus.id, !start);
+                    }
+                    return Ok(Outcome::good(0));
+                }
                 if !start {
                     self.flush().map_err(Error::from)?;
                 }
                 self.set_stopped(!start);
                 Ok(Outcome::good(0))
             }
+            Command::Sanitize {
+                immed,
+                ause,
+                action,
+                len,
+            } => self.sanitize(snap, immed, ause, action, len, ctx, data_out),
             Command::PreventAllow { prevent } => match prevent {
                 0 | 1 => {
                     self.set_prevent(nexus.id, prevent == 1);
