@@ -13,9 +13,11 @@
 mod file;
 mod ram;
 mod sys;
+pub mod tape;
 
 pub use file::FileBackstore;
 pub use ram::RamBackstore;
+pub use tape::Cartridge;
 
 /// Bytes lent by a store ([`Backstore::read_shared`]): part of a page, or zeros.
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use scsi::cdb::DeviceType;
 use scsi::error::{copy_aborted, Error};
 use scsi::sense::{Asc, Sense, SenseKey};
 use scsi::tpc::lid1::{CopyList, Cscd, Designator, Segment, SegmentKind};
@@ -183,6 +184,15 @@ impl<'a> Lookup<'a> {
         pointer: usize,
     ) -> Result<Arc<LogicalUnit>, Sense> {
         if index == CSCD_ID_RECEIVING_LU {
+            // Block segments only: a tape LU receiving the list is no block source
+            // or destination (SPC-4 6.4.5.1).
+            if self.receiving.device_type() != DeviceType::Block {
+                return Err(copy_aborted(
+                    Asc::INCORRECT_COPY_TARGET_DEVICE_TYPE,
+                    segment,
+                    pointer,
+                ));
+            }
             return Ok(self.receiving.clone());
         }
         let Some((at, cscd)) = self.list.cscds.get(usize::from(index)) else {
@@ -204,6 +214,15 @@ impl<'a> Lookup<'a> {
                 *at,
             ));
         };
+        // The descriptor says peripheral type 0 (the parser takes no other): an LU
+        // of another type is COPY ABORTED, INCORRECT COPY TARGET DEVICE TYPE.
+        if lu.device_type() != DeviceType::Block {
+            return Err(copy_aborted(
+                Asc::INCORRECT_COPY_TARGET_DEVICE_TYPE,
+                segment,
+                *at,
+            ));
+        }
         if *block_len != 0 && *block_len != lu.block_size() {
             return Err(copy_aborted(
                 Asc::COPY_TARGET_DEVICE_NOT_REACHABLE,

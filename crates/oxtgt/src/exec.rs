@@ -27,6 +27,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
+/// A job's LU and how many jobs of that LU may run at once.
+type LuLimit = Option<(u64, usize)>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lane {
@@ -87,6 +89,13 @@ impl Executor {
         self.spawn_for(lane, None, job);
     }
 
+    /// Runs `job`, a command for the tape LU `lu`, after every earlier command of
+    /// that LU and before any later one: a tape has one position, so its commands
+    /// run one at a time in the order they were ready (io lane, never urgent).
+    pub fn spawn_ordered(&self, lu: u64, job: impl FnOnce() + Send + 'static) {
+        Pool::push(&self.io, Box::new(job), false, Some((lu, 1)));
+    }
+
     /// Runs `job`, a command for the LU `lu`, on a thread of `lane`. At most
     /// [`PER_LU`] non-urgent io jobs of one LU run at once; the rest wait their
     /// turn in the queue, so one LU's flood of large writes neither takes every
@@ -98,7 +107,7 @@ impl Executor {
             Lane::Bulk => (&self.bulk, false),
         };
         let lu = if urgent || !pool.thrifty { None } else { lu };
-        Pool::push(pool, Box::new(job), urgent, lu);
+        Pool::push(pool, Box::new(job), urgent, lu.map(|k| (k, PER_LU)));
     }
 }
 
@@ -117,7 +126,8 @@ struct Pool {
 struct State {
     /// Jobs with the time each was queued: urgent ones, then the rest.
     urgent: VecDeque<(Instant, Job)>,
-    queue: VecDeque<(Instant, Option<u64>, Job)>,
+    /// Non-urgent jobs with their LU and how many of that LU's jobs may run at once.
+    queue: VecDeque<(Instant, LuLimit, Job)>,
     /// Running non-urgent io jobs per LU.
     per_lu: std::collections::HashMap<u64, usize>,
     threads: usize,
@@ -138,8 +148,8 @@ impl State {
     }
 
     /// Whether a queued job may start now (its LU is under [`PER_LU`]).
-    fn may_run(&self, lu: Option<u64>) -> bool {
-        lu.is_none_or(|k| self.per_lu.get(&k).copied().unwrap_or(0) < PER_LU)
+    fn may_run(&self, lu: LuLimit) -> bool {
+        lu.is_none_or(|(k, limit)| self.per_lu.get(&k).copied().unwrap_or(0) < limit)
     }
 
     /// The next job to run and the LU it counts against: urgent ones first, then
@@ -150,10 +160,10 @@ impl State {
         }
         let i = self.queue.iter().position(|(_, lu, _)| self.may_run(*lu))?;
         let (_, lu, j) = self.queue.remove(i)?;
-        if let Some(k) = lu {
+        if let Some((k, _)) = lu {
             *self.per_lu.entry(k).or_insert(0) += 1;
         }
-        Some((j, lu))
+        Some((j, lu.map(|(k, _)| k)))
     }
 
     fn finished(&mut self, lu: Option<u64>) {
@@ -214,7 +224,7 @@ impl Pool {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn push(self: &Arc<Self>, job: Job, urgent: bool, lu: Option<u64>) {
+    fn push(self: &Arc<Self>, job: Job, urgent: bool, lu: LuLimit) {
         let mut s = self.lock();
         if urgent {
             s.urgent.push_back((Instant::now(), job));
@@ -365,6 +375,28 @@ mod tests {
     }
 
     #[test]
+    fn ordered_jobs_of_one_lu_run_one_at_a_time_in_order() {
+        let ex = Executor::default();
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (done_tx, done_rx) = mpsc::channel();
+        for n in 0..64 {
+            let (ran, running, done_tx) = (ran.clone(), running.clone(), done_tx.clone());
+            ex.spawn_ordered(9, move || {
+                assert_eq!(running.fetch_add(1, Ordering::SeqCst), 0, "alone");
+                std::thread::sleep(Duration::from_micros(200));
+                ran.lock().unwrap().push(n);
+                running.fetch_sub(1, Ordering::SeqCst);
+                let _ = done_tx.send(());
+            });
+        }
+        for _ in 0..64 {
+            done_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        }
+        assert_eq!(*ran.lock().unwrap(), (0..64).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn urgent_jobs_run_before_queued_ones_and_capped_lus_wait() {
         let ran = Arc::new(Mutex::new(Vec::new()));
         let tag = |n: usize| -> Job {
@@ -374,9 +406,9 @@ mod tests {
         let mut s = State::default();
         let now = Instant::now();
         for i in 1..=PER_LU + 1 {
-            s.queue.push_back((now, Some(7), tag(i)));
+            s.queue.push_back((now, Some((7, PER_LU)), tag(i)));
         }
-        s.queue.push_back((now, Some(8), tag(100)));
+        s.queue.push_back((now, Some((8, PER_LU)), tag(100)));
         s.urgent.push_back((now, tag(200)));
         while let Some((job, _)) = s.pop() {
             job();

@@ -234,6 +234,7 @@ impl scsi::pr::PrStore for FilePrStore {
 
 fn open_backstore(l: &LunConfig) -> anyhow::Result<Arc<dyn Backstore>> {
     Ok(match l.backstore {
+        BackstoreKind::Tape => anyhow::bail!("LU {}: a tape LU has no block backstore", l.lu),
         BackstoreKind::Ram => {
             let ram = RamBackstore::new(l.size.unwrap_or(0));
             Arc::new(match l.memory_limit {
@@ -393,6 +394,12 @@ impl Model {
                                 l.lu
                             );
                         }
+                        if def.backstore == BackstoreKind::Tape {
+                            anyhow::bail!(
+                                "LU {}: a tape LU's size is the capacity of cartridges it creates; restart to change it",
+                                l.lu
+                            );
+                        }
                         if def.backstore == BackstoreKind::Ram {
                             anyhow::bail!(
                                 "LU {}: RAM LUs cannot be resized while served (file and block LUs can)",
@@ -459,6 +466,9 @@ impl Model {
     }
 }
 
+/// The cartridge a tape LU loads when its config names none.
+pub const DEFAULT_CARTRIDGE: &str = "TAPE0001";
+
 /// One LU of `cfg` with its identity, backstore and reservation store.
 fn build_lu(
     cfg: &Config,
@@ -466,7 +476,6 @@ fn build_lu(
     naa: [u8; 16],
     serial: String,
 ) -> anyhow::Result<LogicalUnit> {
-    let store = open_backstore(l)?;
     let identity = LuIdentity {
         vendor: l.vendor.clone(),
         product: l.product.clone(),
@@ -478,10 +487,26 @@ fn build_lu(
         serial,
         naa,
     };
-    let mut lu = LogicalUnit::new(identity, store, l.block_size, l.read_only)
-        .with_thin(l.thin)
-        .with_removable(l.removable)
-        .with_physical_block_size(l.physical_block_size);
+    let mut lu = if l.backstore == BackstoreKind::Tape {
+        let dir = l.path.as_deref().context("tape LU without a path")?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("LU {}: creating {}", l.lu, dir.display()))?;
+        let name = l.cartridge.as_deref().unwrap_or(DEFAULT_CARTRIDGE);
+        let tape = scsi::ssc::Tape::open(dir, name, l.size.unwrap_or(0)).with_context(|| {
+            format!(
+                "LU {}: loading cartridge {name} from {}",
+                l.lu,
+                dir.display()
+            )
+        })?;
+        LogicalUnit::new_tape(identity, tape, l.read_only)
+    } else {
+        let store = open_backstore(l)?;
+        LogicalUnit::new(identity, store, l.block_size, l.read_only)
+            .with_thin(l.thin)
+            .with_removable(l.removable)
+            .with_physical_block_size(l.physical_block_size)
+    };
     if let Some(dir) = &cfg.server.state_dir {
         let path = dir.join(format!("pr-{}.txt", hex(&naa)));
         lu = lu

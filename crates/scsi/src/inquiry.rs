@@ -1,15 +1,20 @@
 //! Standard INQUIRY data (SPC-4 6.6.2) and the vital product data pages (SPC-4 7.8,
 //! SBC-3 6.5).
 
+use crate::cdb::DeviceType;
 use crate::lu::{LogicalUnit, Nexus, MAX_TRANSFER_BYTES};
 use crate::sbc;
 use crate::sense::Sense;
 
-/// VPD pages this LU returns, in ascending order (SPC-4 7.8.14 requires the order).
+/// VPD pages a block LU returns, in ascending order (SPC-4 7.8.14 requires the order).
 pub const SUPPORTED_VPD: &[u8] = &[0x00, 0x80, 0x83, 0x86, 0x8f, 0xb0, 0xb1, 0xb2];
+/// VPD pages a tape LU returns: no block device pages.
+pub const SUPPORTED_VPD_STREAM: &[u8] = &[0x00, 0x80, 0x83, 0x86, 0x8f];
 
 /// Version descriptors (SPC-4 Table 148): SAM-5, iSCSI, SPC-4, SBC-3.
 const VERSION_DESCRIPTORS: [u16; 4] = [0x00a0, 0x0960, 0x0460, 0x04c0];
+/// For a tape LU: SAM-5, iSCSI, SPC-4, SSC-3.
+const VERSION_DESCRIPTORS_STREAM: [u16; 4] = [0x00a0, 0x0960, 0x0460, 0x0400];
 
 /// Protocol identifier for iSCSI (SPC-4 7.6.1).
 const PROTOCOL_ISCSI: u8 = 0x5;
@@ -41,7 +46,11 @@ pub fn standard(lu: &LogicalUnit) -> Vec<u8> {
     ascii_field(&mut b[8..16], &id.vendor);
     ascii_field(&mut b[16..32], &id.product);
     ascii_field(&mut b[32..36], &id.revision);
-    for (i, v) in VERSION_DESCRIPTORS.iter().enumerate() {
+    let versions = match lu.device_type() {
+        DeviceType::Block => &VERSION_DESCRIPTORS,
+        DeviceType::Stream => &VERSION_DESCRIPTORS_STREAM,
+    };
+    for (i, v) in versions.iter().enumerate() {
         b[58 + 2 * i..60 + 2 * i].copy_from_slice(&v.to_be_bytes());
     }
     b
@@ -60,8 +69,17 @@ pub fn standard_no_lu() -> Vec<u8> {
 
 /// One VPD page, or INVALID FIELD IN CDB for a page not supported.
 pub fn vpd(lu: &LogicalUnit, nexus: &Nexus, page: u8) -> Result<Vec<u8>, Sense> {
+    let stream = lu.device_type() == DeviceType::Stream;
+    let supported = if stream {
+        SUPPORTED_VPD_STREAM
+    } else {
+        SUPPORTED_VPD
+    };
+    if !supported.contains(&page) {
+        return Err(Sense::invalid_cdb_field(2, None));
+    }
     let body = match page {
-        0x00 => SUPPORTED_VPD.to_vec(),
+        0x00 => supported.to_vec(),
         0x80 => lu.identity().serial.as_bytes().to_vec(),
         0x83 => device_identification(lu, nexus),
         0x86 => extended_inquiry(),

@@ -23,6 +23,7 @@ pub mod pr;
 pub mod report;
 pub mod sbc;
 pub mod sense;
+pub mod ssc;
 pub mod testing;
 pub mod tpc;
 

@@ -26,8 +26,10 @@ codec::open_enum! {
         ILLEGAL_REQUEST = 0x5,
         UNIT_ATTENTION = 0x6,
         DATA_PROTECT = 0x7,
+        BLANK_CHECK = 0x8,
         COPY_ABORTED = 0xa,
         ABORTED_COMMAND = 0xb,
+        VOLUME_OVERFLOW = 0xd,
         MISCOMPARE = 0xe,
     }
 }
@@ -44,10 +46,15 @@ impl std::fmt::Debug for Asc {
 
 impl Asc {
     pub const NO_ADDITIONAL_SENSE: Self = Self(0x0000);
+    pub const FILEMARK_DETECTED: Self = Self(0x0001);
+    pub const END_OF_PARTITION_DETECTED: Self = Self(0x0002);
+    pub const BEGINNING_OF_PARTITION_DETECTED: Self = Self(0x0004);
+    pub const END_OF_DATA_DETECTED: Self = Self(0x0005);
     pub const OPERATION_IN_PROGRESS: Self = Self(0x0016);
     pub const UNREACHABLE_COPY_TARGET: Self = Self(0x0804);
     pub const THIRD_PARTY_DEVICE_FAILURE: Self = Self(0x0d01);
     pub const COPY_TARGET_DEVICE_NOT_REACHABLE: Self = Self(0x0d02);
+    pub const INCORRECT_COPY_TARGET_DEVICE_TYPE: Self = Self(0x0d03);
     pub const TOO_MANY_TARGET_DESCRIPTORS: Self = Self(0x2606);
     pub const UNSUPPORTED_TARGET_DESCRIPTOR_TYPE: Self = Self(0x2607);
     pub const TOO_MANY_SEGMENT_DESCRIPTORS: Self = Self(0x2608);
@@ -111,6 +118,9 @@ pub struct Sense {
     pub information: Option<u64>,
     pub command_specific: Option<u64>,
     pub field: Option<FieldPointer>,
+    /// Stream device bits of fixed-format byte 2 (SPC-4 4.5.3): FILEMARK 80h, EOM 40h,
+    /// ILI 20h.
+    pub flags: u8,
     /// PROGRESS INDICATION (SPC-4 4.5.2.4.3), in 65536ths, for NOT READY while an
     /// operation (SANITIZE) runs; used when there is no field pointer.
     pub progress: Option<u16>,
@@ -124,8 +134,25 @@ impl Sense {
             information: None,
             command_specific: None,
             field: None,
+            flags: 0,
             progress: None,
         }
+    }
+
+    pub const FILEMARK: u8 = 0x80;
+    pub const EOM: u8 = 0x40;
+    pub const ILI: u8 = 0x20;
+
+    pub fn with_flags(mut self, flags: u8) -> Self {
+        self.flags |= flags;
+        self
+    }
+
+    /// INFORMATION as a signed residue (a tape's overlength block is negative); the
+    /// fixed format keeps its low 32 bits, which is the two's complement there too.
+    pub fn with_residue(mut self, residue: i64) -> Self {
+        self.information = Some(residue as u64);
+        self
     }
 
     pub fn illegal(asc: Asc) -> Self {
@@ -224,12 +251,16 @@ impl Sense {
             if let Some(sks) = self.sks() {
                 v.extend_from_slice(&[0x02, 0x06, 0, 0, sks[0], sks[1], sks[2], 0]);
             }
+            if self.flags != 0 {
+                // Stream commands descriptor (SPC-4 4.5.2.5).
+                v.extend_from_slice(&[0x04, 0x02, 0, self.flags & 0xe0]);
+            }
             v[7] = (v.len() - 8) as u8;
             v
         } else {
             let mut v = vec![0u8; 18];
             v[0] = 0x70;
-            v[2] = self.key.0 & 0x0f;
+            v[2] = self.key.0 & 0x0f | self.flags & 0xe0;
             if let Some(info) = self.information {
                 v[0] |= 0x80;
                 v[3..7].copy_from_slice(&(info as u32).to_be_bytes());

@@ -674,6 +674,34 @@ pub mod cdb {
     pub fn request_sense(alloc: u8) -> [u8; 6] {
         [0x03, 0, 0, 0, alloc, 0]
     }
+    /// SSC READ(6): FIXED (a count of blocks) or a byte count; SILI.
+    pub fn tape_read(fixed: bool, sili: bool, len: u32) -> [u8; 6] {
+        let l = len.to_be_bytes();
+        [
+            0x08,
+            u8::from(sili) << 1 | u8::from(fixed),
+            l[1],
+            l[2],
+            l[3],
+            0,
+        ]
+    }
+    /// SSC WRITE(6): FIXED (a count of blocks) or a byte count.
+    pub fn tape_write(fixed: bool, len: u32) -> [u8; 6] {
+        let l = len.to_be_bytes();
+        [0x0a, u8::from(fixed), l[1], l[2], l[3], 0]
+    }
+    /// WRITE FILEMARKS(6).
+    pub fn write_filemarks(n: u32) -> [u8; 6] {
+        let l = n.to_be_bytes();
+        [0x10, 0, l[1], l[2], l[3], 0]
+    }
+    /// SPACE(6): code 0 blocks, 1 filemarks, 3 end of data; a 24-bit signed count.
+    pub fn space(code: u8, count: i32) -> [u8; 6] {
+        let c = count.to_be_bytes();
+        [0x11, code, c[1], c[2], c[3], 0]
+    }
+    pub const REWIND: [u8; 6] = [0x01, 0, 0, 0, 0, 0];
     /// START STOP UNIT: LOEJ and START, no IMMED, power condition 0.
     pub fn start_stop(loej: bool, start: bool) -> [u8; 6] {
         [0x1b, 0, 0, 0, u8::from(loej) << 1 | u8::from(start), 0]

@@ -6,6 +6,7 @@ use super::*;
 /// The fields that define an LU, from `[[lu]]` or an inline `[[target.lun]]`.
 pub(super) struct LuFields<'a> {
     pub(super) backstore: &'a Spanned<String>,
+    pub(super) cartridge: &'a Option<Spanned<String>>,
     pub(super) path: &'a Option<Spanned<String>>,
     pub(super) size: &'a Option<Spanned<toml::Value>>,
     pub(super) block_size: &'a Option<Spanned<u32>>,
@@ -45,6 +46,7 @@ pub(super) fn validate_lu(
         "file" => BackstoreKind::File,
         "block" => BackstoreKind::Block,
         "ram" => BackstoreKind::Ram,
+        "tape" => BackstoreKind::Tape,
         other => {
             cx.err(
                 Some(l.backstore.span()),
@@ -131,6 +133,44 @@ pub(super) fn validate_lu(
                 );
             }
         }
+        BackstoreKind::Tape => {
+            if l.path.is_none() {
+                cx.err(
+                    Some(l.backstore.span()),
+                    &format!("{key}.path"),
+                    "a tape LU needs a path: the directory of its cartridge files",
+                );
+            }
+            if size.is_none() {
+                cx.err(
+                    Some(l.backstore.span()),
+                    &format!("{key}.size"),
+                    "a tape LU needs a size: the capacity of the cartridges it creates",
+                );
+            }
+            for (set, k) in [
+                (l.block_size.is_some(), "block_size"),
+                (l.physical_block_size.is_some(), "physical_block_size"),
+                (l.thin.is_some(), "thin"),
+            ] {
+                if set {
+                    cx.err(
+                        Some(l.backstore.span()),
+                        &format!("{key}.{k}"),
+                        "a tape LU has no block geometry or provisioning: leave it out",
+                    );
+                }
+            }
+            if let Some(p) = &l.path {
+                if !paths.insert(p.get_ref().clone()) {
+                    cx.err(
+                        Some(p.span()),
+                        &format!("{key}.path"),
+                        format!("{} is used by two LUNs", p.get_ref()),
+                    );
+                }
+            }
+        }
         BackstoreKind::File | BackstoreKind::Block => match &l.path {
             None => cx.err(
                 Some(l.backstore.span()),
@@ -155,7 +195,28 @@ pub(super) fn validate_lu(
             }
         },
     }
-    if let Some(sz) = size {
+    let cartridge = match (l.cartridge, backstore) {
+        (None, _) => None,
+        (Some(c), BackstoreKind::Tape) => {
+            if !scsi::ssc::valid_cartridge_name(c.get_ref()) {
+                cx.err(
+                    Some(c.span()),
+                    &format!("{key}.cartridge"),
+                    "must be 1-32 characters of letters, digits, '-' or '_'",
+                );
+            }
+            Some(c.get_ref().clone())
+        }
+        (Some(c), _) => {
+            cx.err(
+                Some(c.span()),
+                &format!("{key}.cartridge"),
+                "only a tape LU loads cartridges",
+            );
+            None
+        }
+    };
+    if let Some(sz) = size.filter(|_| backstore != BackstoreKind::Tape) {
         if sz % u64::from(block_size) != 0 {
             cx.err(
                 l.size.as_ref().map(|s| s.span()),
@@ -223,7 +284,12 @@ pub(super) fn validate_lu(
             None => def.to_owned(),
         };
     let vendor = text(l.vendor, "vendor", 8, "OXTGT", cx);
-    let product = text(l.product, "product", 16, "oxtgt disk", cx);
+    let default_product = if backstore == BackstoreKind::Tape {
+        "oxtgt tape"
+    } else {
+        "oxtgt disk"
+    };
+    let product = text(l.product, "product", 16, default_product, cx);
     LunConfig {
         id: 0,
         lu: lu_name.to_owned(),
@@ -236,6 +302,7 @@ pub(super) fn validate_lu(
         read_only: l.read_only,
         thin: l.thin.unwrap_or(backstore == BackstoreKind::Ram),
         removable: l.removable,
+        cartridge,
         serial,
         naa,
         identity_configured: l.wwn.is_some() || l.serial.is_some(),

@@ -122,6 +122,8 @@ pub enum BackstoreKind {
     File,
     Block,
     Ram,
+    /// A tape drive (`type = "tape"`): `path` is a directory of cartridge files.
+    Tape,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +147,8 @@ pub struct LunConfig {
     pub thin: bool,
     /// Removable medium (INQUIRY RMB): START STOP UNIT with LOEJ ejects and loads it.
     pub removable: bool,
+    /// A tape LU: the cartridge loaded at start.
+    pub cartridge: Option<String>,
     pub serial: String,
     pub naa: [u8; 16],
     /// `wwn` or `serial` was configured: the identity is the config's, never one
@@ -530,8 +534,14 @@ impl Config {
                 );
                 continue;
             }
+            let Some(backstore) =
+                effective_backstore(cx, &key, &l.kind, &l.backstore, l.name.span())
+            else {
+                continue;
+            };
             let fields = LuFields {
-                backstore: &l.backstore,
+                backstore: &backstore,
+                cartridge: &l.cartridge,
                 path: &l.path,
                 size: &l.size,
                 block_size: &l.block_size,
@@ -590,7 +600,17 @@ impl Config {
                         format!("LUN {id} is defined twice in {name}"),
                     );
                 }
-                let Some(backstore) = &l.backstore else {
+                let implied = match (&l.kind, &l.backstore) {
+                    (Some(_), _) | (None, Some(_)) => {
+                        let b = effective_backstore(cx, &key, &l.kind, &l.backstore, l.id.span());
+                        if b.is_none() {
+                            continue;
+                        }
+                        b
+                    }
+                    (None, None) => None,
+                };
+                let Some(backstore) = &implied else {
                     // A mapping of a named LU.
                     let Some(lu) = &l.lu else {
                         cx.err(
@@ -627,6 +647,7 @@ impl Config {
                 }
                 let fields = LuFields {
                     backstore,
+                    cartridge: &l.cartridge,
                     path: &l.path,
                     size: &l.size,
                     block_size: &l.block_size,
@@ -731,6 +752,57 @@ impl Config {
             cx.err(None, "target", "at least one [[target]] is required");
         }
         Config { server, targets }
+    }
+}
+
+/// The backstore an LU definition names: `backstore = ...`, or `type = "tape"`
+/// (cartridge files), which names its own. `None` after reporting an error, or
+/// when neither is given (`anchor` points there).
+fn effective_backstore(
+    cx: &mut Ctx<'_>,
+    key: &str,
+    kind: &Option<Spanned<String>>,
+    backstore: &Option<Spanned<String>>,
+    anchor: std::ops::Range<usize>,
+) -> Option<Spanned<String>> {
+    match (
+        kind.as_ref().map(|k| (k.get_ref().as_str(), k.span())),
+        backstore,
+    ) {
+        (None | Some(("disk", _)), Some(b)) if b.get_ref() == "tape" => {
+            cx.err(
+                Some(b.span()),
+                &format!("{key}.backstore"),
+                "\"tape\" is not \"file\", \"block\" or \"ram\" (a tape drive is type = \"tape\")",
+            );
+            None
+        }
+        (None | Some(("disk", _)), Some(b)) => Some(b.clone()),
+        (None | Some(("disk", _)), None) => {
+            cx.err(
+                Some(anchor),
+                &format!("{key}.backstore"),
+                "an LU needs a backstore (\"file\", \"block\" or \"ram\") or type = \"tape\"",
+            );
+            None
+        }
+        (Some(("tape", span)), None) => Some(Spanned::new(span, "tape".to_owned())),
+        (Some(("tape", _)), Some(b)) => {
+            cx.err(
+                Some(b.span()),
+                &format!("{key}.backstore"),
+                "a tape LU keeps its cartridges as files in `path`: leave backstore out",
+            );
+            None
+        }
+        (Some((other, span)), _) => {
+            cx.err(
+                Some(span),
+                &format!("{key}.type"),
+                format!("{other:?} is not \"disk\" or \"tape\""),
+            );
+            None
+        }
     }
 }
 

@@ -50,17 +50,25 @@ struct OutLu {
     name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<u16>,
-    backstore: &'static str,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backstore: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cartridge: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     size: Option<u64>,
-    block_size: u32,
-    physical_block_size: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    block_size: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    physical_block_size: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     memory_limit: Option<u64>,
     read_only: bool,
-    thin: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thin: Option<bool>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     removable: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -106,21 +114,25 @@ struct OutAcl {
 
 impl OutLu {
     fn of(l: &LunConfig, name: Option<String>, id: Option<u16>) -> Self {
+        let disk = l.backstore != BackstoreKind::Tape;
         Self {
             name,
             id,
+            kind: (l.backstore == BackstoreKind::Tape).then_some("tape"),
             backstore: match l.backstore {
-                BackstoreKind::File => "file",
-                BackstoreKind::Block => "block",
-                BackstoreKind::Ram => "ram",
+                BackstoreKind::File => Some("file"),
+                BackstoreKind::Block => Some("block"),
+                BackstoreKind::Ram => Some("ram"),
+                BackstoreKind::Tape => None,
             },
+            cartridge: l.cartridge.clone(),
             path: l.path.as_ref().map(|p| p.display().to_string()),
             size: l.size.filter(|_| l.backstore != BackstoreKind::Block),
-            block_size: l.block_size,
-            physical_block_size: l.physical_block_size,
+            block_size: disk.then_some(l.block_size),
+            physical_block_size: disk.then_some(l.physical_block_size),
             memory_limit: l.memory_limit,
             read_only: l.read_only,
-            thin: l.thin,
+            thin: disk.then_some(l.thin),
             removable: l.removable,
             serial: l.identity_configured.then(|| l.serial.clone()),
             wwn: l

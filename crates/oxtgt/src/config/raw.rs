@@ -24,7 +24,12 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLu {
     pub(super) name: Spanned<String>,
-    pub(super) backstore: Spanned<String>,
+    pub(super) backstore: Option<Spanned<String>>,
+    /// "disk" (the default) or "tape".
+    #[serde(rename = "type")]
+    pub(super) kind: Option<Spanned<String>>,
+    /// A tape LU: the cartridge loaded at start.
+    pub(super) cartridge: Option<Spanned<String>>,
     pub(super) path: Option<Spanned<String>>,
     pub(super) size: Option<Spanned<toml::Value>>,
     pub(super) block_size: Option<Spanned<u32>>,
@@ -93,6 +98,9 @@ pub(super) struct RawLun {
     pub(super) id: Spanned<u16>,
     pub(super) lu: Option<Spanned<String>>,
     pub(super) backstore: Option<Spanned<String>>,
+    #[serde(rename = "type")]
+    pub(super) kind: Option<Spanned<String>>,
+    pub(super) cartridge: Option<Spanned<String>>,
     pub(super) path: Option<Spanned<String>>,
     pub(super) size: Option<Spanned<toml::Value>>,
     pub(super) block_size: Option<Spanned<u32>>,

@@ -213,3 +213,65 @@ fn admin_socket_and_metrics_listen_are_checked_and_round_trip() {
     assert!(e.contains("b.toml:2: server.admin_socket"), "{e}");
     assert!(e.contains("b.toml:3: server.metrics_listen"), "{e}");
 }
+
+#[test]
+fn a_tape_lu_names_a_directory_a_capacity_and_a_cartridge_and_round_trips() {
+    let src = r#"
+[[target]]
+name = "iqn.2026-11.org.oxtgt:t"
+open_access = true
+[[target.lun]]
+id = 0
+type = "tape"
+path = "/var/lib/oxtgt/tapes"
+size = "10GiB"
+cartridge = "WEEKLY-01"
+"#;
+    let c = Config::parse("t.toml", src).unwrap();
+    let l = &c.targets[0].luns[0];
+    assert_eq!(l.backstore, BackstoreKind::Tape);
+    assert_eq!(l.cartridge.as_deref(), Some("WEEKLY-01"));
+    assert_eq!(l.size, Some(10 << 30));
+    let text = c.to_toml().unwrap();
+    assert!(text.contains("type = \"tape\""), "{text}");
+    assert!(!text.contains("block_size"), "{text}");
+    assert_eq!(
+        Config::parse("again.toml", &text).unwrap().targets,
+        c.targets
+    );
+    let bad = r#"
+[[target]]
+name = "iqn.2026-11.org.oxtgt:t"
+open_access = true
+[[target.lun]]
+id = 0
+type = "tape"
+backstore = "file"
+path = "/x"
+[[target.lun]]
+id = 1
+type = "tape"
+path = "/y"
+thin = true
+cartridge = "no spaces"
+[[target.lun]]
+id = 2
+type = "cd"
+"#;
+    let e = Config::parse("bad.toml", bad).unwrap_err();
+    let keys: Vec<String> =
+        e.0.iter()
+            .map(|e| format!("{}:{}", e.line.unwrap_or(0), e.key))
+            .collect();
+    for want in [
+        "8:target[0].lun[0].backstore",
+        // `thin` has no span of its own: the line of the LU's type.
+        "12:target[0].lun[1].thin",
+        "15:target[0].lun[1].cartridge",
+        "18:target[0].lun[2].type",
+    ] {
+        assert!(keys.iter().any(|k| k == want), "{want} in {keys:?}");
+    }
+    assert!(keys.iter().any(|k| k.ends_with("lun[1].size")), "{keys:?}");
+    assert_eq!(keys.len(), 5, "one error per mistake: {keys:?}");
+}

@@ -18,6 +18,13 @@ impl Conn {
             (Some(lu), Ok(c)) => c.command.data_out_len(lu.block_size()),
             _ => 0,
         };
+        // u64::MAX: the CDB alone does not say (a tape's FIXED WRITE counts blocks
+        // of its mode's length): take what the initiator says it sends.
+        let needed_out = if needed_out == u64::MAX {
+            u64::from(cmd.expected_data_len)
+        } else {
+            needed_out
+        };
         let transfer = if cmd.write {
             needed_out.min(u64::from(cmd.expected_data_len))
         } else {
@@ -260,7 +267,11 @@ impl Conn {
         // bookkeeping, and the done signal TMFs and session end wait for.
         // The LU's address identifies it for the per-LU limit of the io lane.
         let lu_key = exec.lu.as_ref().map(|lu| Arc::as_ptr(lu) as usize as u64);
-        self.exec.spawn_for(lane, lu_key, move || {
+        let ordered = exec
+            .lu
+            .as_ref()
+            .is_some_and(|lu| lu.device_type() == DeviceType::Stream);
+        let job = move || {
             let itt = exec.itt;
             let counted = exec.counted;
             let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -285,7 +296,12 @@ impl Conn {
             let _ = tx.send(out);
             tasks.lock().unwrap_or_else(|e| e.into_inner()).remove(&itt);
             let _ = done_tx.send(true);
-        });
+        };
+        match (ordered, lu_key) {
+            // A tape has one position: its commands run one at a time, in order.
+            (true, Some(k)) => self.exec.spawn_ordered(k, job),
+            _ => self.exec.spawn_for(lane, lu_key, job),
+        }
     }
 
     /// Sends the answer of a command done on this task: its data in `data_in`

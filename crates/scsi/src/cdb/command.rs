@@ -45,6 +45,62 @@ pub enum Command {
     PreventAllow {
         prevent: u8,
     },
+    /// SSC READ BLOCK LIMITS (05h); `mloi` asks for the 20-byte form.
+    ReadBlockLimits {
+        mloi: bool,
+    },
+    /// SSC READ(6): `len` blocks with FIXED, else bytes.
+    TapeRead {
+        fixed: bool,
+        sili: bool,
+        len: u32,
+    },
+    /// SSC WRITE(6): `len` blocks with FIXED, else bytes.
+    TapeWrite {
+        fixed: bool,
+        len: u32,
+    },
+    WriteFilemarks {
+        immed: bool,
+        count: u32,
+    },
+    /// SPACE(6)/(16): `code` 0 blocks, 1 filemarks, 3 end of data; signed count.
+    Space {
+        code: u8,
+        count: i64,
+    },
+    Rewind {
+        immed: bool,
+    },
+    /// LOCATE(10)/(16) to a logical object identifier (BT or not: one partition,
+    /// logical objects are the block addresses).
+    Locate {
+        immed: bool,
+        cp: bool,
+        partition: u8,
+        object: u64,
+    },
+    /// READ POSITION: service action 00h/01h short, 06h long, 08h extended.
+    ReadPosition {
+        sa: u8,
+        alloc: u32,
+    },
+    LoadUnload {
+        immed: bool,
+        hold: bool,
+        eot: bool,
+        reten: bool,
+        load: bool,
+    },
+    Erase {
+        immed: bool,
+        long: bool,
+    },
+    ReportDensity {
+        media: bool,
+        medium_type: bool,
+        alloc: u32,
+    },
     /// SANITIZE (SBC-4 5.30): `action` 01h OVERWRITE, 02h BLOCK ERASE, 1Fh EXIT
     /// FAILURE MODE; `len` is the parameter list length.
     Sanitize {
@@ -474,6 +530,11 @@ impl Command {
             | Command::WriteAtomic { blocks, .. } => u64::from(blocks) * bs,
             Command::CompareAndWrite { blocks, .. } => 2 * u64::from(blocks) * bs,
             Command::WriteSame { ndob: false, .. } => bs,
+            // Without FIXED the length is in bytes; with it, in blocks of the mode
+            // block length, which the transport does not know: it takes what the
+            // initiator sends (the expected length) and execution checks it.
+            Command::TapeWrite { fixed: false, len } => u64::from(len),
+            Command::TapeWrite { fixed: true, .. } => u64::MAX,
             Command::Unmap { len, .. }
             | Command::PersistentReserveOut { len, .. }
             | Command::ExtendedCopy { len }

@@ -14,6 +14,7 @@ use crate::sense::Sense;
 
 mod command;
 mod opcode;
+mod ssc;
 mod table;
 
 pub use command::Command;
@@ -24,6 +25,8 @@ pub use opcode::Opcode;
 pub enum DeviceType {
     /// 00h: direct-access block device (SBC).
     Block,
+    /// 01h: sequential-access device, a tape drive (SSC).
+    Stream,
 }
 
 impl DeviceType {
@@ -31,6 +34,7 @@ impl DeviceType {
     pub fn code(self) -> u8 {
         match self {
             DeviceType::Block => 0x00,
+            DeviceType::Stream => 0x01,
         }
     }
 }
@@ -164,10 +168,12 @@ impl Table {
 }
 
 static BLOCK: LazyLock<Table> = LazyLock::new(|| Table::new(&[table::SPC, table::SBC]));
+static STREAM: LazyLock<Table> = LazyLock::new(|| Table::new(&[table::SPC, table::SSC]));
 
 fn table_of(device_type: DeviceType) -> &'static Table {
     match device_type {
         DeviceType::Block => &BLOCK,
+        DeviceType::Stream => &STREAM,
     }
 }
 
@@ -204,7 +210,13 @@ impl Parsed {
     /// Parses `cdb` for a logical unit of `device_type`.
     pub fn parse(device_type: DeviceType, cdb: &[u8]) -> Result<Self, Sense> {
         let info = row_for(device_type, cdb)?;
-        let command = Command::from_row(info, cdb)?;
+        let command = match device_type {
+            DeviceType::Stream => match ssc::from_row(info, cdb)? {
+                Some(c) => c,
+                None => Command::from_row(info, cdb)?,
+            },
+            DeviceType::Block => Command::from_row(info, cdb)?,
+        };
         let mut attrs = info.attrs;
         // PREVENT ALLOW MEDIUM REMOVAL with PREVENT 00b only allows removal: no
         // reservation stops it (SPC-2 5.5.1, SPC-4 Table 63).

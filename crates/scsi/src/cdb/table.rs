@@ -634,3 +634,111 @@ pub(super) static SBC: &[OpcodeInfo] = &[
     .data_in()
     .pr(PrAccess::Read),
 ];
+
+/// SSC-3 commands of a stream (tape) device, in opcode order. Positioning and
+/// reading are read-class for persistent reservations (SSC-3), writing,
+/// erasing and LOAD UNLOAD write-class.
+pub(super) static SSC: &[OpcodeInfo] = &[
+    row(0x01, None, "REWIND", 300, &[0x01, 0x01, 0, 0, 0, 0]).pr(PrAccess::Read),
+    row(
+        0x05,
+        None,
+        "READ BLOCK LIMITS",
+        1,
+        &[0x05, 0x01, 0, 0, 0, 0],
+    )
+    .data_in()
+    .pr(PrAccess::Any),
+    row(0x08, None, "READ(6)", 300, &[0x08, 0x03, FF, FF, FF, 0])
+        .data_in()
+        .pr(PrAccess::Read),
+    row(0x0a, None, "WRITE(6)", 300, &[0x0a, 0x01, FF, FF, FF, 0]).data_out(),
+    row(
+        0x10,
+        None,
+        "WRITE FILEMARKS(6)",
+        300,
+        &[0x10, 0x01, FF, FF, FF, 0],
+    ),
+    row(0x11, None, "SPACE(6)", 300, &[0x11, 0x0f, FF, FF, FF, 0]).pr(PrAccess::Read),
+    row(0x19, None, "ERASE(6)", 3600, &[0x19, 0x03, 0, 0, 0, 0]),
+    row(0x1b, None, "LOAD UNLOAD", 300, &[0x1b, 0x01, 0, 0, 0x0f, 0]),
+    row(
+        0x1e,
+        None,
+        "PREVENT ALLOW MEDIUM REMOVAL",
+        1,
+        &[0x1e, 0, 0, 0, 0x03, 0],
+    ),
+    row(
+        0x2b,
+        None,
+        "LOCATE(10)",
+        300,
+        &[0x2b, 0x07, 0, FF, FF, FF, FF, 0, FF, 0],
+    )
+    .pr(PrAccess::Read),
+    row(
+        0x34,
+        Some(0x00),
+        "READ POSITION (SHORT FORM - BLOCK ID)",
+        1,
+        &[0x34, 0x00, 0, 0, 0, 0, 0, FF, FF, 0],
+    )
+    .data_in()
+    .pr(PrAccess::Read),
+    row(
+        0x34,
+        Some(0x01),
+        "READ POSITION (SHORT FORM - VENDOR SPECIFIC)",
+        1,
+        &[0x34, 0x01, 0, 0, 0, 0, 0, FF, FF, 0],
+    )
+    .data_in()
+    .pr(PrAccess::Read),
+    row(
+        0x34,
+        Some(0x06),
+        "READ POSITION (LONG FORM)",
+        1,
+        &[0x34, 0x06, 0, 0, 0, 0, 0, FF, FF, 0],
+    )
+    .data_in()
+    .pr(PrAccess::Read),
+    row(
+        0x34,
+        Some(0x08),
+        "READ POSITION (EXTENDED FORM)",
+        1,
+        &[0x34, 0x08, 0, 0, 0, 0, 0, FF, FF, 0],
+    )
+    .data_in()
+    .pr(PrAccess::Read),
+    row(
+        0x44,
+        None,
+        "REPORT DENSITY SUPPORT",
+        1,
+        &[0x44, 0x03, 0, 0, 0, 0, 0, FF, FF, 0],
+    )
+    .data_in()
+    .pr(PrAccess::Any),
+    row(
+        0x91,
+        None,
+        "SPACE(16)",
+        300,
+        &[0x91, 0x0f, 0, 0, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0, 0, 0],
+    )
+    .pr(PrAccess::Read),
+    row(
+        0x92,
+        None,
+        "LOCATE(16)",
+        300,
+        &[
+            0x92, 0x03, 0, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0, 0, 0,
+        ],
+    )
+    .pr(PrAccess::Read),
+];

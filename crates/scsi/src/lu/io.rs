@@ -182,6 +182,9 @@ impl LogicalUnit {
     /// an LU whose write cache is off).
     pub fn flush(&self) -> Result<(), IoError> {
         self.stats.flush_ops.fetch_add(1, Ordering::Relaxed);
+        if let Some(t) = self.tape() {
+            return t.sync().map_err(|e| IoError::new(IoOp::Flush, 0, e));
+        }
         self.store
             .flush()
             .map_err(|e| IoError::new(IoOp::Flush, 0, e))

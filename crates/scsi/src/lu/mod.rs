@@ -91,6 +91,8 @@ pub struct LogicalUnit {
     observed: AtomicBool,
     /// The medium can be ejected and loaded (INQUIRY RMB).
     removable: bool,
+    /// A tape LU's drive (device type 01h); `None` for block devices.
+    pub(crate) tape: Option<Box<crate::ssc::Tape>>,
     /// This LU's own `Arc`, once [`LogicalUnit::shared`] made it: what a background
     /// operation (SANITIZE) that outlives its command holds on to.
     this: OnceLock<Weak<LogicalUnit>>,
@@ -127,6 +129,7 @@ impl LogicalUnit {
             observers: RwLock::new(Vec::new()),
             observed: AtomicBool::new(false),
             removable: false,
+            tape: None,
             this: OnceLock::new(),
         }
     }
@@ -243,7 +246,11 @@ impl LogicalUnit {
 
     /// The device type, which selects the command table CDBs are parsed with.
     pub fn device_type(&self) -> DeviceType {
-        DeviceType::Block
+        if self.tape.is_some() {
+            DeviceType::Stream
+        } else {
+            DeviceType::Block
+        }
     }
 
     pub fn identity(&self) -> &LuIdentity {
@@ -506,18 +513,21 @@ impl LogicalUnit {
     /// What REQUEST SENSE reports when no unit attention is pending: the condition
     /// that would stop a medium access command now (SPC-4 6.39), else NO SENSE.
     pub(crate) fn current_condition(&self) -> Sense {
-        let st = self.state();
-        if let Some(progress) = st.sanitize.progress() {
-            return Sense::new(SenseKey::NOT_READY, Asc::SANITIZE_IN_PROGRESS)
-                .with_progress(progress);
-        }
-        let snap = Snapshot {
-            mode: ModeValues::default(),
-            stopped: st.stopped,
-            ejected: st.ejected,
-            sanitize_failed: st.sanitize.failed(),
+        let snap = {
+            let st = self.state();
+            if let Some(progress) = st.sanitize.progress() {
+                return Sense::new(SenseKey::NOT_READY, Asc::SANITIZE_IN_PROGRESS)
+                    .with_progress(progress);
+            }
+            Snapshot {
+                mode: ModeValues::default(),
+                stopped: st.stopped,
+                ejected: st.ejected,
+                sanitize_failed: st.sanitize.failed(),
+            }
         };
-        match Self::check_ready(&snap) {
+        // The drive lock is never taken under the state lock.
+        match Self::check_ready(&snap).and_then(|()| self.tape_ready()) {
             Err(e) => e.sense(),
             Ok(()) => Sense::new(SenseKey::NO_SENSE, Asc::NO_ADDITIONAL_SENSE),
         }

@@ -17,7 +17,9 @@ impl LogicalUnit {
         data_out: &[u8],
         data_in: &mut Vec<u8>,
     ) -> Result<Outcome, Error> {
-        let bs = self.block_size;
+        if self.tape.is_some() && matches!(cmd, Command::TestUnitReady) {
+            return self.dispatch_stream(nexus, snap, cmd, data_out, data_in);
+        }
         match cmd {
             Command::TestUnitReady => {
                 Self::check_ready(snap)?;
@@ -58,8 +60,7 @@ impl LogicalUnit {
                     pc,
                     page,
                     subpage,
-                    self.num_blocks(),
-                    bs,
+                    self.geometry(),
                     wp,
                 )?;
                 Ok(fill(data_in, &bytes, alloc))
@@ -78,7 +79,7 @@ impl LogicalUnit {
                     return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR).into());
                 };
                 let mut st = self.state();
-                let new = mode::select(&st.mode, ten, params, bs)?;
+                let new = mode::select(&st.mode, ten, params, self.geometry())?;
                 if new != st.mode {
                     self.wce.store(new.wce, Ordering::Relaxed);
                     st.mode = new;
@@ -214,6 +215,9 @@ impl LogicalUnit {
                 let bytes = copy.receive_copy_results(self, nexus, request, alloc)?;
                 Ok(fill(data_in, &bytes, alloc))
             }
+            other if self.tape.is_some() => {
+                self.dispatch_stream(nexus, snap, other, data_out, data_in)
+            }
             other => self.dispatch_block(nexus, snap, other, ctx, data_out, data_in),
         }
     }
@@ -245,6 +249,8 @@ impl LogicalUnit {
     /// Whether the copy manager may read (or, with `write`, write) this LU on behalf
     /// of `nexus`: ready, not write protected, no reservation in the way.
     pub fn check_copy_access(&self, nexus: &Nexus, write: bool) -> Result<(), Error> {
+        // A tape's drive lock is taken before the state lock, never after it.
+        self.tape_ready()?;
         let st = self.state();
         if st.sanitize.progress().is_some() {
             return Err(Error::NotReady(Asc::SANITIZE_IN_PROGRESS));
