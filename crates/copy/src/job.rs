@@ -16,6 +16,7 @@ use scsi::{LogicalUnit, Nexus};
 
 use crate::engine::{self, Range, Stop};
 use crate::manager::{counters_of, CounterMap, Record};
+use crate::stream::{Residue, Seg, Side};
 
 /// One segment, resolved.
 #[derive(Debug)]
@@ -23,6 +24,28 @@ struct Step {
     seg: Segment,
     src: Arc<LogicalUnit>,
     dst: Arc<LogicalUnit>,
+    /// PAD, FIXED and block length of each side's CSCD (stream segments).
+    sides: (Side, Side),
+}
+
+/// A CSCD's stream parameters (CSCD FFFFh, the receiving LU: variable, no PAD).
+fn side_of(list: &CopyList, index: u16) -> Side {
+    match list.cscds.get(usize::from(index)) {
+        Some((
+            _,
+            Cscd::Identification {
+                pad,
+                fixed,
+                block_len,
+                ..
+            },
+        )) => Side {
+            pad: *pad,
+            fixed: *fixed,
+            block_len: *block_len,
+        },
+        None => Side::default(),
+    }
 }
 
 /// A copy ready to run.
@@ -57,10 +80,23 @@ impl Job {
         for (i, seg) in list.segments.iter().enumerate() {
             let src = lookup.resolve(seg.src, i, seg.offset + 4)?;
             let dst = lookup.resolve(seg.dst, i, seg.offset + 6)?;
+            // Each side must be the device type the segment moves data with (a
+            // tape receiving a block segment through CSCD FFFFh, say).
+            let (want_src, want_dst) = device_types(&seg.kind);
+            for (want, lu, at) in [(want_src, &src, 4), (want_dst, &dst, 6)] {
+                if want.is_some_and(|t| lu.device_type() != t) {
+                    return Err(copy_aborted(
+                        Asc::INCORRECT_COPY_TARGET_DEVICE_TYPE,
+                        i,
+                        seg.offset + at,
+                    ));
+                }
+            }
             steps.push(Step {
                 seg: seg.clone(),
                 src,
                 dst,
+                sides: (side_of(&list, seg.src), side_of(&list, seg.dst)),
             });
         }
         let mut held = 0u64;
@@ -82,14 +118,39 @@ impl Job {
     pub(crate) fn run(&self) -> Result<(), Sense> {
         let nexus = &self.nexus;
         let rec = &self.record;
+        // Residual data of stream segments, carried from one to the next; what a
+        // last segment with CAT leaves is dropped with it (SPC-4 Table 116).
+        let mut residue = Residue::default();
         for (i, step) in self.steps.iter().enumerate() {
             let (seg, src, dst) = (&step.seg, step.src.as_ref(), step.dst.as_ref());
+            if seg.kind.is_stream() {
+                Seg {
+                    index: i,
+                    offset: seg.offset,
+                    kind: &seg.kind,
+                    src,
+                    dst,
+                    src_side: step.sides.0,
+                    dst_side: step.sides.1,
+                    nexus,
+                    rec,
+                }
+                .run(&mut residue)?;
+                rec.segments_done.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             // One COPY ABORTED mapping for whatever stops a segment.
             let denied = |e: Error, pointer: usize| {
                 e.log("copy segment");
                 e.copy_aborted(i, pointer)
             };
             match seg.kind {
+                // Run above, by `stream::Seg`.
+                SegmentKind::BlockToStream { .. }
+                | SegmentKind::StreamToBlock { .. }
+                | SegmentKind::DataToStream { .. }
+                | SegmentKind::StreamToDiscard { .. }
+                | SegmentKind::Filemarks { .. } => {}
                 SegmentKind::Verify { tur } => {
                     if tur {
                         src.check_copy_access(nexus, false)
@@ -184,15 +245,6 @@ impl<'a> Lookup<'a> {
         pointer: usize,
     ) -> Result<Arc<LogicalUnit>, Sense> {
         if index == CSCD_ID_RECEIVING_LU {
-            // Block segments only: a tape LU receiving the list is no block source
-            // or destination (SPC-4 6.4.5.1).
-            if self.receiving.device_type() != DeviceType::Block {
-                return Err(copy_aborted(
-                    Asc::INCORRECT_COPY_TARGET_DEVICE_TYPE,
-                    segment,
-                    pointer,
-                ));
-            }
             return Ok(self.receiving.clone());
         }
         let Some((at, cscd)) = self.list.cscds.get(usize::from(index)) else {
@@ -201,6 +253,8 @@ impl<'a> Lookup<'a> {
         let Cscd::Identification {
             designator,
             block_len,
+            pdt,
+            ..
         } = cscd;
         let Some(lu) = self.accessible.iter().find(|lu| matches(lu, designator)) else {
             tracing::warn!(
@@ -214,16 +268,16 @@ impl<'a> Lookup<'a> {
                 *at,
             ));
         };
-        // The descriptor says peripheral type 0 (the parser takes no other): an LU
-        // of another type is COPY ABORTED, INCORRECT COPY TARGET DEVICE TYPE.
-        if lu.device_type() != DeviceType::Block {
+        // An LU of another type than the descriptor says: COPY ABORTED, INCORRECT
+        // COPY TARGET DEVICE TYPE.
+        if lu.device_type().code() != *pdt {
             return Err(copy_aborted(
                 Asc::INCORRECT_COPY_TARGET_DEVICE_TYPE,
                 segment,
                 *at,
             ));
         }
-        if *block_len != 0 && *block_len != lu.block_size() {
+        if *pdt == 0 && *block_len != 0 && *block_len != lu.block_size() {
             return Err(copy_aborted(
                 Asc::COPY_TARGET_DEVICE_NOT_REACHABLE,
                 segment,
@@ -231,6 +285,21 @@ impl<'a> Lookup<'a> {
             ));
         }
         Ok(lu.clone())
+    }
+}
+
+/// The device types a segment's source and destination must be (`None`: either).
+fn device_types(kind: &SegmentKind) -> (Option<DeviceType>, Option<DeviceType>) {
+    use DeviceType::{Block, Stream};
+    match kind {
+        SegmentKind::BlockToBlock { .. } | SegmentKind::BlockToBlockBytes { .. } => {
+            (Some(Block), Some(Block))
+        }
+        SegmentKind::BlockToStream { .. } => (Some(Block), Some(Stream)),
+        SegmentKind::StreamToBlock { .. } => (Some(Stream), Some(Block)),
+        SegmentKind::DataToStream { .. } | SegmentKind::Filemarks { .. } => (None, Some(Stream)),
+        SegmentKind::StreamToDiscard { .. } => (Some(Stream), None),
+        SegmentKind::Verify { .. } | SegmentKind::RegisterKey { .. } => (None, None),
     }
 }
 

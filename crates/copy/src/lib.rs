@@ -12,6 +12,7 @@ mod job;
 mod manager;
 mod rod;
 mod status;
+mod stream;
 mod token;
 
 pub use manager::{CopyInfo, LuCounters, Manager, Resolver, MAX_HELD_PER_NEXUS, RETENTION};

@@ -98,6 +98,19 @@ size = "256MiB"
 initiator = "{INITIATOR}"
 luns = [0]
 
+# A tape drive: st, mt and tar.
+[[target]]
+name = "iqn.2026-11.org.oxtgt:tape"
+[[target.lun]]
+id = 0
+type = "tape"
+path = "{{dir}}/tapes"
+size = "2GiB"
+cartridge = "HOST0001"
+[[target.acl]]
+initiator = "{INITIATOR}"
+luns = [0]
+
 # CHAP, mutual.
 [[target]]
 name = "iqn.2026-11.org.oxtgt:secure"
@@ -125,6 +138,7 @@ fn guest_env(pa: u16) -> String {
         ("T_SECOND", "iqn.2026-11.org.oxtgt:second".into()),
         ("T_PATHS", "iqn.2026-11.org.oxtgt:paths".into()),
         ("T_SECURE", "iqn.2026-11.org.oxtgt:secure".into()),
+        ("T_TAPE", "iqn.2026-11.org.oxtgt:tape".into()),
         ("CHAP_USER", CHAP_USER.into()),
         ("CHAP_SECRET", CHAP_SECRET.into()),
         ("CHAP_TARGET_USER", CHAP_TARGET_USER.into()),

@@ -185,6 +185,9 @@ fn a_tape_is_not_a_block_copy_target_and_unload_load_round_trips() {
         i.scsi(0, &[0x1b, 0, 0, 0, 1, 0], 0, None).unwrap().status,
         0
     );
+    // The loader hears of the new medium too: st starts a new session on it.
+    let r = i.scsi(0, &cdb::TEST_UNIT_READY, 0, None).unwrap();
+    assert_eq!(r.sense_code(), Some((0x06, 0x28, 0x00)));
     assert_eq!(i.scsi(0, &cdb::TEST_UNIT_READY, 0, None).unwrap().status, 0);
     // READ POSITION with allocation length 0 (as st sends it): 20 bytes, BOP.
     let r = i
@@ -192,4 +195,184 @@ fn a_tape_is_not_a_block_copy_target_and_unload_load_round_trips() {
         .unwrap();
     assert_eq!((r.status, r.data.len(), r.data[0]), (0, 20, 0x80));
     assert!(server.dir.join("tapes/BACKUP01.tape").exists());
+}
+
+const COPY_CONFIG: &str = r#"
+[[target]]
+name = "iqn.2026-11.org.oxtgt:test"
+open_access = true
+[[target.lun]]
+id = 0
+type = "tape"
+path = "{dir}/tapes"
+size = "4GiB"
+[[target.lun]]
+id = 1
+backstore = "ram"
+size = "1GiB"
+block_size = 4096
+[[target.lun]]
+id = 2
+backstore = "ram"
+size = "1GiB"
+block_size = 4096
+"#;
+
+/// The disk's contents: every 4 KiB block names itself.
+fn disk_block(lba: u64) -> Vec<u8> {
+    let mut b = pattern(4096, lba as u8);
+    b[..8].copy_from_slice(&lba.to_be_bytes());
+    b
+}
+
+#[test]
+fn a_gib_backed_up_to_tape_and_restored_by_extended_copy_is_the_same_gib() {
+    let server = Server::start("tape-copy", COPY_CONFIG);
+    let mut i = session(&server, &[]);
+    const BLOCKS: u64 = 1 << 18; // 1 GiB of 4 KiB blocks
+    for chunk in 0..BLOCKS / 2048 {
+        let data: Vec<u8> = (0..2048)
+            .flat_map(|k| disk_block(chunk * 2048 + k))
+            .collect();
+        let r = i
+            .scsi(1, &cdb::write16(chunk * 2048, 2048), 0, Some(&data))
+            .unwrap();
+        assert_eq!(r.status, 0);
+    }
+    let tape = xcopy::naa(&mut i, 0).unwrap();
+    let disk = xcopy::naa(&mut i, 1).unwrap();
+    let restore = xcopy::naa(&mut i, 2).unwrap();
+    // Two backups of 512 MiB: a header block (05h embedded in one, 04h inline in
+    // the other; the tape CSCD pads it to a 512-byte block), two 00h segments of
+    // 256 MiB in 256 KiB variable blocks, a filemark.
+    let cscds = [
+        xcopy::cscd(&disk, 4096),
+        xcopy::cscd_tape(&tape, true, false, 0),
+    ];
+    let half = BLOCKS / 2;
+    // 65535 blocks per 00h segment (the field's maximum), then the 2 left: 65535
+    // blocks are not whole 256 KiB transfers, so the first two carry their residue
+    // to the next (CAT) and the last ends exactly on a transfer.
+    let seg = 65535u16;
+    let backup = |i: &mut testkit::Initiator, n: u64, header: &[u8], inline: bool| {
+        let first = n * half;
+        let mut segs = Vec::new();
+        if inline {
+            segs.push(xcopy::seg_inline(1, false, 512, 0, header.len() as u32));
+        } else {
+            segs.push(xcopy::seg_embedded(1, false, 512, header));
+        }
+        segs.push(xcopy::seg_stream(true, 0, 1, true, 256 << 10, seg, first));
+        segs.push(xcopy::seg_stream(
+            true,
+            0,
+            1,
+            true,
+            256 << 10,
+            seg,
+            first + u64::from(seg),
+        ));
+        let rest = (half - 2 * u64::from(seg)) as u16;
+        segs.push(xcopy::seg_stream(
+            true,
+            0,
+            1,
+            false,
+            256 << 10,
+            rest,
+            first + 2 * u64::from(seg),
+        ));
+        segs.push(xcopy::seg_filemarks(1, 1));
+        let p = if inline {
+            xcopy::list_inline(n as u8 + 1, &cscds, &segs, header)
+        } else {
+            xcopy::list(n as u8 + 1, 2, &cscds, &segs)
+        };
+        let started = std::time::Instant::now();
+        let r = i.scsi(0, &xcopy::command(p.len()), 0, Some(&p)).unwrap();
+        assert_eq!(r.status, 0, "backup {n}: {:02x?}", r.sense);
+        started.elapsed()
+    };
+    let t1 = backup(&mut i, 0, b"OXTGT BACKUP 1 - EMBEDDED HEADER", false);
+    let t2 = backup(&mut i, 1, b"OXTGT BACKUP 2 - INLINE HEADER..", true);
+    // What st would read: the header block, 2048 blocks of 256 KiB, a filemark.
+    assert_eq!(i.scsi(0, &REWIND, 0, None).unwrap().status, 0);
+    let r = i.scsi(0, &read6(false, false, 512), 512, None).unwrap();
+    assert_eq!(r.status, 0);
+    assert_eq!(&r.data[..32], b"OXTGT BACKUP 1 - EMBEDDED HEADER");
+    assert!(
+        r.data[32..].iter().all(|&b| b == 0),
+        "padded with zeros (PAD)"
+    );
+    let r = i
+        .scsi(0, &read6(false, false, 256 << 10), 256 << 10, None)
+        .unwrap();
+    assert_eq!(r.status, 0);
+    assert_eq!(r.data[..4096], disk_block(0)[..], "the first disk block");
+    // Restore both to the second disk: 06h drops each header, 01h writes the data;
+    // between the backups the host spaces over the filemark.
+    let cscds = [
+        xcopy::cscd_tape(&tape, false, false, 0),
+        xcopy::cscd(&restore, 4096),
+    ];
+    let restore_one = |i: &mut testkit::Initiator, n: u64| {
+        let first = n * half;
+        let rest = (half - 2 * u64::from(seg)) as u16;
+        let segs = [
+            xcopy::seg_discard(0, false, 512, 512),
+            xcopy::seg_stream(false, 0, 1, true, 256 << 10, seg, first),
+            xcopy::seg_stream(false, 0, 1, true, 256 << 10, seg, first + u64::from(seg)),
+            xcopy::seg_stream(
+                false,
+                0,
+                1,
+                false,
+                256 << 10,
+                rest,
+                first + 2 * u64::from(seg),
+            ),
+        ];
+        let p = xcopy::list(n as u8 + 10, 2, &cscds, &segs);
+        let r = i.scsi(0, &xcopy::command(p.len()), 0, Some(&p)).unwrap();
+        assert_eq!(r.status, 0, "restore {n}: {:02x?}", r.sense);
+    };
+    assert_eq!(i.scsi(0, &REWIND, 0, None).unwrap().status, 0);
+    restore_one(&mut i, 0);
+    assert_eq!(i.scsi(0, &cdb::space(1, 1), 0, None).unwrap().status, 0);
+    restore_one(&mut i, 1);
+    for chunk in 0..BLOCKS / 2048 {
+        let r = i
+            .scsi(2, &cdb::read16(chunk * 2048, 2048), 2048 * 4096, None)
+            .unwrap();
+        assert_eq!(r.status, 0);
+        for k in 0..2048u64 {
+            let lba = chunk * 2048 + k;
+            let got = &r.data[(k * 4096) as usize..((k + 1) * 4096) as usize];
+            assert!(got == disk_block(lba), "block {lba} restored wrong");
+        }
+    }
+    // Reading on across the filemark is a source failure: COPY ABORTED, THIRD
+    // PARTY DEVICE FAILURE, the tape's FILEMARK sense forwarded.
+    let segs = [xcopy::seg_stream(false, 0, 1, false, 256 << 10, 128, 0)];
+    let p = xcopy::list(30, 2, &cscds, &segs);
+    let r = i.scsi(0, &xcopy::command(p.len()), 0, Some(&p)).unwrap();
+    assert_eq!(r.sense_code(), Some((0x0a, 0x0d, 0x01)));
+    let at = usize::from(r.sense[8]);
+    assert!(
+        at >= 18 && r.sense.len() > at + 14,
+        "source sense forwarded: {:02x?}",
+        r.sense
+    );
+    assert_eq!(r.sense[at], 0x02, "its status: CHECK CONDITION");
+    let fwd = &r.sense[at + 1..];
+    assert_eq!(
+        (fwd[2] & 0x80, fwd[12], fwd[13]),
+        (0x80, 0x00, 0x01),
+        "FILEMARK"
+    );
+    println!(
+        "tape copy: 1 GiB backed up by EXTENDED COPY in {:.2} s + {:.2} s and restored, every block compared",
+        t1.as_secs_f64(),
+        t2.as_secs_f64()
+    );
 }

@@ -59,7 +59,9 @@ impl Asc {
     pub const UNSUPPORTED_TARGET_DESCRIPTOR_TYPE: Self = Self(0x2607);
     pub const TOO_MANY_SEGMENT_DESCRIPTORS: Self = Self(0x2608);
     pub const UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE: Self = Self(0x2609);
+    pub const UNEXPECTED_INEXACT_SEGMENT: Self = Self(0x260a);
     pub const INLINE_DATA_LENGTH_EXCEEDED: Self = Self(0x260b);
+    pub const INVALID_OPERATION_FOR_COPY: Self = Self(0x260c);
     pub const INSUFFICIENT_RESOURCES: Self = Self(0x5503);
     pub const LU_NOT_READY_INIT_REQUIRED: Self = Self(0x0402);
     pub const INVALID_FIELD_IN_INFORMATION_UNIT: Self = Self(0x0e03);
@@ -121,6 +123,9 @@ pub struct Sense {
     /// Stream device bits of fixed-format byte 2 (SPC-4 4.5.3): FILEMARK 80h, EOM 40h,
     /// ILI 20h.
     pub flags: u8,
+    /// COPY ABORTED: the sense a copy source (1) or destination (2) returned, with
+    /// its status byte, forwarded unchanged (SPC-4 6.4.6.1 and 4.5.2.9).
+    pub forwarded: Option<(u8, u8, Vec<u8>)>,
     /// PROGRESS INDICATION (SPC-4 4.5.2.4.3), in 65536ths, for NOT READY while an
     /// operation (SANITIZE) runs; used when there is no field pointer.
     pub progress: Option<u16>,
@@ -135,6 +140,7 @@ impl Sense {
             command_specific: None,
             field: None,
             flags: 0,
+            forwarded: None,
             progress: None,
         }
     }
@@ -255,6 +261,12 @@ impl Sense {
                 // Stream commands descriptor (SPC-4 4.5.2.5).
                 v.extend_from_slice(&[0x04, 0x02, 0, self.flags & 0xe0]);
             }
+            if let Some((source, status, sense)) = &self.forwarded {
+                // Forwarded sense data descriptor: SENSE DATA SOURCE, status, sense.
+                let n = sense.len().min(200);
+                v.extend_from_slice(&[0x0c, (2 + n) as u8, source & 0x0f, *status]);
+                v.extend_from_slice(&sense[..n]);
+            }
             v[7] = (v.len() - 8) as u8;
             v
         } else {
@@ -273,6 +285,15 @@ impl Sense {
             v[13] = ascq;
             if let Some(sks) = self.sks() {
                 v[15..18].copy_from_slice(&sks);
+            }
+            if let Some((source, status, sense)) = &self.forwarded {
+                // COMMAND-SPECIFIC INFORMATION byte 0 (source) or 1 (destination):
+                // where the status byte and sense of that device start.
+                let at = v.len() as u8;
+                v[8 + usize::from(source.saturating_sub(1).min(1))] = at;
+                v.push(*status);
+                v.extend_from_slice(&sense[..sense.len().min(200)]);
+                v[7] = (v.len() - 8) as u8;
             }
             v
         }

@@ -466,6 +466,11 @@ fn unload_load_and_prevent_medium_removal() {
         "the other nexus hears of the new medium"
     );
     assert_eq!(
+        t.run(&a, &cdbs::TEST_UNIT_READY, &[]).check().1,
+        Asc::NOT_READY_TO_READY_CHANGE,
+        "and so does the loader (st resets its counters on it)"
+    );
+    assert_eq!(
         read_var(&t, &b, 10).data,
         vec![1; 10],
         "what was written survived"

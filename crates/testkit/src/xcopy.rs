@@ -38,6 +38,103 @@ pub fn cscd(naa: &[u8; 16], block: u32) -> Vec<u8> {
     d
 }
 
+/// An E4h identification CSCD naming a tape (PDT 01h) by its NAA: PAD, FIXED and
+/// the stream block length (SPC-4 Table 137).
+pub fn cscd_tape(naa: &[u8; 16], pad: bool, fixed: bool, block_len: u32) -> Vec<u8> {
+    let mut d = cscd(naa, block_len);
+    d[1] = 0x01;
+    d[28] = u8::from(pad) << 2 | u8::from(fixed);
+    d
+}
+
+/// A disk CSCD with PAD set.
+pub fn cscd_pad(naa: &[u8; 16], block: u32) -> Vec<u8> {
+    let mut d = cscd(naa, block);
+    d[28] = 0x04;
+    d
+}
+
+/// A 00h block→stream (`to_tape`) or 01h stream→block segment: STREAM DEVICE
+/// TRANSFER LENGTH, BLOCK DEVICE NUMBER OF BLOCKS, BLOCK DEVICE LBA.
+pub fn seg_stream(
+    to_tape: bool,
+    src: u16,
+    dst: u16,
+    cat: bool,
+    stdl: u32,
+    blocks: u16,
+    lba: u64,
+) -> Vec<u8> {
+    let mut d = vec![0u8; 24];
+    d[0] = if to_tape { 0x00 } else { 0x01 };
+    d[1] = u8::from(cat);
+    d[3] = 0x14;
+    d[4..6].copy_from_slice(&src.to_be_bytes());
+    d[6..8].copy_from_slice(&dst.to_be_bytes());
+    d[9..12].copy_from_slice(&stdl.to_be_bytes()[1..]);
+    d[14..16].copy_from_slice(&blocks.to_be_bytes());
+    d[16..24].copy_from_slice(&lba.to_be_bytes());
+    d
+}
+
+/// A 04h segment: `bytes` of the list's inline data from `offset` to the tape.
+pub fn seg_inline(dst: u16, cat: bool, stdl: u32, offset: u32, bytes: u32) -> Vec<u8> {
+    let mut d = vec![0u8; 20];
+    d[0] = 0x04;
+    d[1] = u8::from(cat);
+    d[3] = 0x10;
+    d[6..8].copy_from_slice(&dst.to_be_bytes());
+    d[9..12].copy_from_slice(&stdl.to_be_bytes()[1..]);
+    d[12..16].copy_from_slice(&offset.to_be_bytes());
+    d[16..20].copy_from_slice(&bytes.to_be_bytes());
+    d
+}
+
+/// A 05h segment: `data` embedded in the descriptor, written to the tape.
+pub fn seg_embedded(dst: u16, cat: bool, stdl: u32, data: &[u8]) -> Vec<u8> {
+    let padded = data.len().div_ceil(4) * 4;
+    let mut d = vec![0u8; 16 + padded];
+    d[0] = 0x05;
+    d[1] = u8::from(cat);
+    let n = (d.len() - 4) as u16;
+    d[2..4].copy_from_slice(&n.to_be_bytes());
+    d[6..8].copy_from_slice(&dst.to_be_bytes());
+    d[9..12].copy_from_slice(&stdl.to_be_bytes()[1..]);
+    d[12..14].copy_from_slice(&(data.len() as u16).to_be_bytes());
+    d[16..16 + data.len()].copy_from_slice(data);
+    d
+}
+
+/// A 06h segment: `bytes` read from the tape and discarded.
+pub fn seg_discard(src: u16, cat: bool, stdl: u32, bytes: u32) -> Vec<u8> {
+    let mut d = vec![0u8; 16];
+    d[0] = 0x06;
+    d[1] = u8::from(cat);
+    d[3] = 0x0c;
+    d[4..6].copy_from_slice(&src.to_be_bytes());
+    d[9..12].copy_from_slice(&stdl.to_be_bytes()[1..]);
+    d[12..16].copy_from_slice(&bytes.to_be_bytes());
+    d
+}
+
+/// A 10h segment: `count` filemarks written to the tape.
+pub fn seg_filemarks(dst: u16, count: u32) -> Vec<u8> {
+    let mut d = vec![0u8; 12];
+    d[0] = 0x10;
+    d[3] = 0x08;
+    d[6..8].copy_from_slice(&dst.to_be_bytes());
+    d[9..12].copy_from_slice(&count.to_be_bytes()[1..]);
+    d
+}
+
+/// A parameter list with inline data after the segments.
+pub fn list_inline(list_id: u8, cscds: &[Vec<u8>], segs: &[Vec<u8>], inline: &[u8]) -> Vec<u8> {
+    let mut p = list(list_id, 2, cscds, segs);
+    p[12..16].copy_from_slice(&(inline.len() as u32).to_be_bytes());
+    p.extend_from_slice(inline);
+    p
+}
+
 /// A 02h block→block segment.
 pub fn seg_blocks(
     src: u16,

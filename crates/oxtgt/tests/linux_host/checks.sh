@@ -8,7 +8,7 @@
 # shellcheck disable=SC2034 # read by `run`
 CHECKS=(isolation login geometry vpd_tpc vpd_block_limits opcodes xfs fio thin
     compare_and_write xcopy_same_target xcopy_two_targets ddptctl_info persistent_reservations
-    multipath resets chap_md5 chap_sha256 chap_refused kernel_log)
+    multipath resets tape chap_md5 chap_sha256 chap_refused kernel_log)
 
 OUT=/host/out
 . /host/guest/env
@@ -597,6 +597,92 @@ check_chap_refused() {
     # The initiator refuses the target: 19, ISCSI_ERR_FATAL_LOGIN.
     expect "iscsiadm exit code, target proves a wrong secret" "$rc" 19
     ! iscsiadm -m session | grep -q "$T_SECURE" || fail "a refused login left a session"
+}
+
+# mt_field NAME: a number from `mt status` ("File number=3, block number=0").
+mt_field() {
+    mt -f /dev/nst0 status | tr ',' '\n' | sed -n "s/^ *$1=\(-\?[0-9]*\).*/\1/p" | head -1
+}
+
+check_tape() {
+    login "$T_TAPE" "$PORTAL_A"
+    modprobe st
+    udevadm settle -t 30
+    for _ in $(seq 50); do [ -e /dev/nst0 ] && break; sleep 0.2; done
+    [ -e /dev/nst0 ] || fail "no /dev/nst0"
+    lsscsi -g | grep -i tape
+    dmesg | grep -i " st[0-9]\| st " | tail -3
+    mt -f /dev/nst0 status
+    mt -f /dev/nst0 rewind
+    # Three archives in variable mode (tar's 10240-byte records, then 64 KiB), each
+    # closed with a filemark by st. (/usr/share/doc is empty in this image.)
+    mkdir -p /tmp/t3
+    for i in 1 2 3 4 5; do head -c $((i * 1048576 + i * 777)) /dev/urandom >/tmp/t3/f$i; done
+    tar -cf /dev/nst0 -C /usr/bin .
+    tar -cf /dev/nst0 -C /etc .
+    tar -b 128 -cf /dev/nst0 -C /tmp/t3 .
+    expect "file number after three archives" "$(mt_field 'File number')" 3
+    mt -f /dev/nst0 tell
+    # Read each back from its own position and compare with the tree.
+    mt -f /dev/nst0 rewind
+    expect "file number after rewind" "$(mt_field 'File number')" 0
+    mkdir -p /tmp/x1 /tmp/x2 /tmp/x3
+    tar -tvf /dev/nst0 >/tmp/list1
+    expect "archive 1 entries" "$(wc -l </tmp/list1)" "$(cd /usr/bin && find . | wc -l)"
+    mt -f /dev/nst0 rewind
+    tar -xf /dev/nst0 -C /tmp/x1
+    mt -f /dev/nst0 fsf 1
+    tar -xf /dev/nst0 -C /tmp/x2
+    mt -f /dev/nst0 fsf 1
+    tar -b 128 -xf /dev/nst0 -C /tmp/x3
+    diff -r --no-dereference /usr/bin /tmp/x1 || fail "archive 1 differs"
+    diff -r --no-dereference /etc /tmp/x2 || fail "archive 2 differs"
+    diff -r /tmp/t3 /tmp/x3 || fail "archive 3 differs"
+    echo "ok: three archives read back and compared"
+    # Positioning: end of data, back over filemarks, seek/tell.
+    mt -f /dev/nst0 eod
+    expect "file number at EOD" "$(mt_field 'File number')" 3
+    mt -f /dev/nst0 bsf 2
+    mt -f /dev/nst0 fsf 1
+    tar -b 128 -tf /dev/nst0 >/dev/null
+    mt -f /dev/nst0 rewind
+    mt -f /dev/nst0 fsf 2
+    local at
+    at=$(mt -f /dev/nst0 tell | sed -n 's/^At block \([0-9]*\).*/\1/p')
+    [ -n "$at" ] && [ "$at" -gt 0 ] || fail "mt tell said '$at'"
+    mt -f /dev/nst0 rewind
+    mt -f /dev/nst0 seek "$at"
+    expect "tell after seek" "$(mt -f /dev/nst0 tell | sed -n 's/^At block \([0-9]*\).*/\1/p')" "$at"
+    tar -b 128 -tf /dev/nst0 >/tmp/list3
+    grep -q f5 /tmp/list3 || fail "seek did not land on archive 3"
+    # Fixed 512-byte blocks: a fourth archive appended at end of data.
+    mt -f /dev/nst0 eod
+    mt -f /dev/nst0 setblk 512
+    mt -f /dev/nst0 status | grep -i "block size\|Tape block size"
+    tar -b 20 -cf /dev/nst0 -C /tmp/t3 .
+    mt -f /dev/nst0 rewind
+    mt -f /dev/nst0 fsf 3
+    mkdir -p /tmp/x4
+    tar -b 20 -xf /dev/nst0 -C /tmp/x4
+    diff -r /tmp/t3 /tmp/x4 || fail "fixed-mode archive differs"
+    echo "ok: fixed-mode archive read back"
+    mt -f /dev/nst0 setblk 0
+    # dd of a whole file through the rewinding device, variable blocks.
+    mt -f /dev/nst0 eod
+    dd if=/tmp/t3/f5 of=/dev/nst0 bs=65536 status=none
+    mt -f /dev/nst0 bsf 1
+    mt -f /dev/nst0 bsf 1
+    mt -f /dev/nst0 fsf 1
+    dd if=/dev/nst0 of=/tmp/f5.back bs=65536 status=none
+    cmp /tmp/t3/f5 /tmp/f5.back || fail "dd round trip differs"
+    # Unload: no medium; load: back at the start.
+    mt -f /dev/nst0 offline
+    if mt -f /dev/nst0 status 2>&1 | grep -q "ONLINE"; then fail "still online after unload"; fi
+    mt -f /dev/nst0 load
+    mt -f /dev/nst0 status
+    expect "file number after load" "$(mt_field 'File number')" 0
+    tar -tf /dev/nst0 >/dev/null
+    logout "$T_TAPE" "$PORTAL_A"
 }
 
 check_kernel_log() {

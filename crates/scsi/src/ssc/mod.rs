@@ -376,7 +376,9 @@ impl LogicalUnit {
                         .map_err(|e| io_err(IoOp::Read, e))?;
                         d.cart = Some(cart);
                         drop(d);
-                        self.raise_unit_attention(Some(nexus.id), Asc::NOT_READY_TO_READY_CHANGE);
+                        // Every nexus, the loader included: st starts a new session
+                        // (file and block counters 0) on this unit attention.
+                        self.raise_unit_attention(None, Asc::NOT_READY_TO_READY_CHANGE);
                         d = tape.drive();
                     }
                     d.pos = 0;
@@ -412,6 +414,105 @@ impl LogicalUnit {
             },
             _ => Err(Sense::invalid_opcode().into()),
         }
+    }
+}
+
+/// How a copy manager's READ, WRITE or WRITE FILEMARKS to a tape ended when it did
+/// not end GOOD: the tape's sense, to forward in COPY ABORTED, and whether the
+/// data counts as written (a write at early warning does, SPC-4 6.4.6.1).
+#[derive(Debug, Clone)]
+pub struct TapeFault {
+    pub sense: Sense,
+    pub written: bool,
+}
+
+impl TapeFault {
+    fn of(e: Error) -> Self {
+        Self {
+            sense: e.sense(),
+            written: false,
+        }
+    }
+}
+
+/// The drive held for one copy segment: the copy manager's commands run at the
+/// tape's position, and nothing else moves the tape until this is dropped.
+#[derive(Debug)]
+pub struct TapeIo<'a> {
+    d: MutexGuard<'a, Drive>,
+}
+
+impl LogicalUnit {
+    /// The drive of a tape LU, held until the returned handle is dropped.
+    pub fn tape_io(&self) -> Option<TapeIo<'_>> {
+        self.tape().map(|t| TapeIo { d: t.drive() })
+    }
+}
+
+impl TapeIo<'_> {
+    /// One READ as a copy manager sends it (SILI 0, no read-ahead): `stdl` blocks of
+    /// `block_len` bytes with `fixed`, else one block of exactly `stdl` bytes. The
+    /// data is appended to `out`; a filemark, end of data or a block of another
+    /// length is a fault, with what was read before it still appended.
+    pub fn read(
+        &mut self,
+        fixed: bool,
+        block_len: u32,
+        stdl: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TapeFault> {
+        self.d.settle().map_err(TapeFault::of)?;
+        let mut buf = Vec::new();
+        let o =
+            read(&mut self.d, fixed, false, stdl, block_len, &mut buf).map_err(TapeFault::of)?;
+        out.extend_from_slice(&buf[..o.data_in_len]);
+        match o.sense {
+            None => Ok(()),
+            Some(sense) => Err(TapeFault {
+                sense,
+                written: false,
+            }),
+        }
+    }
+
+    /// One WRITE of `data`: blocks of `block_len` with `fixed`, else one block.
+    pub fn write(&mut self, fixed: bool, block_len: u32, data: &[u8]) -> Result<(), TapeFault> {
+        if self.d.cart.as_ref().is_some_and(Cartridge::write_protected) {
+            return Err(TapeFault::of(Error::WriteProtected));
+        }
+        let len = if fixed {
+            (data.len() / block_len.max(1) as usize) as u32
+        } else {
+            data.len() as u32
+        };
+        let o = write(&mut self.d, fixed, len, block_len, data).map_err(TapeFault::of)?;
+        match o.sense {
+            None => Ok(()),
+            Some(sense) => Err(TapeFault {
+                written: sense.key == SenseKey::NO_SENSE,
+                sense,
+            }),
+        }
+    }
+
+    /// WRITE FILEMARKS: also the point where what was written is durable.
+    pub fn filemarks(&mut self, count: u32) -> Result<(), TapeFault> {
+        let pos = self.d.pos;
+        let c = self.d.cart().map_err(TapeFault::of)?;
+        c.truncate(pos)
+            .and_then(|()| {
+                c.append_filemarks(count);
+                c.sync()
+            })
+            .map_err(|e| TapeFault::of(io_err(IoOp::Write, e)))?;
+        self.d.pos = self.d.cart().map_err(TapeFault::of)?.eod();
+        self.d.writing = false;
+        Ok(())
+    }
+
+    /// Makes what this segment wrote durable when the copy ends.
+    pub fn sync(&mut self) -> Result<(), TapeFault> {
+        self.d.settle().map_err(TapeFault::of)
     }
 }
 

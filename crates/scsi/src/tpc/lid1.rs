@@ -34,12 +34,25 @@ pub struct Designator {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cscd {
-    /// 0xE4 identification descriptor for a block device.
+    /// 0xE4 identification descriptor of a block (PDT 00h) or stream (01h) device.
     Identification {
         designator: Designator,
-        /// DISK BLOCK LENGTH from the device type specific parameters.
+        /// PERIPHERAL DEVICE TYPE: 00h block, 01h stream.
+        pdt: u8,
+        /// PAD (byte 28 bit 2): residue is padded or discarded (SPC-4 Table 116).
+        pad: bool,
+        /// Stream devices: FIXED (byte 28 bit 0), STREAM BLOCK LENGTH.
+        fixed: bool,
+        /// DISK BLOCK LENGTH (block) or STREAM BLOCK LENGTH (stream).
         block_len: u32,
     },
+}
+
+impl Cscd {
+    pub fn pdt(&self) -> u8 {
+        let Cscd::Identification { pdt, .. } = self;
+        *pdt
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +78,45 @@ pub enum SegmentKind {
     Verify { tur: bool },
     /// 0x14: register a persistent reservation key on the destination.
     RegisterKey { key: u64, sark: u64 },
+    /// 0x00: BLOCK DEVICE NUMBER OF BLOCKS from the block source at its LBA, written
+    /// to the stream destination at its position in STREAM DEVICE TRANSFER LENGTH
+    /// transfers.
+    BlockToStream {
+        cat: bool,
+        stdl: u32,
+        blocks: u16,
+        lba: u64,
+    },
+    /// 0x01: read from the stream source in STDL transfers until BLOCK DEVICE
+    /// NUMBER OF BLOCKS are written to the block destination at its LBA.
+    StreamToBlock {
+        cat: bool,
+        stdl: u32,
+        blocks: u16,
+        lba: u64,
+    },
+    /// 0x04 (`inline`: bytes of the list's inline data) and 0x05 (embedded in the
+    /// descriptor): data written to the stream destination.
+    DataToStream { cat: bool, stdl: u32, data: Vec<u8> },
+    /// 0x06: NUMBER OF BYTES read from the stream source and discarded.
+    StreamToDiscard { cat: bool, stdl: u32, bytes: u32 },
+    /// 0x10: FILEMARK COUNT filemarks written to the stream destination.
+    Filemarks { count: u32 },
+}
+
+impl SegmentKind {
+    /// Segments that read or write a stream device (type codes 00h, 01h, 04h-06h,
+    /// 10h): they run one after another, in order, and carry residue (CAT).
+    pub fn is_stream(&self) -> bool {
+        matches!(
+            self,
+            SegmentKind::BlockToStream { .. }
+                | SegmentKind::StreamToBlock { .. }
+                | SegmentKind::DataToStream { .. }
+                | SegmentKind::StreamToDiscard { .. }
+                | SegmentKind::Filemarks { .. }
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +148,9 @@ pub struct CopyList {
     pub cscds: Vec<(usize, Cscd)>,
     pub segments: Vec<Segment>,
 }
+
+/// Where a 04h segment's bytes come from: the list's inline data.
+const INLINE_GRANULARITY: usize = 4;
 
 fn list_length_error() -> Sense {
     Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR)
@@ -234,6 +289,13 @@ fn descriptors(p: &[u8], h: Header) -> Result<CopyList, Sense> {
             0x0a => 32,
             0x07 => 12,
             0x14 => 28,
+            0x00 | 0x01 => 24,
+            0x04 => 20,
+            0x06 => 16,
+            0x10 => 12,
+            // 05h: 16 bytes, then the embedded data padded to a multiple of 4.
+            0x05 if desc_len >= 16 && desc_len.is_multiple_of(4) => desc_len,
+            0x05 => 16,
             _ => return Err(with_pointer(Asc::UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE, at)),
         };
         if at + expected.max(desc_len) > seg_end {
@@ -273,6 +335,84 @@ fn descriptors(p: &[u8], h: Header) -> Result<CopyList, Sense> {
                     tur: d[8] & 0x01 != 0,
                 },
             ),
+            0x00 | 0x01 => {
+                let (cat, stdl, blocks, lba) = (
+                    d[1] & 0x01 != 0,
+                    be::u24(d, 9),
+                    be::u16(d, 14),
+                    be::u64(d, 16),
+                );
+                let kind = if code == 0 {
+                    SegmentKind::BlockToStream {
+                        cat,
+                        stdl,
+                        blocks,
+                        lba,
+                    }
+                } else {
+                    SegmentKind::StreamToBlock {
+                        cat,
+                        stdl,
+                        blocks,
+                        lba,
+                    }
+                };
+                (be::u16(d, 4), be::u16(d, 6), kind)
+            }
+            0x04 => {
+                let (offset, n) = (be::u32(d, 12) as usize, be::u32(d, 16) as usize);
+                if !offset.is_multiple_of(INLINE_GRANULARITY) {
+                    return Err(Sense::invalid_param_field((at + 12) as u16, None));
+                }
+                let inline_at = seg_end;
+                let Some(data) = offset
+                    .checked_add(n)
+                    .filter(|&end| end <= inline_len)
+                    .map(|end| p[inline_at + offset..inline_at + end].to_vec())
+                else {
+                    return Err(with_pointer(Asc::INLINE_DATA_LENGTH_EXCEEDED, at + 16));
+                };
+                (
+                    be::u16(d, 6),
+                    be::u16(d, 6),
+                    SegmentKind::DataToStream {
+                        cat: d[1] & 0x01 != 0,
+                        stdl: be::u24(d, 9),
+                        data,
+                    },
+                )
+            }
+            0x05 => {
+                let n = usize::from(be::u16(d, 12));
+                if n > desc_len - 16 {
+                    return Err(Sense::invalid_param_field((at + 12) as u16, None));
+                }
+                (
+                    be::u16(d, 6),
+                    be::u16(d, 6),
+                    SegmentKind::DataToStream {
+                        cat: d[1] & 0x01 != 0,
+                        stdl: be::u24(d, 9),
+                        data: d[16..16 + n].to_vec(),
+                    },
+                )
+            }
+            0x06 => (
+                be::u16(d, 4),
+                be::u16(d, 4),
+                SegmentKind::StreamToDiscard {
+                    cat: d[1] & 0x01 != 0,
+                    stdl: be::u24(d, 9),
+                    bytes: be::u32(d, 12),
+                },
+            ),
+            0x10 => (
+                be::u16(d, 6),
+                be::u16(d, 6),
+                SegmentKind::Filemarks {
+                    count: be::u24(d, 9),
+                },
+            ),
             _ => (
                 be::u16(d, 6),
                 be::u16(d, 6),
@@ -303,6 +443,29 @@ fn descriptors(p: &[u8], h: Header) -> Result<CopyList, Sense> {
     if usage != ListIdUsage::Hold && segments.iter().any(|s| s.hold) {
         return Err(Sense::invalid_param_field(1, Some(4)));
     }
+    // A stream segment's CSCDs must be of the types it moves data between (SPC-4
+    // 6.4.6.1): a mismatch is INVALID OPERATION FOR COPY SOURCE OR DESTINATION.
+    for s in &segments {
+        let (src_pdt, dst_pdt) = match s.kind {
+            SegmentKind::BlockToStream { .. } => (Some(0), Some(1)),
+            SegmentKind::StreamToBlock { .. } => (Some(1), Some(0)),
+            SegmentKind::DataToStream { .. } | SegmentKind::Filemarks { .. } => (None, Some(1)),
+            SegmentKind::StreamToDiscard { .. } => (Some(1), None),
+            _ => (None, None),
+        };
+        let pdt_of = |id: u16| cscds.get(usize::from(id)).map(|(_, c)| c.pdt());
+        let bad = |want: Option<u8>, id: u16| {
+            want.is_some_and(|w| {
+                id != super::CSCD_ID_RECEIVING_LU && pdt_of(id).is_some_and(|p| p != w)
+            })
+        };
+        if bad(src_pdt, s.src) {
+            return Err(with_pointer(Asc::INVALID_OPERATION_FOR_COPY, s.offset + 4));
+        }
+        if bad(dst_pdt, s.dst) {
+            return Err(with_pointer(Asc::INVALID_OPERATION_FOR_COPY, s.offset + 6));
+        }
+    }
     Ok(CopyList {
         format: h.format,
         list_id: h.list_id,
@@ -315,13 +478,20 @@ fn descriptors(p: &[u8], h: Header) -> Result<CopyList, Sense> {
 
 fn parse_identification(p: &[u8], at: usize) -> Result<Cscd, Sense> {
     let d = &p[at..at + CSCD_LEN];
-    // LU ID TYPE (byte 1, 7:6) is ignored as SPC-4 allows; NUL is obsolete. Only
-    // block devices (peripheral type 0) are copy targets here.
-    if d[1] & 0x1f != 0 {
+    // LU ID TYPE (byte 1, 7:6) is ignored as SPC-4 allows; NUL is obsolete. Block
+    // (peripheral type 0) and stream (1) devices are copy targets here.
+    let pdt = d[1] & 0x1f;
+    if pdt > 1 {
         return Err(with_pointer(
             Asc::UNSUPPORTED_TARGET_DESCRIPTOR_TYPE,
             at + 1,
         ));
+    }
+    let (pad, fixed) = (d[28] & 0x04 != 0, d[28] & 0x01 != 0);
+    let block_len = u32::from_be_bytes([0, d[29], d[30], d[31]]);
+    // SPC-4 Table 138: FIXED and STREAM BLOCK LENGTH agree, or the list is invalid.
+    if pdt == 1 && fixed != (block_len != 0) {
+        return Err(Sense::invalid_param_field((at + 29) as u16, None));
     }
     let len = usize::from(d[7]);
     if len > 20 {
@@ -334,7 +504,10 @@ fn parse_identification(p: &[u8], at: usize) -> Result<Cscd, Sense> {
             kind: d[5] & 0x0f,
             value: d[8..8 + len].to_vec(),
         },
-        block_len: u32::from_be_bytes([0, d[29], d[30], d[31]]),
+        pdt,
+        pad,
+        fixed: pdt == 1 && fixed,
+        block_len,
     })
 }
 
@@ -432,6 +605,7 @@ pub(crate) mod tests {
         let Cscd::Identification {
             designator,
             block_len,
+            ..
         } = &l.cscds[1].1;
         assert_eq!(
             (designator.kind, designator.value.len(), *block_len),
@@ -456,22 +630,31 @@ pub(crate) mod tests {
     fn implemented_descriptors_are_exactly_what_parses() {
         let mut accepted = Vec::new();
         // Segment descriptor codes 00h-BFh, each tried at every length any
-        // implemented segment has.
+        // implemented segment has, between a disk (CSCD 0) and a tape (CSCD 1)
+        // either way.
         for code in 0u8..=0xbf {
-            let ok = [12usize, 28, 32].iter().any(|&len| {
-                let mut p = list(0, 1, 0);
-                let mut d = vec![0u8; len];
-                d[0] = code;
-                d[2..4].copy_from_slice(&((len - 4) as u16).to_be_bytes());
-                p[8..12].copy_from_slice(&(len as u32).to_be_bytes());
-                p.extend_from_slice(&d);
-                match parse(&p) {
-                    Ok(_) => true,
-                    Err(e) => {
-                        assert_ne!(e.asc, Asc::UNSUPPORTED_TARGET_DESCRIPTOR_TYPE);
-                        false
-                    }
-                }
+            let ok = [12usize, 16, 20, 24, 28, 32].iter().any(|&len| {
+                [(0u8, 0u8), (0, 1), (1, 0), (1, 1)]
+                    .iter()
+                    .any(|&(src, dst)| {
+                        let mut p = list(0, 2, 0);
+                        p[HEADER + 32 + 1] = 0x01; // the second CSCD is a tape,
+                        p[HEADER + 32 + 30] = 0; // variable blocks
+                        let mut d = vec![0u8; len];
+                        d[0] = code;
+                        d[2..4].copy_from_slice(&((len - 4) as u16).to_be_bytes());
+                        d[5] = src;
+                        d[7] = dst;
+                        p[8..12].copy_from_slice(&(len as u32).to_be_bytes());
+                        p.extend_from_slice(&d);
+                        match parse(&p) {
+                            Ok(_) => true,
+                            Err(e) => {
+                                assert_ne!(e.asc, Asc::UNSUPPORTED_TARGET_DESCRIPTOR_TYPE);
+                                false
+                            }
+                        }
+                    })
             });
             if ok {
                 accepted.push(code);
@@ -486,6 +669,78 @@ pub(crate) mod tests {
             }
         }
         assert_eq!(accepted, crate::tpc::IMPLEMENTED_DESCRIPTORS);
+    }
+
+    /// Stream segments: their fields, the CSCD types they need, and what sg_xcopy
+    /// and ddpt send (DESCRIPTOR LENGTH 0 for anything but 02h), which must not
+    /// parse into a copy of nothing.
+    #[test]
+    fn stream_segments_and_their_cscd_checks() {
+        let tape_list = |segs: &[Vec<u8>], inline: &[u8]| {
+            let mut p = list(0, 2, 0);
+            p[HEADER + 32 + 1] = 0x01;
+            p[HEADER + 32 + 30] = 0;
+            let s: Vec<u8> = segs.concat();
+            p[8..12].copy_from_slice(&(s.len() as u32).to_be_bytes());
+            p[12..16].copy_from_slice(&(inline.len() as u32).to_be_bytes());
+            p.extend_from_slice(&s);
+            p.extend_from_slice(inline);
+            p
+        };
+        let mut d = vec![0u8; 24];
+        d[0] = 0x00;
+        d[1] = 0x01; // CAT
+        d[3] = 0x14;
+        d[7] = 1;
+        d[9..12].copy_from_slice(&[0, 0x40, 0]); // STDL 16384
+        d[14..16].copy_from_slice(&8u16.to_be_bytes());
+        d[16..24].copy_from_slice(&77u64.to_be_bytes());
+        let l = parse(&tape_list(&[d.clone()], &[])).unwrap();
+        assert_eq!(
+            l.segments[0].kind,
+            SegmentKind::BlockToStream {
+                cat: true,
+                stdl: 16384,
+                blocks: 8,
+                lba: 77
+            }
+        );
+        // The tape as the source of a block→stream segment: 26h/0Ch at the ID.
+        let mut wrong = d.clone();
+        wrong[5] = 1;
+        let e = parse(&tape_list(&[wrong], &[])).unwrap_err();
+        assert_eq!(
+            (e.asc, e.field.unwrap().byte as usize),
+            (Asc::INVALID_OPERATION_FOR_COPY, HEADER + 64 + 4)
+        );
+        // sg_xcopy's 00h: DESCRIPTOR LENGTH 0.
+        let mut empty = vec![0u8; 4];
+        empty[0] = 0x00;
+        let e = parse(&tape_list(&[empty], &[])).unwrap_err();
+        assert_ne!(e.asc, Asc::UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE);
+        // 04h: inline bytes by offset and count; beyond the inline data 26h/0Bh.
+        let mut i = vec![0u8; 20];
+        i[0] = 0x04;
+        i[3] = 0x10;
+        i[7] = 1;
+        i[11] = 0x80; // STDL 128
+        i[15] = 4; // offset 4
+        i[19] = 6; // 6 bytes
+        let l = parse(&tape_list(&[i.clone()], b"....HEADER..")).unwrap();
+        let SegmentKind::DataToStream { data, .. } = &l.segments[0].kind else {
+            panic!("{:?}", l.segments[0].kind)
+        };
+        assert_eq!(data, b"HEADER");
+        let e = parse(&tape_list(&[i], b"....HEAD")).unwrap_err();
+        assert_eq!(e.asc, Asc::INLINE_DATA_LENGTH_EXCEEDED);
+        // A tape CSCD whose FIXED and block length disagree (Table 138).
+        let mut p = tape_list(&[], &[]);
+        p[HEADER + 32 + 30] = 2; // 512 with FIXED 0
+        let e = parse(&p).unwrap_err();
+        assert_eq!(
+            (e.asc, e.field.unwrap().byte as usize),
+            (Asc::INVALID_FIELD_IN_PARAMETER_LIST, HEADER + 32 + 29)
+        );
     }
 
     #[test]
@@ -519,8 +774,9 @@ pub(crate) mod tests {
         let mut fc = full.clone();
         fc[16] = 0xe0;
         assert_eq!(asc(&fc), Asc::UNSUPPORTED_TARGET_DESCRIPTOR_TYPE);
+        // 03h stream→stream is not offered (libiscsi ExtendedCopy.DescrType).
         let mut stream = full.clone();
-        stream[48] = 0x00;
+        stream[48] = 0x03;
         assert_eq!(asc(&stream), Asc::UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE);
         // Usage 11b needs list ID 0; 01b is reserved.
         assert_eq!(parse(&list(3, 1, 1)).unwrap_err().field.unwrap().byte, 0);

@@ -21,12 +21,23 @@ pub const MAX_DESCRIPTOR_LIST_LENGTH: u32 = 8192;
 /// Largest segment, in bytes: a block→block segment may name 65535 blocks of up to
 /// 4096 bytes (the 16-bit count), so the limit is what that field allows.
 pub const MAX_SEGMENT_LENGTH: u32 = 65535 * 4096;
-/// Inline data is not used by any implemented segment type.
-pub const MAX_INLINE_DATA_LENGTH: u32 = 0;
+/// Inline data (segment 04h: labels and headers written to a tape), bytes per list.
+pub const MAX_INLINE_DATA_LENGTH: u32 = 64 * 1024;
+/// INLINE DATA GRANULARITY, as a power of two: 04h offsets are multiples of 4.
+pub const INLINE_DATA_GRANULARITY_LOG2: u8 = 2;
+/// MAXIMUM STREAM DEVICE TRANSFER SIZE: one READ or WRITE of a stream CSCD (STDL
+/// bytes, or STDL blocks of the stream block length), the tape's largest block.
+pub const MAX_STREAM_TRANSFER_BYTES: u32 = crate::ssc::MAX_BLOCK;
 /// Concurrent copies per logical unit that received them.
 pub const MAX_CONCURRENT_COPIES: u16 = 64;
-/// Segment descriptor codes implemented, then CSCD codes (SPC-4 Table 109, 110).
-pub const IMPLEMENTED_DESCRIPTORS: &[u8] = &[0x02, 0x07, 0x0a, 0x0d, 0x14, 0xe4];
+/// Segment descriptor codes implemented, then CSCD codes (SPC-4 Table 109, 110):
+/// block→block (02h, 0Ah, 0Dh), block→stream (00h), stream→block (01h), inline and
+/// embedded data→stream (04h, 05h), stream→discard (06h), verify (07h), filemarks
+/// (10h), register key (14h); E4h names block and stream devices. Not 03h
+/// (stream→stream): libiscsi's ExtendedCopy.DescrType expects it refused.
+pub const IMPLEMENTED_DESCRIPTORS: &[u8] = &[
+    0x00, 0x01, 0x02, 0x04, 0x05, 0x06, 0x07, 0x0a, 0x0d, 0x10, 0x14, 0xe4,
+];
 /// Bytes a held list may keep for RECEIVE COPY DATA (segment 0Dh), in total.
 pub const HELD_DATA_LIMIT: u32 = 1 << 20;
 /// CSCD ID 0xFFFF: the logical unit that received the EXTENDED COPY.
@@ -149,10 +160,11 @@ pub fn operating_parameters() -> Vec<u8> {
     b[16..20].copy_from_slice(&MAX_SEGMENT_LENGTH.to_be_bytes());
     b[20..24].copy_from_slice(&MAX_INLINE_DATA_LENGTH.to_be_bytes());
     b[24..28].copy_from_slice(&HELD_DATA_LIMIT.to_be_bytes());
+    b[28..32].copy_from_slice(&MAX_STREAM_TRANSFER_BYTES.to_be_bytes());
     b[34..36].copy_from_slice(&MAX_CONCURRENT_COPIES.to_be_bytes());
     b[36] = MAX_CONCURRENT_COPIES.min(255) as u8;
     b[37] = DATA_SEGMENT_GRANULARITY_LOG2;
-    b[38] = 0; // inline data granularity: no inline data
+    b[38] = INLINE_DATA_GRANULARITY_LOG2;
     b[39] = HELD_DATA_GRANULARITY_LOG2;
     b[43] = IMPLEMENTED_DESCRIPTORS.len() as u8;
     b.extend_from_slice(IMPLEMENTED_DESCRIPTORS);
@@ -170,6 +182,7 @@ pub mod descriptor_type {
     pub const SUPPORTED_CSCD_IDS: u16 = 0x000c;
     pub const ROD_TOKEN_FEATURES: u16 = 0x0106;
     pub const SUPPORTED_ROD_TYPES: u16 = 0x0108;
+    pub const STREAM_COPY_OPERATIONS: u16 = 0x9101;
     pub const GENERAL_COPY_OPERATIONS: u16 = 0x8001;
 }
 
@@ -271,8 +284,12 @@ pub fn vpd_page(block_size: u32, snapshots: bool) -> Vec<u8> {
     body[4..8].copy_from_slice(&u32::from(MAX_CONCURRENT_COPIES).to_be_bytes());
     body[8..12].copy_from_slice(&MAX_SEGMENT_LENGTH.to_be_bytes());
     body[12] = DATA_SEGMENT_GRANULARITY_LOG2;
-    body[13] = 0; // inline data granularity
+    body[13] = INLINE_DATA_GRANULARITY_LOG2;
     tpc_descriptor(&mut d, t::GENERAL_COPY_OPERATIONS, body);
+    // Stream Copy Operations (7.8.17.9): MAXIMUM STREAM DEVICE TRANSFER SIZE.
+    let mut body = vec![0u8; 12];
+    body[0..4].copy_from_slice(&MAX_STREAM_TRANSFER_BYTES.to_be_bytes());
+    tpc_descriptor(&mut d, t::STREAM_COPY_OPERATIONS, body);
     d
 }
 
@@ -295,7 +312,7 @@ mod tests {
         assert_eq!(at, d.len());
         assert_eq!(
             kinds,
-            vec![0x0000, 0x0001, 0x0004, 0x0008, 0x000c, 0x0106, 0x0108, 0x8001]
+            vec![0x0000, 0x0001, 0x0004, 0x0008, 0x000c, 0x0106, 0x0108, 0x8001, 0x9101]
         );
         // 0x84 lists SA 00h (what libiscsi's CopyStatus test looks for).
         assert_eq!(
