@@ -446,6 +446,109 @@ pub fn xcopy(ep: &Endpoint, src: u16, dst: u16, blocks: u64) -> io::Result<Durat
     Ok(took)
 }
 
+/// Tape block written by the backup benchmarks: 256 KiB variable blocks.
+pub const TAPE_BLOCK: u32 = 256 << 10;
+
+/// A backup of the first `blocks` of disk `src` to tape `tape` (rewound first):
+/// one EXTENDED COPY of 00h segments in [`TAPE_BLOCK`] variable blocks and a
+/// filemark (10h), sent to the tape. Returns the time and the bytes of data the
+/// session carried (the parameter list).
+pub fn tape_backup(ep: &Endpoint, src: u16, tape: u16, blocks: u64) -> io::Result<(Duration, u64)> {
+    use crate::xcopy::{cscd_tape, seg_filemarks, seg_stream};
+    let mut i = ep.session(9)?;
+    let (ns, nt) = (naa(&mut i, src)?, naa(&mut i, tape)?);
+    let r = i.scsi(tape, &cdb::REWIND, 0, None)?;
+    if r.status != 0 {
+        i.scsi(tape, &cdb::REWIND, 0, None)?; // a unit attention first
+    }
+    // Whole tape blocks per segment, CAT between them: the last may end short.
+    let per = u64::from(TAPE_BLOCK / ep.block_size);
+    let max = 0xffff / per * per;
+    let mut segs = Vec::new();
+    let mut lba = 0u64;
+    while lba < blocks {
+        let n = (blocks - lba).min(max);
+        segs.push(seg_stream(
+            true,
+            0,
+            1,
+            lba + n < blocks,
+            TAPE_BLOCK,
+            n as u16,
+            lba,
+        ));
+        lba += n;
+    }
+    segs.push(seg_filemarks(1, 1));
+    let p = list(
+        0,
+        2,
+        &[cscd(&ns, ep.block_size), cscd_tape(&nt, true, false, 0)],
+        &segs,
+    );
+    let t = Instant::now();
+    let r = i.scsi(tape, &command(p.len()), 0, Some(&p))?;
+    let took = t.elapsed();
+    if r.status != 0 {
+        return Err(io::Error::other(format!(
+            "EXTENDED COPY to tape failed: {:?}",
+            r.sense_code()
+        )));
+    }
+    Ok((took, p.len() as u64))
+}
+
+/// The same backup done by the host: READ(16) of 1 MiB from the disk, four
+/// WRITE(6) of [`TAPE_BLOCK`] to the tape, a WRITE FILEMARKS; one session, as
+/// `dd` to a tape drive does it. Returns the time and the data bytes carried.
+pub fn tape_host_backup(
+    ep: &Endpoint,
+    src: u16,
+    tape: u16,
+    blocks: u64,
+) -> io::Result<(Duration, u64)> {
+    let mut i = ep.session(10)?;
+    let r = i.scsi(tape, &cdb::REWIND, 0, None)?;
+    if r.status != 0 {
+        i.scsi(tape, &cdb::REWIND, 0, None)?;
+    }
+    let per = u64::from((1u32 << 20) / ep.block_size);
+    let mut wire = 0u64;
+    let t = Instant::now();
+    let mut lba = 0u64;
+    while lba < blocks {
+        let n = (blocks - lba).min(per);
+        let len = (n * u64::from(ep.block_size)) as u32;
+        let r = i.scsi(src, &cdb::read16(lba, n as u32), len, None)?;
+        if r.status != 0 {
+            return Err(io::Error::other(format!(
+                "READ failed: {:?}",
+                r.sense_code()
+            )));
+        }
+        wire += r.data.len() as u64;
+        for b in r.data.chunks(TAPE_BLOCK as usize) {
+            let w = i.scsi(tape, &cdb::tape_write(false, b.len() as u32), 0, Some(b))?;
+            if w.status != 0 {
+                return Err(io::Error::other(format!(
+                    "WRITE failed: {:?}",
+                    w.sense_code()
+                )));
+            }
+            wire += b.len() as u64;
+        }
+        lba += n;
+    }
+    let r = i.scsi(tape, &cdb::write_filemarks(1), 0, None)?;
+    if r.status != 0 {
+        return Err(io::Error::other(format!(
+            "WRITE FILEMARKS failed: {:?}",
+            r.sense_code()
+        )));
+    }
+    Ok((t.elapsed(), wire))
+}
+
 /// What an ODX copy took: the whole, the POPULATE TOKENs together, and the slowest
 /// single PT and WUT (Windows gives each 4 seconds).
 #[derive(Debug, Clone, Copy)]

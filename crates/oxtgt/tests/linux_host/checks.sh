@@ -8,7 +8,7 @@
 # shellcheck disable=SC2034 # read by `run`
 CHECKS=(isolation login geometry vpd_tpc vpd_block_limits opcodes xfs fio thin
     compare_and_write xcopy_same_target xcopy_two_targets ddptctl_info persistent_reservations
-    multipath resets tape chap_md5 chap_sha256 chap_refused kernel_log)
+    multipath resets tape tape_xcopy chap_md5 chap_sha256 chap_refused kernel_log)
 
 OUT=/host/out
 . /host/guest/env
@@ -682,6 +682,80 @@ check_tape() {
     mt -f /dev/nst0 status
     expect "file number after load" "$(mt_field 'File number')" 0
     tar -tf /dev/nst0 >/dev/null
+    logout "$T_TAPE" "$PORTAL_A"
+}
+
+# hexbytes WIDTH VALUE: VALUE big-endian in WIDTH bytes, as printf %b escapes.
+hexbytes() {
+    local w=$1 v=$2 i out=""
+    for ((i = w - 1; i >= 0; i--)); do
+        out+=$(printf '\\x%02x' $(((v >> (8 * i)) & 255)))
+    done
+    echo -n "$out"
+}
+
+# naa_of SYSFS_WWID: the 16 bytes of an "naa.6..." wwid, as printf %b escapes.
+naa_of() {
+    local hex
+    hex=$(sed -n 's/^naa\.\([0-9a-fA-F]\{32\}\).*/\1/p' "$1")
+    [ -n "$hex" ] || fail "no NAA in $1: $(cat "$1")"
+    echo -n "$hex" | sed 's/\(..\)/\\x\1/g'
+}
+
+check_tape_xcopy() {
+    # A backup the target makes itself: a tar archive on a disk LUN, copied to the
+    # tape by EXTENDED COPY (00h segments in tar's 10240-byte records, then a 10h
+    # filemark), sent through sg_raw; then st and tar read what the copy wrote.
+    login "$T_TAPE" "$PORTAL_A"
+    for _ in $(seq 50); do [ -e /dev/nst0 ] && break; sleep 0.2; done
+    local d tsg size blocks
+    d=$(disk "$T_HOST" 1)
+    tsg="/dev/$(ls /sys/class/scsi_tape/st0/device/scsi_generic)"
+    tar -cf /tmp/backup.tar -C /usr/bin .
+    size=$(stat -c %s /tmp/backup.tar)
+    [ $((size % 10240)) -eq 0 ] || fail "tar size $size is not whole records"
+    blocks=$((size / 512))
+    [ "$blocks" -le $((256 * 2048)) ] || fail "archive larger than the disk LUN"
+    dd if=/tmp/backup.tar of="$d" bs=1M oflag=direct conv=fsync status=none
+    # The list: header (list ID usage 11b), a disk and a tape CSCD (PAD), 00h
+    # segments of at most 65535 blocks carrying their residue (CAT) to the next,
+    # the last without, then one filemark.
+    local segs="" nseg=0 lba=0 n cat
+    while [ "$lba" -lt "$blocks" ]; do
+        n=$((blocks - lba))
+        [ "$n" -gt 65535 ] && n=65535
+        cat=0
+        [ $((lba + n)) -lt "$blocks" ] && cat=1
+        segs+="\\x00$(hexbytes 1 $cat)\\x00\\x14$(hexbytes 2 0)$(hexbytes 2 1)\\x00$(hexbytes 3 10240)\\x00\\x00$(hexbytes 2 $n)$(hexbytes 8 $lba)"
+        nseg=$((nseg + 1))
+        lba=$((lba + n))
+    done
+    segs+="\\x10\\x00\\x00\\x08\\x00\\x00$(hexbytes 2 1)\\x00$(hexbytes 3 1)"
+    local seglen=$((nseg * 24 + 12))
+    local cscd_disk cscd_tape
+    cscd_disk="\\xe4\\x00\\x00\\x00\\x01\\x03\\x00\\x10$(naa_of "/sys/block/$(basename "$d")/device/wwid")$(hexbytes 4 0)$(hexbytes 4 512)"
+    cscd_tape="\\xe4\\x01\\x00\\x00\\x01\\x03\\x00\\x10$(naa_of /sys/class/scsi_tape/st0/device/wwid)$(hexbytes 4 0)\\x04\\x00\\x00\\x00"
+    printf '%b' "\\x00\\x18$(hexbytes 2 64)$(hexbytes 4 0)$(hexbytes 4 $seglen)$(hexbytes 4 0)$cscd_disk$cscd_tape$segs" >/tmp/xcopy.bin
+    local len
+    len=$(stat -c %s /tmp/xcopy.bin)
+    expect "parameter list length" "$len" $((16 + 64 + seglen))
+    mt -f /dev/nst0 rewind
+    # shellcheck disable=SC2086
+    sg_raw -s "$len" -i /tmp/xcopy.bin -t 300 "$tsg" 83 00 00 00 00 00 00 00 00 00 \
+        $(printf '%02x %02x %02x %02x' $((len >> 24)) $(((len >> 16) & 255)) $(((len >> 8) & 255)) $((len & 255))) 00 00 \
+        || fail "EXTENDED COPY to the tape failed"
+    # st's counters are stale after a copy moved the tape: rewind, then read.
+    mt -f /dev/nst0 rewind
+    tar -tvf /dev/nst0 >/tmp/xlist
+    expect "entries in the copied archive" "$(wc -l </tmp/xlist)" "$(tar -tf /tmp/backup.tar | wc -l)"
+    mt -f /dev/nst0 rewind
+    mkdir -p /tmp/xrestore
+    tar -xf /dev/nst0 -C /tmp/xrestore
+    diff -r --no-dereference /usr/bin /tmp/xrestore || fail "the copied archive differs"
+    # Exactly one file was written: the filemark follows the archive.
+    mt -f /dev/nst0 eod
+    expect "files on the tape" "$(mt_field 'File number')" 1
+    echo "ok: $size bytes backed up by EXTENDED COPY ($nseg segments), read back by st and tar"
     logout "$T_TAPE" "$PORTAL_A"
 }
 

@@ -9,6 +9,9 @@
 //!   oxload soak  ADDR TARGET LUN BLOCK_SIZE SESSIONS SECS
 //!   oxload xcopy ADDR TARGET SRC_LUN BLOCK_SIZE DST_LUN      (whole LU, EXTENDED COPY)
 //!   oxload hostcopy ADDR TARGET SRC_LUN BLOCK_SIZE DST_LUN SESSIONS (READ + WRITE)
+//!   oxload tape ADDR TARGET SRC_LUN BLOCK_SIZE TAPE_LUN xcopy|host (1 GiB of the disk
+//!                                       backed up to the tape, by EXTENDED COPY or by
+//!                                       the host: READ + WRITE(6) of 256 KiB blocks)
 //!   oxload odx ADDR TARGET SRC_LUN BLOCK_SIZE DST_LUN [whole] (whole LU, PT + WUT of
 //!                                       OPTIMAL TRANSFER COUNT, or one WUT per token)
 
@@ -21,6 +24,7 @@ const USAGE: &str = "usage:
   oxload soak  ADDR TARGET LUN BLOCK_SIZE SESSIONS SECS
   oxload xcopy ADDR TARGET SRC_LUN BLOCK_SIZE DST_LUN
   oxload hostcopy ADDR TARGET SRC_LUN BLOCK_SIZE DST_LUN SESSIONS
+  oxload tape  ADDR TARGET SRC_LUN BLOCK_SIZE TAPE_LUN xcopy|host
   oxload odx   ADDR TARGET SRC_LUN BLOCK_SIZE DST_LUN [whole]";
 
 use testkit::load::{self, Endpoint, Pattern};
@@ -151,6 +155,23 @@ fn run(a: &[String]) -> Result<(), String> {
                 t.populate.as_secs_f64() * 1e3,
                 t.slowest_pt.as_secs_f64() * 1e3,
                 t.slowest_wut.as_secs_f64() * 1e3,
+            );
+        }
+        "tape" => {
+            let tape: u16 = arg(a, 5, "TAPE_LUN")?;
+            let blocks = span;
+            let (took, wire) = match a.get(6).map(String::as_str) {
+                Some("xcopy") => load::tape_backup(&ep, ep.lun, tape, blocks),
+                Some("host") => load::tape_host_backup(&ep, ep.lun, tape, blocks),
+                _ => return Err("tape: xcopy or host".into()),
+            }
+            .map_err(|e| e.to_string())?;
+            let bytes = blocks * u64::from(ep.block_size);
+            println!(
+                "tape {} bytes {bytes} ms {:.3} GB/s {:.2} wire_bytes {wire}",
+                a[6],
+                took.as_secs_f64() * 1e3,
+                bytes as f64 / took.as_secs_f64() / 1e9
             );
         }
         "hostcopy" => {
