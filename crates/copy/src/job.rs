@@ -100,7 +100,13 @@ impl Job {
             });
         }
         let mut held = 0u64;
-        for (i, s) in steps.iter().enumerate().filter(|(_, s)| s.seg.hold) {
+        // Stream segments hold what they process up to the limit, keeping the most
+        // recent bytes (SPC-4 5.17.4.5); 0Dh's total is known here and checked.
+        for (i, s) in steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.seg.hold && !s.seg.kind.is_stream())
+        {
             held += byte_range(&s.src, &s.dst, &s.seg.kind, i, s.seg.offset)?.len;
             if held > u64::from(tpc::HELD_DATA_LIMIT) {
                 return Err(Sense::invalid_param_field((s.seg.offset + 10) as u16, None));
@@ -132,6 +138,7 @@ impl Job {
                     dst,
                     src_side: step.sides.0,
                     dst_side: step.sides.1,
+                    hold: seg.hold,
                     nexus,
                     rec,
                 }
@@ -148,6 +155,8 @@ impl Job {
                 // Run above, by `stream::Seg`.
                 SegmentKind::BlockToStream { .. }
                 | SegmentKind::StreamToBlock { .. }
+                | SegmentKind::BlockBytesToStream { .. }
+                | SegmentKind::StreamToBlockBytes { .. }
                 | SegmentKind::DataToStream { .. }
                 | SegmentKind::StreamToDiscard { .. }
                 | SegmentKind::Filemarks { .. } => {}
@@ -295,8 +304,12 @@ fn device_types(kind: &SegmentKind) -> (Option<DeviceType>, Option<DeviceType>) 
         SegmentKind::BlockToBlock { .. } | SegmentKind::BlockToBlockBytes { .. } => {
             (Some(Block), Some(Block))
         }
-        SegmentKind::BlockToStream { .. } => (Some(Block), Some(Stream)),
-        SegmentKind::StreamToBlock { .. } => (Some(Stream), Some(Block)),
+        SegmentKind::BlockToStream { .. } | SegmentKind::BlockBytesToStream { .. } => {
+            (Some(Block), Some(Stream))
+        }
+        SegmentKind::StreamToBlock { .. } | SegmentKind::StreamToBlockBytes { .. } => {
+            (Some(Stream), Some(Block))
+        }
         SegmentKind::DataToStream { .. } | SegmentKind::Filemarks { .. } => (None, Some(Stream)),
         SegmentKind::StreamToDiscard { .. } => (Some(Stream), None),
         SegmentKind::Verify { .. } | SegmentKind::RegisterKey { .. } => (None, None),

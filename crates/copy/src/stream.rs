@@ -62,6 +62,8 @@ pub(crate) struct Seg<'a> {
     pub(crate) dst_side: Side,
     pub(crate) nexus: &'a Nexus,
     pub(crate) rec: &'a Record,
+    /// 0Bh, 0Ch, 0Fh: keep what is processed for RECEIVE COPY DATA.
+    pub(crate) hold: bool,
 }
 
 /// How far a segment got when it stopped: the residue INFORMATION reports.
@@ -127,13 +129,39 @@ impl Seg<'_> {
                 stdl,
                 blocks,
                 lba,
-            } => self.block_to_stream(res, cat, stdl, blocks, lba),
+            } => {
+                let bs = self.disk_range(self.src, u64::from(blocks), lba)?;
+                self.block_to_stream(res, cat, stdl, lba * bs, u64::from(blocks) * bs)
+            }
+            SegmentKind::BlockBytesToStream {
+                cat,
+                stdl,
+                bytes,
+                lba,
+                offset,
+            } => {
+                let start = self.byte_range(self.src, bytes, lba, offset)?;
+                self.block_to_stream(res, cat, stdl, start, u64::from(bytes))
+            }
             SegmentKind::StreamToBlock {
                 cat,
                 stdl,
                 blocks,
                 lba,
-            } => self.stream_to_block(res, cat, stdl, blocks, lba),
+            } => {
+                let bs = self.disk_range(self.dst, u64::from(blocks), lba)?;
+                self.stream_to_block(res, cat, stdl, lba * bs, u64::from(blocks) * bs)
+            }
+            SegmentKind::StreamToBlockBytes {
+                cat,
+                stdl,
+                bytes,
+                lba,
+                offset,
+            } => {
+                let start = self.byte_range(self.dst, bytes, lba, offset)?;
+                self.stream_to_block(res, cat, stdl, start, u64::from(bytes))
+            }
             SegmentKind::DataToStream {
                 cat,
                 stdl,
@@ -163,6 +191,7 @@ impl Seg<'_> {
                     self.rec.bytes.fetch_add(xfer, Ordering::Relaxed);
                 }
                 let rest = buf.split_off(bytes as usize);
+                self.keep(&buf);
                 // Table 117: the destination PAD of 06h is taken as 0.
                 if self.settle(cat, self.src_side.pad, false, rest.len())? {
                     res.src = rest;
@@ -209,14 +238,50 @@ impl Seg<'_> {
 
     /// The disk side's block size, once `blocks` from `lba` are inside it (else
     /// COPY ABORTED pointing at BLOCK DEVICE LBA).
-    fn disk_range(&self, disk: &LogicalUnit, blocks: u16, lba: u64) -> Result<u64, Sense> {
+    fn disk_range(&self, disk: &LogicalUnit, blocks: u64, lba: u64) -> Result<u64, Sense> {
         if lba
-            .checked_add(u64::from(blocks))
+            .checked_add(blocks)
             .is_none_or(|end| end > disk.num_blocks())
         {
             return Err(self.aborted(Asc::LBA_OUT_OF_RANGE, 16));
         }
         Ok(u64::from(disk.block_size()))
+    }
+
+    /// 08h/09h: the first byte of NUMBER OF BYTES from BLOCK DEVICE BYTE OFFSET
+    /// into the block at LBA, all of it inside the disk.
+    fn byte_range(
+        &self,
+        disk: &LogicalUnit,
+        bytes: u32,
+        lba: u64,
+        offset: u16,
+    ) -> Result<u64, Sense> {
+        let bs = u64::from(disk.block_size());
+        if u64::from(offset) >= bs {
+            return Err(self.aborted(Asc::INVALID_FIELD_IN_PARAMETER_LIST, 26));
+        }
+        let start = lba
+            .checked_mul(bs)
+            .and_then(|s| s.checked_add(u64::from(offset)));
+        match start {
+            Some(s) if s + u64::from(bytes) <= disk.num_blocks() * bs => Ok(s),
+            _ => Err(self.aborted(Asc::LBA_OUT_OF_RANGE, 16)),
+        }
+    }
+
+    /// Keeps `bytes` for RECEIVE COPY DATA when the segment holds data: at most
+    /// HELD DATA LIMIT, the most recent (SPC-4 5.17.4.5 lets the oldest go).
+    fn keep(&self, bytes: &[u8]) {
+        if !self.hold || bytes.is_empty() {
+            return;
+        }
+        let limit = scsi::tpc::HELD_DATA_LIMIT as usize;
+        let mut held = self.rec.held.lock().unwrap_or_else(|e| e.into_inner());
+        let tail = &bytes[bytes.len().saturating_sub(limit)..];
+        held.extend_from_slice(tail);
+        let over = held.len().saturating_sub(limit);
+        held.drain(..over);
     }
 
     /// Progress of writing `bytes` to a tape in transfers of `xfer`.
@@ -291,25 +356,26 @@ impl Seg<'_> {
         Err(self.aborted(Asc::UNEXPECTED_INEXACT_SEGMENT, 1))
     }
 
+    /// 00h, 08h, 0Bh: `bytes` of the disk from byte `start`, after any residual
+    /// source data, to the tape in transfers.
     fn block_to_stream(
         &self,
         res: &mut Residue,
         cat: bool,
         stdl: u32,
-        blocks: u16,
-        lba: u64,
+        start: u64,
+        bytes: u64,
     ) -> Result<(), Sense> {
         self.check_access(true, true)?;
         let xfer = self.transfer(self.dst_side, stdl)?;
-        let bs = self.disk_range(self.src, blocks, lba)?;
-        let bytes = u64::from(blocks) * bs;
+        let bs = u64::from(self.src.block_size());
         let mut tape = self.tape(self.dst, 6)?;
         // Residual source data (from a stream source with CAT) is processed first.
         let pending_src = std::mem::take(&mut res.src);
         let mut p = self.progress_to_tape(res.dst.len() as u64 + pending_src.len() as u64 + bytes);
+        self.keep(&pending_src);
         res.dst.extend_from_slice(&pending_src);
         let mut off = 0u64;
-        let chunk_blocks = (CHUNK as u64 / bs).max(1);
         while off < bytes {
             if self.rec.abort.load(Ordering::Acquire) {
                 return Err(Sense::new(
@@ -317,36 +383,41 @@ impl Seg<'_> {
                     Asc::NO_ADDITIONAL_SENSE,
                 ));
             }
-            let first = lba + off / bs;
-            let n = chunk_blocks.min((bytes - off) / bs);
+            let n = (bytes - off).min(CHUNK as u64);
+            let (from, to) = (start + off, start + off + n);
+            let (first, last) = (from / bs, to.div_ceil(bs));
             let at = res.dst.len();
-            res.dst.resize(at + (n * bs) as usize, 0);
+            res.dst.resize(at + n as usize, 0);
             {
-                let x = self.src.lock_shared(first, n, scsi::lu::Origin::Copy);
-                x.read(first * bs, &mut res.dst[at..])
+                let x = self
+                    .src
+                    .lock_shared(first, last - first, scsi::lu::Origin::Copy);
+                x.read(from, &mut res.dst[at..])
                     .map_err(|e| self.denied(Error::Io(e), 4))?;
             }
-            off += n * bs;
+            self.keep(&res.dst[at..]);
+            off += n;
             self.write_whole(&mut tape, res, xfer, &mut p)?;
         }
         self.finish_dst(&mut tape, res, cat, self.src_side.pad, xfer, &mut p)
     }
 
+    /// 01h, 09h, 0Ch: `need` bytes to the disk from byte `start`, read from the
+    /// tape (residual source data first) in transfers.
     fn stream_to_block(
         &self,
         res: &mut Residue,
         cat: bool,
         stdl: u32,
-        blocks: u16,
-        lba: u64,
+        start: u64,
+        need: u64,
     ) -> Result<(), Sense> {
         self.check_access(true, true)?;
         self.transfer(self.src_side, stdl)?;
-        let bs = self.disk_range(self.dst, blocks, lba)?;
-        let need = u64::from(blocks) * bs;
+        let bs = u64::from(self.dst.block_size());
         let mut tape = self.tape(self.src, 4)?;
         let mut p = Progress {
-            planned: u64::from(blocks),
+            planned: need.div_ceil(bs),
             done: 0,
         };
         let mut buf = std::mem::take(&mut res.src);
@@ -358,22 +429,26 @@ impl Seg<'_> {
                     Asc::NO_ADDITIONAL_SENSE,
                 ));
             }
-            // Read transfers until a chunk of whole destination blocks is there.
             let want = (need - written).min(CHUNK as u64);
             while (buf.len() as u64) < want {
                 tape.read(self.src_side.fixed, self.src_side.block_len, stdl, &mut buf)
                     .map_err(|f| self.tape_failed(f, true, &p))?;
             }
-            let first = lba + written / bs;
-            let n = want / bs;
+            let (from, to) = (start + written, start + written + want);
+            let (first, last) = (from / bs, to.div_ceil(bs));
             {
-                let x = self.dst.lock_exclusive(first, n, scsi::lu::Origin::Copy);
-                x.write_cached(first * bs, &buf[..want as usize])
+                // Only these bytes are written: a partial first or last block
+                // keeps the rest of its contents.
+                let x = self
+                    .dst
+                    .lock_exclusive(first, last - first, scsi::lu::Origin::Copy);
+                x.write_cached(from, &buf[..want as usize])
                     .map_err(|e| self.denied(Error::Io(e), 6))?;
             }
+            self.keep(&buf[..want as usize]);
             buf.drain(..want as usize);
             written += want;
-            p.done += n;
+            p.done = written / bs;
             self.rec.bytes.fetch_add(want, Ordering::Relaxed);
         }
         if !self.dst.write_cache_enabled() {

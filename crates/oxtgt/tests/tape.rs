@@ -376,3 +376,67 @@ fn a_gib_backed_up_to_tape_and_restored_by_extended_copy_is_the_same_gib() {
         t2.as_secs_f64()
     );
 }
+
+#[test]
+fn byte_offset_segments_and_held_data_travel_through_the_tape() {
+    let server = Server::start("tape-bytes", COPY_CONFIG);
+    let mut i = session(&server, &[]);
+    let src: Vec<u8> = (0..4).flat_map(disk_block).collect();
+    assert_eq!(
+        i.scsi(1, &cdb::write16(0, 4), 0, Some(&src))
+            .unwrap()
+            .status,
+        0
+    );
+    let before = vec![0xeeu8; 3 * 4096];
+    assert_eq!(
+        i.scsi(2, &cdb::write16(0, 3), 0, Some(&before))
+            .unwrap()
+            .status,
+        0
+    );
+    let tape = xcopy::naa(&mut i, 0).unwrap();
+    let disk = xcopy::naa(&mut i, 1).unwrap();
+    let other = xcopy::naa(&mut i, 2).unwrap();
+    // 08h: 5000 bytes from byte 100 of LBA 1, as one 5000-byte tape block; then
+    // 0Bh holds the whole of LBA 3 while writing it as a 4096-byte block.
+    let cscds = [
+        xcopy::cscd(&disk, 4096),
+        xcopy::cscd_tape(&tape, false, false, 0),
+    ];
+    let mut hold = xcopy::seg_stream(true, 0, 1, false, 4096, 1, 3);
+    hold[0] = 0x0b;
+    let segs = [
+        xcopy::seg_stream_bytes(true, 0, 1, 5000, 5000, 1, 100),
+        hold,
+    ];
+    let p = xcopy::list(7, 0, &cscds, &segs); // usage 00b: results held
+    let r = i.scsi(0, &xcopy::command(p.len()), 0, Some(&p)).unwrap();
+    assert_eq!(r.status, 0, "{:02x?}", r.sense);
+    let mut c = cdb::receive_copy_results(1, 8192);
+    c[2] = 7;
+    let r = i.scsi(0, &c, 8192, None).unwrap();
+    assert_eq!(r.status, 0);
+    assert_eq!(u32::from_be_bytes(r.data[..4].try_into().unwrap()), 4096);
+    assert_eq!(&r.data[4..], &disk_block(3)[..], "0Bh held what it copied");
+    // 09h: that 5000-byte block to byte 300 of LBA 0 of the other disk; the bytes
+    // around it keep their contents.
+    assert_eq!(i.scsi(0, &REWIND, 0, None).unwrap().status, 0);
+    let cscds = [
+        xcopy::cscd_tape(&tape, false, false, 0),
+        xcopy::cscd(&other, 4096),
+    ];
+    let segs = [xcopy::seg_stream_bytes(false, 0, 1, 5000, 5000, 0, 300)];
+    let p = xcopy::list(8, 2, &cscds, &segs);
+    let r = i.scsi(0, &xcopy::command(p.len()), 0, Some(&p)).unwrap();
+    assert_eq!(r.status, 0, "{:02x?}", r.sense);
+    let r = i.scsi(2, &cdb::read16(0, 3), 3 * 4096, None).unwrap();
+    let mut want = before.clone();
+    want[300..5300].copy_from_slice(&src[4096 + 100..4096 + 5100]);
+    assert!(r.data == want, "09h wrote exactly its bytes");
+    // An offset past the block: COPY ABORTED pointing at BLOCK DEVICE BYTE OFFSET.
+    let segs = [xcopy::seg_stream_bytes(false, 0, 1, 5000, 5000, 0, 4096)];
+    let p = xcopy::list(9, 2, &cscds, &segs);
+    let r = i.scsi(0, &xcopy::command(p.len()), 0, Some(&p)).unwrap();
+    assert_eq!(r.sense_code().map(|c| c.0), Some(0x0a));
+}

@@ -77,6 +77,29 @@ pub fn seg_stream(
     d
 }
 
+/// An 08h block-with-offset→stream (`to_tape`) or 09h stream→block-with-offset
+/// segment: STDL, NUMBER OF BYTES, LBA and BLOCK DEVICE BYTE OFFSET.
+pub fn seg_stream_bytes(
+    to_tape: bool,
+    src: u16,
+    dst: u16,
+    stdl: u32,
+    bytes: u32,
+    lba: u64,
+    offset: u16,
+) -> Vec<u8> {
+    let mut d = vec![0u8; 28];
+    d[0] = if to_tape { 0x08 } else { 0x09 };
+    d[3] = 0x18;
+    d[4..6].copy_from_slice(&src.to_be_bytes());
+    d[6..8].copy_from_slice(&dst.to_be_bytes());
+    d[9..12].copy_from_slice(&stdl.to_be_bytes()[1..]);
+    d[12..16].copy_from_slice(&bytes.to_be_bytes());
+    d[16..24].copy_from_slice(&lba.to_be_bytes());
+    d[26..28].copy_from_slice(&offset.to_be_bytes());
+    d
+}
+
 /// A 04h segment: `bytes` of the list's inline data from `offset` to the tape.
 pub fn seg_inline(dst: u16, cat: bool, stdl: u32, offset: u32, bytes: u32) -> Vec<u8> {
     let mut d = vec![0u8; 20];

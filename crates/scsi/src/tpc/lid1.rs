@@ -95,6 +95,25 @@ pub enum SegmentKind {
         blocks: u16,
         lba: u64,
     },
+    /// 0x08: NUMBER OF BYTES from BLOCK DEVICE BYTE OFFSET into the block at LBA,
+    /// written to the stream destination in STDL transfers.
+    BlockBytesToStream {
+        cat: bool,
+        stdl: u32,
+        bytes: u32,
+        lba: u64,
+        offset: u16,
+    },
+    /// 0x09: read from the stream source until NUMBER OF BYTES are written to the
+    /// block destination from BLOCK DEVICE BYTE OFFSET into the block at LBA; the
+    /// bytes around them keep their contents.
+    StreamToBlockBytes {
+        cat: bool,
+        stdl: u32,
+        bytes: u32,
+        lba: u64,
+        offset: u16,
+    },
     /// 0x04 (`inline`: bytes of the list's inline data) and 0x05 (embedded in the
     /// descriptor): data written to the stream destination.
     DataToStream { cat: bool, stdl: u32, data: Vec<u8> },
@@ -112,6 +131,8 @@ impl SegmentKind {
             self,
             SegmentKind::BlockToStream { .. }
                 | SegmentKind::StreamToBlock { .. }
+                | SegmentKind::BlockBytesToStream { .. }
+                | SegmentKind::StreamToBlockBytes { .. }
                 | SegmentKind::DataToStream { .. }
                 | SegmentKind::StreamToDiscard { .. }
                 | SegmentKind::Filemarks { .. }
@@ -123,7 +144,7 @@ impl SegmentKind {
 pub struct Segment {
     /// Byte offset of the descriptor in the parameter list (for sense pointers).
     pub offset: usize,
-    /// 0Dh: a 02h copy whose data is also held for RECEIVE COPY DATA.
+    /// 0Bh, 0Ch, 0Dh, 0Fh: the data processed is also held for RECEIVE COPY DATA.
     pub hold: bool,
     pub src: u16,
     pub dst: u16,
@@ -289,9 +310,10 @@ fn descriptors(p: &[u8], h: Header) -> Result<CopyList, Sense> {
             0x0a => 32,
             0x07 => 12,
             0x14 => 28,
-            0x00 | 0x01 => 24,
+            0x00 | 0x01 | 0x0b | 0x0c => 24,
+            0x08 | 0x09 => 28,
             0x04 => 20,
-            0x06 => 16,
+            0x06 | 0x0f => 16,
             0x10 => 12,
             // 05h: 16 bytes, then the embedded data padded to a multiple of 4.
             0x05 if desc_len >= 16 && desc_len.is_multiple_of(4) => desc_len,
@@ -335,14 +357,41 @@ fn descriptors(p: &[u8], h: Header) -> Result<CopyList, Sense> {
                     tur: d[8] & 0x01 != 0,
                 },
             ),
-            0x00 | 0x01 => {
+            0x08 | 0x09 => {
+                let (cat, stdl, bytes, lba, offset) = (
+                    d[1] & 0x01 != 0,
+                    be::u24(d, 9),
+                    be::u32(d, 12),
+                    be::u64(d, 16),
+                    be::u16(d, 26),
+                );
+                let kind = if code == 0x08 {
+                    SegmentKind::BlockBytesToStream {
+                        cat,
+                        stdl,
+                        bytes,
+                        lba,
+                        offset,
+                    }
+                } else {
+                    SegmentKind::StreamToBlockBytes {
+                        cat,
+                        stdl,
+                        bytes,
+                        lba,
+                        offset,
+                    }
+                };
+                (be::u16(d, 4), be::u16(d, 6), kind)
+            }
+            0x00 | 0x01 | 0x0b | 0x0c => {
                 let (cat, stdl, blocks, lba) = (
                     d[1] & 0x01 != 0,
                     be::u24(d, 9),
                     be::u16(d, 14),
                     be::u64(d, 16),
                 );
-                let kind = if code == 0 {
+                let kind = if code == 0x00 || code == 0x0b {
                     SegmentKind::BlockToStream {
                         cat,
                         stdl,
@@ -397,7 +446,7 @@ fn descriptors(p: &[u8], h: Header) -> Result<CopyList, Sense> {
                     },
                 )
             }
-            0x06 => (
+            0x06 | 0x0f => (
                 be::u16(d, 4),
                 be::u16(d, 4),
                 SegmentKind::StreamToDiscard {
@@ -413,7 +462,7 @@ fn descriptors(p: &[u8], h: Header) -> Result<CopyList, Sense> {
                     count: be::u24(d, 9),
                 },
             ),
-            _ => (
+            0x14 => (
                 be::u16(d, 6),
                 be::u16(d, 6),
                 SegmentKind::RegisterKey {
@@ -421,6 +470,8 @@ fn descriptors(p: &[u8], h: Header) -> Result<CopyList, Sense> {
                     sark: be::u64(d, 16),
                 },
             ),
+            // The length table above admitted only the codes matched here.
+            _ => return Err(with_pointer(Asc::UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE, at)),
         };
         // MAXIMUM SEGMENT LENGTH as advertised: only a 0Ah byte count can exceed it
         // (65535 blocks of at most 4096 bytes is the limit itself).
@@ -430,7 +481,7 @@ fn descriptors(p: &[u8], h: Header) -> Result<CopyList, Sense> {
             }
         }
         segments.push(Segment {
-            hold: code == 0x0d,
+            hold: matches!(code, 0x0b | 0x0c | 0x0d | 0x0f),
             offset: at,
             src,
             dst,
@@ -447,8 +498,12 @@ fn descriptors(p: &[u8], h: Header) -> Result<CopyList, Sense> {
     // 6.4.6.1): a mismatch is INVALID OPERATION FOR COPY SOURCE OR DESTINATION.
     for s in &segments {
         let (src_pdt, dst_pdt) = match s.kind {
-            SegmentKind::BlockToStream { .. } => (Some(0), Some(1)),
-            SegmentKind::StreamToBlock { .. } => (Some(1), Some(0)),
+            SegmentKind::BlockToStream { .. } | SegmentKind::BlockBytesToStream { .. } => {
+                (Some(0), Some(1))
+            }
+            SegmentKind::StreamToBlock { .. } | SegmentKind::StreamToBlockBytes { .. } => {
+                (Some(1), Some(0))
+            }
             SegmentKind::DataToStream { .. } | SegmentKind::Filemarks { .. } => (None, Some(1)),
             SegmentKind::StreamToDiscard { .. } => (Some(1), None),
             _ => (None, None),

@@ -31,12 +31,14 @@ pub const MAX_STREAM_TRANSFER_BYTES: u32 = crate::ssc::MAX_BLOCK;
 /// Concurrent copies per logical unit that received them.
 pub const MAX_CONCURRENT_COPIES: u16 = 64;
 /// Segment descriptor codes implemented, then CSCD codes (SPC-4 Table 109, 110):
-/// block→block (02h, 0Ah, 0Dh), block→stream (00h), stream→block (01h), inline and
-/// embedded data→stream (04h, 05h), stream→discard (06h), verify (07h), filemarks
+/// block→block (02h, 0Ah, 0Dh), block→stream (00h, 0Bh; with a byte offset 08h),
+/// stream→block (01h, 0Ch; with a byte offset 09h), inline and embedded
+/// data→stream (04h, 05h), stream→discard (06h, 0Fh), verify (07h), filemarks
 /// (10h), register key (14h); E4h names block and stream devices. Not 03h
 /// (stream→stream): libiscsi's ExtendedCopy.DescrType expects it refused.
 pub const IMPLEMENTED_DESCRIPTORS: &[u8] = &[
-    0x00, 0x01, 0x02, 0x04, 0x05, 0x06, 0x07, 0x0a, 0x0d, 0x10, 0x14, 0xe4,
+    0x00, 0x01, 0x02, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0f, 0x10, 0x14,
+    0xe4,
 ];
 /// Bytes a held list may keep for RECEIVE COPY DATA (segment 0Dh), in total.
 pub const HELD_DATA_LIMIT: u32 = 1 << 20;
