@@ -290,11 +290,19 @@ impl Conn {
             if let Some((token, lu)) = tracked {
                 lu.untrack_task(token);
             }
-            if aborted.load(Ordering::Acquire) {
-                out.pdus.clear();
+            // Under the task table's lock, where ABORT TASK looks the task up and
+            // raises its flag: either the abort saw the task (flag up, no
+            // response goes out) or the task is gone (TASK DOES NOT EXIST) and
+            // the response goes out. A response after FUNCTION COMPLETE, which
+            // libiscsi's AbortTaskSimpleAsync caught once under load, cannot happen.
+            {
+                let mut t = tasks.lock().unwrap_or_else(|e| e.into_inner());
+                if aborted.load(Ordering::Acquire) {
+                    out.pdus.clear();
+                }
+                t.remove(&itt);
             }
             let _ = tx.send(out);
-            tasks.lock().unwrap_or_else(|e| e.into_inner()).remove(&itt);
             let _ = done_tx.send(true);
         };
         match (ordered, lu_key) {
