@@ -593,3 +593,66 @@ lu = "dst"
         );
     }
 }
+
+#[test]
+fn an_operator_changes_the_cartridge_of_a_tape_drive() {
+    let config = r#"
+[server]
+admin_socket = "{dir}/run/oxtgt.sock"
+[[lu]]
+name = "drive"
+type = "tape"
+path = "{dir}/tapes"
+size = "64MiB"
+cartridge = "MON"
+[[target]]
+name = "iqn.2026-11.org.oxtgt:test"
+open_access = true
+[[target.lun]]
+id = 0
+lu = "drive"
+"#;
+    let s = Server::start("admin-tape", config);
+    let mut i = common::session(&s, &[]);
+    let block = vec![0x4du8; 1000];
+    let w = [0x0a, 0, 0, 0x03, 0xe8, 0]; // WRITE(6), one 1000-byte block
+    assert_eq!(i.scsi(0, &w, 0, Some(&block)).unwrap().status, 0);
+    // Load another cartridge: created empty, the session hears of it.
+    let v = ok(&s, &["tape", "load", "drive", "TUE"]);
+    assert_eq!(v["cartridge"], "TUE");
+    let r = i.scsi(0, &cdb::TEST_UNIT_READY, 0, None).unwrap();
+    assert_eq!(r.sense_code(), Some((0x06, 0x28, 0x00)));
+    let read = [0x08, 0, 0, 0x03, 0xe8, 0];
+    let r = i.scsi(0, &read, 1000, None).unwrap();
+    assert_eq!(r.sense_code(), Some((0x08, 0x00, 0x05)), "TUE is blank");
+    // PREVENT MEDIUM REMOVAL holds the cartridge in against the operator too.
+    assert_eq!(
+        i.scsi(0, &cdb::prevent_allow(true), 0, None)
+            .unwrap()
+            .status,
+        0
+    );
+    let (code, _) = ctl(&s, &["tape", "unload", "drive"]);
+    assert_eq!(code, 1, "unload refused while prevented");
+    assert_eq!(
+        i.scsi(0, &cdb::prevent_allow(false), 0, None)
+            .unwrap()
+            .status,
+        0
+    );
+    let v = ok(&s, &["tape", "unload", "drive"]);
+    assert_eq!(v["cartridge"], Value::Null);
+    let r = i.scsi(0, &cdb::TEST_UNIT_READY, 0, None).unwrap();
+    assert_eq!(r.sense_code(), Some((0x02, 0x3a, 0x00)));
+    let lus = ok(&s, &["list", "lus"]);
+    assert_eq!(lus["lus"][0]["cartridge"], Value::Null);
+    // Monday's cartridge back: its block is there.
+    ok(&s, &["tape", "load", "drive", "MON"]);
+    let _ = i.scsi(0, &cdb::TEST_UNIT_READY, 0, None).unwrap(); // the unit attention
+    let r = i.scsi(0, &read, 1000, None).unwrap();
+    assert_eq!((r.status, r.data), (0, block));
+    assert_eq!(ok(&s, &["list", "lus"])["lus"][0]["cartridge"], "MON");
+    assert!(s.dir.join("tapes/TUE.tape").exists());
+    let (code, _) = ctl(&s, &["tape", "load", "drive", "no such/name"]);
+    assert_eq!(code, 1);
+}

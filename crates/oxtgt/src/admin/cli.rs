@@ -49,6 +49,9 @@ pub enum CtlCmd {
     /// Running sessions.
     #[command(subcommand)]
     Session(SessionCmd),
+    /// Load or unload a tape LU's cartridge.
+    #[command(subcommand)]
+    Tape(TapeCmd),
     /// Re-read the config file and apply the difference (like SIGHUP).
     Reload,
     /// Write the running model to the config file (atomically).
@@ -123,6 +126,17 @@ pub enum AclCmd {
     },
     /// Take INITIATOR's access away (its sessions are asked to log out).
     Remove { target: String, initiator: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TapeCmd {
+    /// Load CARTRIDGE (created with the LU's size when missing), or the last one.
+    Load {
+        lu: String,
+        cartridge: Option<String>,
+    },
+    /// Unload the cartridge: the drive answers NOT READY, MEDIUM NOT PRESENT.
+    Unload { lu: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -208,6 +222,8 @@ impl CtlCmd {
             CtlCmd::Session(SessionCmd::Logout { tsih, initiator }) => {
                 Request::SessionLogout { tsih, initiator }
             }
+            CtlCmd::Tape(TapeCmd::Load { lu, cartridge }) => Request::TapeLoad { lu, cartridge },
+            CtlCmd::Tape(TapeCmd::Unload { lu }) => Request::TapeUnload { lu },
             CtlCmd::Reload => Request::Reload,
             CtlCmd::Save { path } => Request::Save { path },
         }
@@ -349,6 +365,13 @@ fn table(title: &str, head: &[&str], rows: Vec<Vec<String>>) {
 }
 
 fn print_human(r: &Value, only: Option<&str>) {
+    if let (Some(lu), Some(c)) = (r.get("lu"), r.get("cartridge")) {
+        match c.as_str() {
+            Some(c) => println!("{}: cartridge {c} loaded", s(lu)),
+            None => println!("{}: no cartridge", s(lu)),
+        }
+        return;
+    }
     if r.get("pid").is_some() {
         println!(
             "oxtgt {} (pid {}), up {} s, config {}",

@@ -171,11 +171,42 @@ pub async fn handle(c: &Control, req: Request) -> Answer {
             .await,
         ),
         Request::SessionLogout { tsih, initiator } => logout(c, tsih, initiator.as_deref()),
+        Request::TapeLoad { lu, cartridge } => tape(c, &lu, Some(cartridge)),
+        Request::TapeUnload { lu } => tape(c, &lu, None),
         Request::Reload => changed(c.reload().await),
         Request::Save { path } => match c.save(path.as_deref().map(Path::new)) {
             Ok(p) => Answer::ok(json!({ "path": p.display().to_string() })),
             Err(e) => Answer::err(vec![e]),
         },
+    }
+}
+
+/// Loads (`Some`, with a cartridge name or the last one) or unloads (`None`) the
+/// cartridge of tape LU `name`, as LOAD UNLOAD would; initiators hear of a load by
+/// NOT READY TO READY CHANGE.
+fn tape(c: &Control, name: &str, load: Option<Option<String>>) -> Answer {
+    let model = c.reg.model();
+    let Some((_, _, lu)) = model.lus().find(|(n, _, _)| *n == name) else {
+        return Answer::err(vec![format!("no LU named {name}")]);
+    };
+    let Some(t) = lu.tape() else {
+        return Answer::err(vec![format!("LU {name} is not a tape drive")]);
+    };
+    let r = match load {
+        Some(cartridge) => {
+            let want = cartridge
+                .or_else(|| t.loaded())
+                .unwrap_or_else(|| t.last_loaded());
+            lu.load_cartridge(&want)
+        }
+        None => lu.unload_cartridge(),
+    };
+    match r {
+        Ok(()) => {
+            tracing::info!(lu = name, cartridge = ?t.loaded(), "operator changed the tape");
+            Answer::ok(json!({ "lu": name, "cartridge": t.loaded() }))
+        }
+        Err(e) => Answer::err(vec![format!("LU {name}: {:?}", e.sense())]),
     }
 }
 
@@ -270,6 +301,7 @@ async fn list(c: &Control) -> Value {
                 "block_size": lu.block_size(),
                 "thin": lu.thin(),
                 "read_only": lu.read_only(),
+                "cartridge": lu.tape().and_then(|t| t.loaded()),
                 "allocated_bytes": store.allocated(),
                 "naa": naa_hex(&lu.identity().naa),
                 "serial": lu.identity().serial,

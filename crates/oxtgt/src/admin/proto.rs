@@ -85,6 +85,16 @@ pub enum Request {
         #[serde(default)]
         initiator: Option<String>,
     },
+    /// Load cartridge `cartridge` (created when missing) into tape LU `lu`, or
+    /// the one it had (`None`).
+    TapeLoad {
+        lu: String,
+        #[serde(default)]
+        cartridge: Option<String>,
+    },
+    TapeUnload {
+        lu: String,
+    },
     Reload,
     Save {
         #[serde(default)]

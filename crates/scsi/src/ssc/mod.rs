@@ -96,6 +96,11 @@ impl Tape {
         self.drive().cart.as_ref().map(|c| c.name().to_owned())
     }
 
+    /// The cartridge LOAD loads: the last one loaded.
+    pub fn last_loaded(&self) -> String {
+        self.drive().name.clone()
+    }
+
     /// Makes everything written durable (shutdown, removal).
     pub fn sync(&self) -> std::io::Result<()> {
         let mut d = self.drive();
@@ -211,6 +216,22 @@ impl LogicalUnit {
         d.pos = 0;
         drop(d);
         self.raise_unit_attention(None, Asc::NOT_READY_TO_READY_CHANGE);
+        Ok(())
+    }
+
+    /// Unloads the cartridge (what was written becomes durable first): the admin
+    /// interface's unload. Refused while removal is prevented.
+    pub fn unload_cartridge(&self) -> Result<(), Error> {
+        let Some(t) = self.tape() else {
+            return Err(Error::Internal);
+        };
+        if self.medium_removal_prevented() {
+            return Err(Sense::illegal(Asc::MEDIUM_REMOVAL_PREVENTED).into());
+        }
+        let mut d = t.drive();
+        d.settle()?;
+        d.cart = None;
+        d.pos = 0;
         Ok(())
     }
 
