@@ -8,7 +8,7 @@
 # shellcheck disable=SC2034 # read by `run`
 CHECKS=(isolation login geometry vpd_tpc vpd_block_limits opcodes xfs fio thin
     compare_and_write xcopy_same_target xcopy_two_targets ddptctl_info persistent_reservations
-    multipath resets tape tape_xcopy chap_md5 chap_sha256 chap_refused kernel_log)
+    multipath resets tape tape_xcopy btape chap_md5 chap_sha256 chap_refused kernel_log)
 
 OUT=/host/out
 . /host/guest/env
@@ -756,6 +756,57 @@ check_tape_xcopy() {
     mt -f /dev/nst0 eod
     expect "files on the tape" "$(mt_field 'File number')" 1
     echo "ok: $size bytes backed up by EXTENDED COPY ($nseg segments), read back by st and tar"
+    logout "$T_TAPE" "$PORTAL_A"
+}
+
+check_btape() {
+    # Bacula's own drive test: btape writes labelled records and end-of-file marks,
+    # rewinds and re-reads them, repositions to file:block and compares, and
+    # appends files (the published runs' "test" sequence).
+    login "$T_TAPE" "$PORTAL_A"
+    for _ in $(seq 50); do [ -e /dev/nst0 ] && break; sleep 0.2; done
+    mt -f /dev/nst0 rewind
+    mkdir -p /tmp/bacula
+    cat >/tmp/bacula/bacula-sd.conf <<'SD'
+Storage {
+  Name = oxtgt-sd
+  WorkingDirectory = /tmp/bacula
+  Pid Directory = /tmp/bacula
+}
+Director {
+  Name = oxtgt-dir
+  Password = "guest-only"
+}
+Device {
+  Name = Drive-0
+  Media Type = LTO
+  Archive Device = /dev/nst0
+  AutomaticMount = yes
+  AlwaysOpen = yes
+  RemovableMedia = yes
+  RandomAccess = no
+  # 16 KiB blocks instead of 64 KiB: btape's 20000 records then take a quarter of
+  # the emulated guest's time, the same commands.
+  Maximum Block Size = 16384
+}
+Messages {
+  Name = Standard
+  console = all
+}
+SD
+    local btape
+    btape=$(command -v btape || echo /usr/sbin/btape)
+    printf 'test\nquit\n' | timeout 480 "$btape" -c /tmp/bacula/bacula-sd.conf Drive-0 >/tmp/btape.out 2>&1 || true
+    cat /tmp/btape.out
+    ! grep -qiE "test failed|ERR=|is not correct|NOT correct" /tmp/btape.out || fail "btape reported a failure"
+    grep -qi "End Forward space files test" /tmp/btape.out || fail "btape did not finish its test"
+    # The append test's scan of the tape must equal btape's sample output (whose
+    # byte counts are for its default 64 KiB blocks: files and blocks compared).
+    local sizes='s/ of [0-9]* bytes//; s/, bytes = .*//'
+    sed -n '/Doing Bacula scan of blocks:/,/^Total files/p' /tmp/btape.out | sed 1d | sed "$sizes" >/tmp/scan
+    sed -n '/=== Sample correct output ===/,/=== End sample/p' /tmp/btape.out | sed '1d;$d' | sed "$sizes" >/tmp/sample
+    [ -s /tmp/scan ] && diff /tmp/scan /tmp/sample || fail "the append scan differs from btape's sample"
+    echo "ok: btape test: $(grep -ci 'test succeeded' /tmp/btape.out) tests succeeded, $(grep -c 'This is correct' /tmp/btape.out) positions correct, append scan as the sample"
     logout "$T_TAPE" "$PORTAL_A"
 }
 
