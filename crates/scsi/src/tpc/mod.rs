@@ -185,6 +185,7 @@ pub mod descriptor_type {
     pub const ROD_TOKEN_FEATURES: u16 = 0x0106;
     pub const SUPPORTED_ROD_TYPES: u16 = 0x0108;
     pub const STREAM_COPY_OPERATIONS: u16 = 0x9101;
+    pub const HELD_DATA: u16 = 0xc001;
     pub const GENERAL_COPY_OPERATIONS: u16 = 0x8001;
 }
 
@@ -292,6 +293,12 @@ pub fn vpd_page(block_size: u32, snapshots: bool) -> Vec<u8> {
     let mut body = vec![0u8; 12];
     body[0..4].copy_from_slice(&MAX_STREAM_TRANSFER_BYTES.to_be_bytes());
     tpc_descriptor(&mut d, t::STREAM_COPY_OPERATIONS, body);
+    // Held Data (7.8.17.12): HELD DATA LIMIT and HELD DATA GRANULARITY, as in
+    // RECEIVE COPY OPERATING PARAMETERS.
+    let mut body = vec![0u8; 8];
+    body[0..4].copy_from_slice(&HELD_DATA_LIMIT.to_be_bytes());
+    body[4] = HELD_DATA_GRANULARITY_LOG2;
+    tpc_descriptor(&mut d, t::HELD_DATA, body);
     d
 }
 
@@ -314,7 +321,7 @@ mod tests {
         assert_eq!(at, d.len());
         assert_eq!(
             kinds,
-            vec![0x0000, 0x0001, 0x0004, 0x0008, 0x000c, 0x0106, 0x0108, 0x8001, 0x9101]
+            vec![0x0000, 0x0001, 0x0004, 0x0008, 0x000c, 0x0106, 0x0108, 0x8001, 0x9101, 0xc001]
         );
         // 0x84 lists SA 00h (what libiscsi's CopyStatus test looks for).
         assert_eq!(
