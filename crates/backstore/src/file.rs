@@ -321,7 +321,7 @@ impl CopyOffload for FileBackstore {
     ) -> io::Result<Option<CopyReport>> {
         match src {
             CopySource::File(s) => copy_between(s, src_off, self, dst_off, len),
-            CopySource::Ram(_) => Ok(None),
+            CopySource::Ram(_) | CopySource::External(_) => Ok(None),
         }
     }
 }

@@ -6,7 +6,8 @@
 //! [`Snapshot`]); [`copy_native`] pairs two stores' copy capabilities.
 //!
 //! Engines: [`FileBackstore`] (regular files, also used for block devices),
-//! [`RamBackstore`] (sparse, allocate on write).
+//! [`RamBackstore`] (sparse, allocate on write); Ceph RBD images live in the `rbd`
+//! crate (behind the daemon's `rbd` feature) and meet these through the same traits.
 
 #![deny(unsafe_code)]
 
@@ -181,6 +182,9 @@ pub trait ThinProvisioning {
 pub enum CopySource<'a> {
     File(&'a FileBackstore),
     Ram(&'a RamBackstore),
+    /// An engine outside this crate (the `rbd` crate's images), which recognises its
+    /// own stores by downcasting; every other engine has no native path from it.
+    External(&'a (dyn std::any::Any + Send + Sync)),
 }
 
 /// Copies between two stores of one engine without a user-space bounce buffer.
@@ -210,6 +214,12 @@ pub struct CopyReport {
     pub memcpy: u64,
     /// Whole RAM pages shared between stores (copied on a later write): no data moved.
     pub shared: u64,
+    /// Whole objects copied by the storage cluster itself (RADOS copy-from): the data
+    /// never passed through this process.
+    pub copy_from: u64,
+    /// Bytes an engine's native copy had to read and write itself (the unaligned
+    /// edges around a copy-from).
+    pub bounced: u64,
 }
 
 /// Copies `len` bytes from `src` at `src_off` to `dst` at `dst_off` without a
@@ -261,8 +271,9 @@ pub fn is_out_of_range(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<OutOfRange>())
 }
 
-/// Checks `[offset, offset+len)` lies inside a store of `size` bytes.
-pub(crate) fn check_range(offset: u64, len: usize, size: u64) -> io::Result<()> {
+/// Checks `[offset, offset+len)` lies inside a store of `size` bytes ([`OutOfRange`]
+/// inside the error when not).
+pub fn check_range(offset: u64, len: usize, size: u64) -> io::Result<()> {
     match offset.checked_add(len as u64) {
         Some(end) if end <= size => Ok(()),
         _ => Err(io::Error::new(

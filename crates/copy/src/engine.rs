@@ -40,6 +40,8 @@ pub struct PathCounters {
     pub memcpy: AtomicU64,
     /// RAM pages shared rather than copied.
     pub shared: AtomicU64,
+    /// Whole objects copied inside the storage cluster (RADOS copy-from).
+    pub copy_from: AtomicU64,
     pub bounce: AtomicU64,
 }
 
@@ -50,6 +52,8 @@ impl PathCounters {
             .fetch_add(r.copy_file_range, Ordering::Relaxed);
         self.memcpy.fetch_add(r.memcpy, Ordering::Relaxed);
         self.shared.fetch_add(r.shared, Ordering::Relaxed);
+        self.copy_from.fetch_add(r.copy_from, Ordering::Relaxed);
+        self.bounce.fetch_add(r.bounced, Ordering::Relaxed);
     }
 }
 

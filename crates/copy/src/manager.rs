@@ -668,6 +668,7 @@ fn log_copy_end(
             lu_copy_file_range = p.copy_file_range.load(Ordering::Relaxed),
             lu_memcpy = p.memcpy.load(Ordering::Relaxed),
             lu_shared = p.shared.load(Ordering::Relaxed),
+            lu_copy_from = p.copy_from.load(Ordering::Relaxed),
             lu_bounce = p.bounce.load(Ordering::Relaxed),
             "EXTENDED COPY done"
         ),

@@ -272,6 +272,7 @@ impl Metrics {
                     ("copy_file_range", &p.copy_file_range),
                     ("memcpy", &p.memcpy),
                     ("shared", &p.shared),
+                    ("copy_from", &p.copy_from),
                     ("bounce", &p.bounce),
                 ] {
                     let mut lab = l(name);
@@ -294,7 +295,7 @@ impl Metrics {
                 tok_ended.push((lab, v.load(Ordering::Relaxed)));
             }
         }
-        e.counter("oxtgt_offload_bytes_total", "Bytes copied inside the target, by destination LU, command and path (bounce: through a buffer in oxtgt).", &paths);
+        e.counter("oxtgt_offload_bytes_total", "Bytes copied inside the target, by destination LU, command and path (copy_from: whole objects copied by the Ceph cluster; bounce: through a buffer in oxtgt).", &paths);
         e.counter("oxtgt_copies_started_total", "EXTENDED COPY, POPULATE TOKEN and WRITE USING TOKEN operations started, by the LU they were sent to.", &started);
         e.counter(
             "oxtgt_copies_failed_total",
