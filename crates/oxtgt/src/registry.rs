@@ -235,6 +235,7 @@ impl scsi::pr::PrStore for FilePrStore {
 fn open_backstore(l: &LunConfig) -> anyhow::Result<Arc<dyn Backstore>> {
     Ok(match l.backstore {
         BackstoreKind::Tape => anyhow::bail!("LU {}: a tape LU has no block backstore", l.lu),
+        BackstoreKind::Rbd => open_rbd(l)?,
         BackstoreKind::Ram => {
             let ram = RamBackstore::new(l.size.unwrap_or(0));
             Arc::new(match l.memory_limit {
@@ -260,6 +261,38 @@ fn open_backstore(l: &LunConfig) -> anyhow::Result<Arc<dyn Backstore>> {
             Arc::new(b)
         }
     })
+}
+
+#[cfg(feature = "rbd")]
+fn open_rbd(l: &LunConfig) -> anyhow::Result<Arc<dyn Backstore>> {
+    let r = l.rbd.as_ref().context("rbd LU without an image")?;
+    let cfg = rbd::RbdConfig {
+        pool: r.pool.clone(),
+        image: r.image.clone(),
+        namespace: r.namespace.clone(),
+        client_id: r.client_id.clone(),
+        conf: r.ceph_conf.clone(),
+        keyring: r.keyring.clone(),
+    };
+    let b = rbd::RbdBackstore::open(&cfg, l.read_only)
+        .with_context(|| format!("LU {}: opening RBD image {}", l.lu, r.spec()))?;
+    if b.size() < u64::from(l.block_size) {
+        anyhow::bail!(
+            "LU {}: RBD image {} is smaller than one block",
+            l.lu,
+            r.spec()
+        );
+    }
+    tracing::info!(lu = %l.lu, image = %b.spec(), fsid = b.fsid(), object_size = b.object_size(), "RBD image open");
+    Ok(Arc::new(b))
+}
+
+#[cfg(not(feature = "rbd"))]
+fn open_rbd(l: &LunConfig) -> anyhow::Result<Arc<dyn Backstore>> {
+    anyhow::bail!(
+        "LU {}: this oxtgt was built without Ceph RBD support (cargo build --features rbd)",
+        l.lu
+    )
 }
 
 /// LU identities remembered in the state directory (`identities.txt`, one line per
@@ -310,9 +343,10 @@ impl Identities {
         if self.path.is_none() || l.identity_configured {
             return (l.naa, l.serial.clone());
         }
-        let key = match &l.path {
-            Some(p) => format!("path:{}", p.display()),
-            None => format!("lu:{}", l.lu),
+        let key = match (&l.path, &l.rbd) {
+            (Some(p), _) => format!("path:{}", p.display()),
+            (None, Some(r)) => format!("rbd:{}", r.spec()),
+            (None, None) => format!("lu:{}", l.lu),
         };
         if let Some(id) = self.known.get(&key) {
             return id.clone();

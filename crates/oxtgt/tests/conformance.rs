@@ -25,8 +25,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
+use common::cu::{parse, run_cu, Verdict};
 use common::Server;
 
 /// Suites whose tests write to the medium expecting GOOD: not run on the read-only LUN.
@@ -126,71 +126,6 @@ const SANITIZE_LONG: &str = "Sanitize.Reset";
 /// Suites run again on LUN 3, a thin RAM LU reporting 4096-byte physical blocks
 /// (512e): five of their tests run only when LOGICAL BLOCKS PER PHYSICAL BLOCK > 1.
 const LBPPB_SUITES: &[&str] = &["CompareAndWrite", "WriteSame10", "WriteSame16", "Unmap"];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
-    Pass,
-    Skip,
-    Fail,
-}
-
-/// Parses `iscsi-test-cu -v -V` output into per-test verdicts, keyed `Suite.Test`.
-fn parse(out: &str) -> BTreeMap<String, Verdict> {
-    let mut res = BTreeMap::new();
-    let mut suite = String::new();
-    let mut cur: Option<(String, bool)> = None;
-    let finish =
-        |cur: &mut Option<(String, bool)>, failed: bool, res: &mut BTreeMap<String, Verdict>| {
-            if let Some((name, skipped)) = cur.take() {
-                let v = if failed {
-                    Verdict::Fail
-                } else if skipped {
-                    Verdict::Skip
-                } else {
-                    Verdict::Pass
-                };
-                res.insert(name, v);
-            }
-        };
-    for line in out.lines() {
-        if let Some(s) = line.strip_prefix("Suite: ") {
-            suite = s.trim().to_owned();
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("  Test: ") {
-            let (name, tail) = rest.split_once(" ...").unwrap_or((rest, ""));
-            cur = Some((
-                format!("{suite}.{}", name.trim()),
-                tail.contains("[SKIPPED]"),
-            ));
-            let t = tail.trim_start();
-            if t.starts_with("passed") || t.starts_with("FAILED") {
-                finish(&mut cur, t.starts_with("FAILED"), &mut res);
-            }
-            continue;
-        }
-        if cur.is_some() {
-            if line.starts_with("passed") || line.starts_with("FAILED") {
-                finish(&mut cur, line.starts_with("FAILED"), &mut res);
-            } else if line.contains("[SKIPPED]") {
-                if let Some(c) = cur.as_mut() {
-                    c.1 = true;
-                }
-            }
-        }
-    }
-    res
-}
-
-fn run_cu(args: &[&str]) -> String {
-    let out = Command::new("iscsi-test-cu")
-        .args(args)
-        .output()
-        .expect("iscsi-test-cu is not installed: run scripts/test, which installs libiscsi-bin");
-    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
-    s.push_str(&String::from_utf8_lossy(&out.stderr));
-    s
-}
 
 #[test]
 fn libiscsi_conformance() {
@@ -369,13 +304,4 @@ fn libiscsi_conformance() {
         "conformance regressions:\n  {}",
         problems.join("\n  ")
     );
-}
-
-#[test]
-fn parser_reads_verdicts_and_skips() {
-    let out = "Suite: Read10\n  Test: Simple ...passed\n  Test: Odd ...\n    [SKIPPED] not here\npassed    [SKIPPED] belongs to teardown\n  Test: Bad ...FAILED\n    1. x.c:1  - ok\n";
-    let v = parse(out);
-    assert_eq!(v["Read10.Simple"], Verdict::Pass);
-    assert_eq!(v["Read10.Odd"], Verdict::Skip);
-    assert_eq!(v["Read10.Bad"], Verdict::Fail);
 }

@@ -16,6 +16,15 @@ pub type diff_cb = Option<unsafe extern "C" fn(u64, size_t, c_int, *mut c_void) 
 pub const LIBRADOS_SNAP_HEAD: u64 = u64::MAX - 1;
 pub const RBD_MAX_BLOCK_NAME_SIZE: usize = 24;
 pub const RBD_FEATURE_OBJECT_MAP: u64 = 1 << 3;
+pub const RBD_FEATURE_EXCLUSIVE_LOCK: u64 = 1 << 2;
+pub const RBD_LOCK_MODE_EXCLUSIVE: c_int = 0;
+
+#[repr(C)]
+pub struct rbd_snap_info_t {
+    pub id: u64,
+    pub size: u64,
+    pub name: *const c_char,
+}
 
 #[repr(C)]
 pub struct rbd_image_info_t {
@@ -93,6 +102,9 @@ extern "C" {
     pub fn rbd_resize(image: rbd_image_t, size: u64) -> c_int;
     pub fn rbd_snap_create(image: rbd_image_t, snapname: *const c_char) -> c_int;
     pub fn rbd_snap_remove(image: rbd_image_t, snapname: *const c_char) -> c_int;
+    pub fn rbd_snap_list(image: rbd_image_t, snaps: *mut rbd_snap_info_t, max: *mut c_int)
+        -> c_int;
+    pub fn rbd_snap_list_end(snaps: *mut rbd_snap_info_t);
     pub fn rbd_snap_get_id(image: rbd_image_t, snapname: *const c_char, id: *mut u64) -> c_int;
     pub fn rbd_diff_iterate2(
         image: rbd_image_t,
@@ -145,6 +157,8 @@ extern "C" {
         arg: *mut c_void,
         handle: *mut u64,
     ) -> c_int;
+    pub fn rbd_lock_acquire(image: rbd_image_t, lock_mode: c_int) -> c_int;
+    pub fn rbd_lock_release(image: rbd_image_t) -> c_int;
     pub fn rbd_quiesce_complete(image: rbd_image_t, handle: u64, r: c_int);
     pub fn rbd_quiesce_unwatch(image: rbd_image_t, handle: u64) -> c_int;
 }

@@ -45,6 +45,9 @@ use backstore::{
     check_range, Backstore, CopyOffload, CopyReport, CopySource, Snapshot, ThinProvisioning,
 };
 
+/// Names of the snapshots that hold POPULATE TOKEN's points in time.
+const TOKEN_SNAP_PREFIX: &str = "oxtgt.rod.";
+
 /// Where an image is and who opens it: the `[[lu]]` fields of `backstore = "rbd"`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RbdConfig {
@@ -441,6 +444,10 @@ impl Drop for RbdBackstore {
                 drop(Box::from_raw(w));
             }
         }
+        if !self.read_only && self.snap.is_none() {
+            // SAFETY: open image; releasing a lock not held is harmless.
+            unsafe { ffi::rbd_lock_release(self.image.raw) };
+        }
         // SAFETY: the only place `image` is taken, and it is not used after.
         drop(unsafe { std::mem::ManuallyDrop::take(&mut self.image) });
         if let Some(SnapOf {
@@ -479,6 +486,8 @@ impl RbdBackstore {
         let image = Arc::new(Image { raw });
         let mut b = Self::with_image(cfg, cluster, io, image, read_only, None)?;
         if !read_only {
+            b.own()?;
+            b.remove_stale_token_snapshots();
             b.watch_quiesce()?;
         }
         Ok(b)
@@ -556,6 +565,99 @@ impl RbdBackstore {
             counters: Arc::new(RbdCounters::default()),
             next_snap: AtomicU64::new(0),
         })
+    }
+
+    /// Takes the image's exclusive lock for as long as this store is open: one
+    /// gateway writes an image at a time, so a COMPARE AND WRITE's read and write
+    /// (under the LU's range lock) cannot be split by another gateway's write, and a
+    /// reservation held here is the only one. A lock held by a live gateway refuses
+    /// (EROFS, the open fails); one whose holder died is broken (its client
+    /// blocklisted) and taken, which is the failover.
+    fn own(&mut self) -> io::Result<()> {
+        let mut features = 0u64;
+        // SAFETY: open image, out-pointer.
+        check(
+            unsafe { ffi::rbd_get_features(self.image.raw, &mut features) },
+            "rbd_get_features",
+        )?;
+        if features & ffi::RBD_FEATURE_EXCLUSIVE_LOCK == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "{} lacks the exclusive-lock feature, without which two gateways could write it at once (rbd feature enable {} exclusive-lock)",
+                    self.cfg.spec(),
+                    self.cfg.spec()
+                ),
+            ));
+        }
+        // SAFETY: open image.
+        let r = unsafe { ffi::rbd_lock_acquire(self.image.raw, ffi::RBD_LOCK_MODE_EXCLUSIVE) };
+        if r == -libc::EROFS || r == -libc::EBUSY {
+            return Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                format!(
+                    "{} is held by another gateway (its exclusive lock)",
+                    self.cfg.spec()
+                ),
+            ));
+        }
+        check(r, "taking the image's exclusive lock")
+    }
+
+    /// Snapshots an earlier run left for its ROD tokens (a crash, or a stop that did
+    /// not drop them): tokens do not outlive the daemon, and holding the exclusive
+    /// lock means no other gateway's tokens live on this image.
+    fn remove_stale_token_snapshots(&self) {
+        let names = match self.snapshot_names() {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(image = %self.cfg.spec(), error = %e, "could not list snapshots");
+                return;
+            }
+        };
+        for name in names
+            .into_iter()
+            .filter(|n| n.starts_with(TOKEN_SNAP_PREFIX))
+        {
+            let Ok(n) = cstr(&name) else { continue };
+            // SAFETY: open image.
+            let r = unsafe { ffi::rbd_snap_remove(self.image.raw, n.as_ptr()) };
+            if r < 0 {
+                tracing::warn!(image = %self.cfg.spec(), snap = %name, error = %err(r.into(), "rbd_snap_remove"), "could not remove a stale token snapshot");
+            } else {
+                tracing::info!(image = %self.cfg.spec(), snap = %name, "removed a token snapshot an earlier run left");
+            }
+        }
+    }
+
+    /// The image's snapshot names (user namespace).
+    pub fn snapshot_names(&self) -> io::Result<Vec<String>> {
+        let mut max: libc::c_int = 16;
+        loop {
+            // SAFETY: zeroed plain C structs.
+            let mut v: Vec<ffi::rbd_snap_info_t> =
+                (0..max).map(|_| unsafe { std::mem::zeroed() }).collect();
+            let mut m = max;
+            // SAFETY: a buffer of `m` entries.
+            let r = unsafe { ffi::rbd_snap_list(self.image.raw, v.as_mut_ptr(), &mut m) };
+            if r == -libc::ERANGE {
+                max = m.max(max * 2);
+                continue;
+            }
+            check(r, "rbd_snap_list")?;
+            let names = v[..r as usize]
+                .iter()
+                // SAFETY: librbd filled these entries with NUL-terminated names.
+                .map(|s| {
+                    unsafe { CStr::from_ptr(s.name) }
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .collect();
+            // SAFETY: frees what rbd_snap_list allocated in the entries.
+            unsafe { ffi::rbd_snap_list_end(v.as_mut_ptr()) };
+            return Ok(names);
+        }
     }
 
     fn watch_quiesce(&mut self) -> io::Result<()> {
@@ -1053,7 +1155,7 @@ impl Snapshot for RbdBackstore {
     fn snapshot_ranges(&self, _ranges: &[(u64, u64)]) -> io::Result<Option<Arc<dyn Backstore>>> {
         self.writable()?;
         let name = format!(
-            "oxtgt.rod.{}.{}.{}",
+            "{TOKEN_SNAP_PREFIX}{}.{}.{}",
             std::process::id(),
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -151,7 +151,10 @@ fn reads_writes_and_refuses_past_the_end() {
     assert!(backstore::is_out_of_range(&e));
     let e = b.read_at(&mut [0; 512], 16 * MIB).unwrap_err();
     assert!(backstore::is_out_of_range(&e));
-    // A second handle (another gateway) sees the data.
+    // A second writer (another gateway) is refused while this one holds the image.
+    let e = RbdBackstore::open(&img.cfg(), false).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::ResourceBusy, "{e}");
+    // A reader (another gateway's read-only LU) sees the data.
     let b2 = RbdBackstore::open(&img.cfg(), true).unwrap();
     let mut got2 = vec![0u8; data.len()];
     b2.read_at(&mut got2, MIB / 2 + 512).unwrap();
@@ -163,6 +166,12 @@ fn reads_writes_and_refuses_past_the_end() {
     // Grows, never shrinks.
     assert_eq!(b.resize(32 * MIB).unwrap(), 32 * MIB);
     assert!(b.resize(8 * MIB).is_err());
+    // Closed, the image can be taken by the next gateway.
+    drop(b);
+    let b3 = RbdBackstore::open(&img.cfg(), false).unwrap();
+    let mut got3 = vec![0u8; data.len()];
+    b3.read_at(&mut got3, MIB / 2 + 512).unwrap();
+    assert!(got3 == data);
 }
 
 #[test]
@@ -308,7 +317,21 @@ fn copy_preserves_the_destinations_snapshots() {
         !String::from_utf8_lossy(&out.stdout).contains("oxtgt.rod"),
         "snapshot removed"
     );
-    drop((t, ti));
+    // One left behind by a crash is removed when the image is next opened; an
+    // administrator's snapshot stays.
+    rbd(
+        &conf,
+        &[
+            "snap",
+            "create",
+            &format!("rbd/{}@oxtgt.rod.1.2.3", si.name),
+        ],
+    );
+    rbd(&conf, &["snap", "create", &format!("rbd/{}@keep", si.name)]);
+    drop(s);
+    let s = si.open();
+    assert_eq!(s.snapshot_names().unwrap(), ["keep"]);
+    drop((s, t, ti));
 }
 
 #[test]

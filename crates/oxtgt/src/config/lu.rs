@@ -12,6 +12,7 @@ pub(super) struct LuFields<'a> {
     pub(super) block_size: &'a Option<Spanned<u32>>,
     pub(super) physical_block_size: &'a Option<Spanned<u32>>,
     pub(super) memory_limit: &'a Option<Spanned<toml::Value>>,
+    pub(super) rbd: RbdKeys<'a>,
     pub(super) read_only: bool,
     pub(super) thin: Option<bool>,
     pub(super) removable: bool,
@@ -21,6 +22,115 @@ pub(super) struct LuFields<'a> {
     pub(super) product: &'a Option<Spanned<String>>,
     /// Where to point errors that have no field of their own.
     pub(super) anchor: std::ops::Range<usize>,
+}
+
+/// The keys of `backstore = "rbd"`.
+pub(super) struct RbdKeys<'a> {
+    pub(super) pool: &'a Option<Spanned<String>>,
+    pub(super) image: &'a Option<Spanned<String>>,
+    pub(super) namespace: &'a Option<Spanned<String>>,
+    pub(super) client_id: &'a Option<Spanned<String>>,
+    pub(super) ceph_conf: &'a Option<Spanned<String>>,
+    pub(super) keyring: &'a Option<Spanned<String>>,
+}
+
+impl RbdKeys<'_> {
+    fn all(&self) -> [(&'static str, &Option<Spanned<String>>); 6] {
+        [
+            ("pool", self.pool),
+            ("image", self.image),
+            ("namespace", self.namespace),
+            ("client_id", self.client_id),
+            ("ceph_conf", self.ceph_conf),
+            ("keyring", self.keyring),
+        ]
+    }
+}
+
+/// Validates the RBD keys: required for an RBD LU, refused on any other.
+fn validate_rbd(
+    cx: &mut Ctx<'_>,
+    key: &str,
+    l: &LuFields<'_>,
+    backstore: BackstoreKind,
+    images: &mut HashSet<String>,
+) -> Option<RbdImage> {
+    let k = &l.rbd;
+    if backstore != BackstoreKind::Rbd {
+        for (name, v) in k.all() {
+            if let Some(v) = v {
+                cx.err(
+                    Some(v.span()),
+                    &format!("{key}.{name}"),
+                    "only an rbd LU has this key",
+                );
+            }
+        }
+        return None;
+    }
+    // Names as Ceph allows them: no '/' or '@' (they separate pool, namespace,
+    // image and snapshot), no control characters, not empty.
+    let name_ok = |v: &str| {
+        !v.is_empty()
+            && v.len() <= 255
+            && !v.chars().any(|c| c == '/' || c == '@' || c.is_control())
+    };
+    let get = |name: &str, v: &Option<Spanned<String>>, required: bool, cx: &mut Ctx<'_>| match v {
+        Some(s) if !name_ok(s.get_ref()) => {
+            cx.err(
+                Some(s.span()),
+                &format!("{key}.{name}"),
+                "must be 1-255 characters without '/', '@' or control characters",
+            );
+            None
+        }
+        Some(s) => Some(s.get_ref().clone()),
+        None => {
+            if required {
+                cx.err(
+                    Some(l.backstore.span()),
+                    &format!("{key}.{name}"),
+                    format!("an rbd LU needs {name}"),
+                );
+            }
+            None
+        }
+    };
+    let pool = get("pool", k.pool, true, cx);
+    let image = get("image", k.image, true, cx);
+    let namespace = get("namespace", k.namespace, false, cx);
+    let client_id = get("client_id", k.client_id, false, cx).unwrap_or_else(|| "admin".into());
+    let path = |v: &Option<Spanned<String>>| v.as_ref().map(|s| PathBuf::from(s.get_ref()));
+    if let Some(v) = l.path {
+        cx.err(
+            Some(v.span()),
+            &format!("{key}.path"),
+            "an rbd LU is an image: it has no path (use pool and image)",
+        );
+    }
+    if let Some(sz) = l.size {
+        cx.err(
+            Some(sz.span()),
+            &format!("{key}.size"),
+            "an rbd LU takes its size from the image (grow it with `oxtgtctl resize`)",
+        );
+    }
+    let img = RbdImage {
+        pool: pool?,
+        image: image?,
+        namespace,
+        client_id,
+        ceph_conf: path(k.ceph_conf),
+        keyring: path(k.keyring),
+    };
+    if !images.insert(format!("rbd:{}", img.spec())) {
+        cx.err(
+            k.image.as_ref().map(|s| s.span()),
+            &format!("{key}.image"),
+            format!("{} is used by two LUNs", img.spec()),
+        );
+    }
+    Some(img)
 }
 
 /// What must be unique across the server's LUs.
@@ -47,11 +157,12 @@ pub(super) fn validate_lu(
         "block" => BackstoreKind::Block,
         "ram" => BackstoreKind::Ram,
         "tape" => BackstoreKind::Tape,
+        "rbd" => BackstoreKind::Rbd,
         other => {
             cx.err(
                 Some(l.backstore.span()),
                 &format!("{key}.backstore"),
-                format!("{other:?} is not \"file\", \"block\" or \"ram\""),
+                format!("{other:?} is not \"file\", \"block\", \"ram\" or \"rbd\""),
             );
             BackstoreKind::Ram
         }
@@ -116,7 +227,10 @@ pub(super) fn validate_lu(
         },
     };
     let path = l.path.as_ref().map(|p| PathBuf::from(p.get_ref()));
+    let rbd = validate_rbd(cx, key, l, backstore, paths);
     match backstore {
+        // Checked by validate_rbd.
+        BackstoreKind::Rbd => {}
         BackstoreKind::Ram => {
             if size.is_none() {
                 cx.err(
@@ -300,9 +414,13 @@ pub(super) fn validate_lu(
         physical_block_size,
         memory_limit,
         read_only: l.read_only,
-        thin: l.thin.unwrap_or(backstore == BackstoreKind::Ram),
+        // RAM and RBD are thin by nature.
+        thin: l
+            .thin
+            .unwrap_or(matches!(backstore, BackstoreKind::Ram | BackstoreKind::Rbd)),
         removable: l.removable,
         cartridge,
+        rbd,
         serial,
         naa,
         identity_configured: l.wwn.is_some() || l.serial.is_some(),

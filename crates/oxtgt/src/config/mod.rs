@@ -19,7 +19,7 @@ mod raw;
 pub use chap::ChapConfig;
 use identity::parse_wwn;
 pub use identity::{derive_lu_naa, derive_naa};
-use lu::{validate_lu, LuFields, Unique};
+use lu::{validate_lu, LuFields, RbdKeys, Unique};
 use raw::RawConfig;
 use toml::Spanned;
 
@@ -124,6 +124,30 @@ pub enum BackstoreKind {
     Ram,
     /// A tape drive (`type = "tape"`): `path` is a directory of cartridge files.
     Tape,
+    /// A Ceph RBD image ([`RbdImage`]).
+    Rbd,
+}
+
+/// Where an RBD LU's image is and who opens it (`backstore = "rbd"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RbdImage {
+    pub pool: String,
+    pub image: String,
+    pub namespace: Option<String>,
+    /// Ceph client id (`admin` for `client.admin`); "admin" unless set.
+    pub client_id: String,
+    pub ceph_conf: Option<PathBuf>,
+    pub keyring: Option<PathBuf>,
+}
+
+impl RbdImage {
+    /// `pool/[namespace/]image`.
+    pub fn spec(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{}/{}/{}", self.pool, ns, self.image),
+            None => format!("{}/{}", self.pool, self.image),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +173,8 @@ pub struct LunConfig {
     pub removable: bool,
     /// A tape LU: the cartridge loaded at start.
     pub cartridge: Option<String>,
+    /// An RBD LU: its image.
+    pub rbd: Option<RbdImage>,
     pub serial: String,
     pub naa: [u8; 16],
     /// `wwn` or `serial` was configured: the identity is the config's, never one
@@ -547,6 +573,14 @@ impl Config {
                 block_size: &l.block_size,
                 physical_block_size: &l.physical_block_size,
                 memory_limit: &l.memory_limit,
+                rbd: RbdKeys {
+                    pool: &l.pool,
+                    image: &l.image,
+                    namespace: &l.namespace,
+                    client_id: &l.client_id,
+                    ceph_conf: &l.ceph_conf,
+                    keyring: &l.keyring,
+                },
                 read_only: l.read_only,
                 thin: l.thin,
                 removable: l.removable,
@@ -653,6 +687,14 @@ impl Config {
                     block_size: &l.block_size,
                     physical_block_size: &l.physical_block_size,
                     memory_limit: &l.memory_limit,
+                    rbd: RbdKeys {
+                        pool: &l.pool,
+                        image: &l.image,
+                        namespace: &l.namespace,
+                        client_id: &l.client_id,
+                        ceph_conf: &l.ceph_conf,
+                        keyring: &l.keyring,
+                    },
                     read_only: l.read_only,
                     thin: l.thin,
                     removable: l.removable,
@@ -782,7 +824,7 @@ fn effective_backstore(
             cx.err(
                 Some(anchor),
                 &format!("{key}.backstore"),
-                "an LU needs a backstore (\"file\", \"block\" or \"ram\") or type = \"tape\"",
+                "an LU needs a backstore (\"file\", \"block\", \"ram\" or \"rbd\") or type = \"tape\"",
             );
             None
         }

@@ -66,6 +66,18 @@ struct OutLu {
     physical_block_size: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     memory_limit: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pool: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ceph_conf: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keyring: Option<String>,
     read_only: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     thin: Option<bool>,
@@ -123,14 +135,31 @@ impl OutLu {
                 BackstoreKind::File => Some("file"),
                 BackstoreKind::Block => Some("block"),
                 BackstoreKind::Ram => Some("ram"),
+                BackstoreKind::Rbd => Some("rbd"),
                 BackstoreKind::Tape => None,
             },
             cartridge: l.cartridge.clone(),
             path: l.path.as_ref().map(|p| p.display().to_string()),
-            size: l.size.filter(|_| l.backstore != BackstoreKind::Block),
+            size: l
+                .size
+                .filter(|_| !matches!(l.backstore, BackstoreKind::Block | BackstoreKind::Rbd)),
             block_size: disk.then_some(l.block_size),
             physical_block_size: disk.then_some(l.physical_block_size),
             memory_limit: l.memory_limit,
+            pool: l.rbd.as_ref().map(|r| r.pool.clone()),
+            image: l.rbd.as_ref().map(|r| r.image.clone()),
+            namespace: l.rbd.as_ref().and_then(|r| r.namespace.clone()),
+            client_id: l.rbd.as_ref().map(|r| r.client_id.clone()),
+            ceph_conf: l
+                .rbd
+                .as_ref()
+                .and_then(|r| r.ceph_conf.as_ref())
+                .map(|p| p.display().to_string()),
+            keyring: l
+                .rbd
+                .as_ref()
+                .and_then(|r| r.keyring.as_ref())
+                .map(|p| p.display().to_string()),
             read_only: l.read_only,
             thin: disk.then_some(l.thin),
             removable: l.removable,

@@ -35,6 +35,13 @@ pub(super) struct RawLu {
     pub(super) block_size: Option<Spanned<u32>>,
     pub(super) physical_block_size: Option<Spanned<u32>>,
     pub(super) memory_limit: Option<Spanned<toml::Value>>,
+    /// backstore = "rbd": the image, where it is and who opens it.
+    pub(super) pool: Option<Spanned<String>>,
+    pub(super) image: Option<Spanned<String>>,
+    pub(super) namespace: Option<Spanned<String>>,
+    pub(super) client_id: Option<Spanned<String>>,
+    pub(super) ceph_conf: Option<Spanned<String>>,
+    pub(super) keyring: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) read_only: bool,
     pub(super) thin: Option<bool>,
@@ -106,6 +113,13 @@ pub(super) struct RawLun {
     pub(super) block_size: Option<Spanned<u32>>,
     pub(super) physical_block_size: Option<Spanned<u32>>,
     pub(super) memory_limit: Option<Spanned<toml::Value>>,
+    /// backstore = "rbd": the image, where it is and who opens it.
+    pub(super) pool: Option<Spanned<String>>,
+    pub(super) image: Option<Spanned<String>>,
+    pub(super) namespace: Option<Spanned<String>>,
+    pub(super) client_id: Option<Spanned<String>>,
+    pub(super) ceph_conf: Option<Spanned<String>>,
+    pub(super) keyring: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) read_only: bool,
     pub(super) thin: Option<bool>,

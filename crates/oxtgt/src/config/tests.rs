@@ -275,3 +275,70 @@ type = "cd"
     assert!(keys.iter().any(|k| k.ends_with("lun[1].size")), "{keys:?}");
     assert_eq!(keys.len(), 5, "one error per mistake: {keys:?}");
 }
+
+#[test]
+fn an_rbd_lu_names_its_image_and_nothing_else_takes_rbd_keys() {
+    let src = r#"
+[[lu]]
+name = "vm"
+backstore = "rbd"
+pool = "rbd"
+namespace = "esx"
+image = "datastore1"
+client_id = "oxtgt"
+ceph_conf = "/etc/ceph/ceph.conf"
+keyring = "/etc/ceph/ceph.client.oxtgt.keyring"
+[[target]]
+name = "iqn.2026-11.org.oxtgt:t"
+open_access = true
+[[target.lun]]
+id = 0
+lu = "vm"
+[[target.lun]]
+id = 1
+backstore = "rbd"
+image = "a/b"
+path = "/tmp/x"
+[[target.lun]]
+id = 2
+backstore = "file"
+path = "/tmp/y.img"
+size = "1GiB"
+pool = "rbd"
+[[target.lun]]
+id = 3
+backstore = "rbd"
+pool = "rbd"
+namespace = "esx"
+image = "datastore1"
+size = "1GiB"
+"#;
+    let e = Config::parse("r.toml", src).unwrap_err().to_string();
+    for (line, what) in [
+        ("r.toml:19:", "an rbd LU needs pool"),
+        ("r.toml:20:", "without '/', '@'"),
+        ("r.toml:21:", "it has no path"),
+        ("r.toml:27:", "only an rbd LU has this key"),
+        ("r.toml:33:", "rbd/esx/datastore1 is used by two LUNs"),
+        ("r.toml:34:", "takes its size from the image"),
+    ] {
+        assert!(e.contains(line) && e.contains(what), "{line} {what}:\n{e}");
+    }
+    let ok = Config::parse(
+        "r.toml",
+        &src[..src.find("[[target.lun]]\nid = 1").unwrap()],
+    )
+    .unwrap();
+    let l = &ok.targets[0].luns[0];
+    assert_eq!(l.backstore, BackstoreKind::Rbd);
+    assert!(l.thin, "RBD images are thin");
+    let r = l.rbd.as_ref().unwrap();
+    assert_eq!(r.spec(), "rbd/esx/datastore1");
+    assert_eq!(r.client_id, "oxtgt");
+    assert_eq!(
+        r.keyring.as_deref(),
+        Some(std::path::Path::new("/etc/ceph/ceph.client.oxtgt.keyring"))
+    );
+    let again = Config::parse("again.toml", &ok.to_toml().unwrap()).unwrap();
+    assert_eq!(again, ok);
+}

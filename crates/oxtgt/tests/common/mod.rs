@@ -2,6 +2,8 @@
 //! directory, `--listen 127.0.0.1:0`, and the bound port read from its first line.
 #![allow(dead_code)]
 
+pub mod cu;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -187,7 +189,12 @@ pub fn free_port() -> u16 {
 }
 
 fn spawn(cfg: &std::path::Path, pinned: bool) -> (Child, u16) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oxtgt"));
+    // OXTGT_TEST_BIN: another build of the daemon (scripts/test runs the RBD tests on
+    // a copy of the RBD-enabled one while the package build replaces target/release).
+    let bin = std::env::var_os("OXTGT_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_oxtgt")));
+    let mut cmd = Command::new(bin);
     cmd.args(["serve", "--config"]).arg(cfg);
     if pinned {
         cmd.args(["--listen", "127.0.0.1:0"]);
