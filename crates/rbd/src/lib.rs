@@ -280,7 +280,11 @@ fn aio(what: &str, start: impl FnOnce(ffi::rbd_completion_t) -> libc::c_int) -> 
     // SAFETY: completed (or never started); released once.
     unsafe { ffi::rbd_aio_release(c) };
     if v < 0 {
-        Err(err(v, what))
+        // The bare errno, so the SCSI layer classifies it (ENOSPC/EDQUOT from a full
+        // pool become SPACE ALLOCATION FAILED); the LU's error log names the command.
+        let e = io::Error::from_raw_os_error((-v) as i32);
+        tracing::debug!(op = what, error = %e, "librbd I/O failed");
+        Err(e)
     } else {
         Ok(v)
     }
@@ -850,7 +854,10 @@ impl RbdBackstore {
                 self.discard_raw(dst_off, os)?;
                 return Ok(());
             }
-            check(r, "RADOS copy-from")?;
+            if r < 0 {
+                tracing::debug!(error = %err(r.into(), "RADOS copy-from"), "copy-from failed");
+                return Err(io::Error::from_raw_os_error(-r));
+            }
             self.counters.copy_from.fetch_add(os, Ordering::Relaxed);
             self.counters
                 .copy_from_objects

@@ -182,7 +182,7 @@ fn block_limits(lu: &LogicalUnit) -> Vec<u8> {
             .backstore()
             .thin_provisioning()
             .map_or(4096, |t| t.discard_granularity());
-        let gran = (unit / bs).max(1) as u32;
+        let gran = (reported_unmap_unit(unit) / bs).max(1) as u32;
         b[24..28].copy_from_slice(&gran.to_be_bytes());
         b[28] = 0x80;
     }
@@ -192,6 +192,30 @@ fn block_limits(lu: &LogicalUnit) -> Vec<u8> {
     b[44..48].copy_from_slice(&atomic.to_be_bytes());
     b[48..52].copy_from_slice(&atomic.to_be_bytes());
     b
+}
+
+/// The OPTIMAL UNMAP GRANULARITY to report, in bytes, for a deallocation unit:
+/// itself when it divides 1 MiB, else 1 MiB. ESXi turns automatic UNMAP off above
+/// 1 MiB, and an RBD image's default 4 MiB objects are above it; UNMAP of part of an
+/// object still zeroes it (and the OSD's store frees the extent).
+fn reported_unmap_unit(unit: u64) -> u64 {
+    const MIB: u64 = 1 << 20;
+    if unit == 0 || unit > MIB || MIB % unit != 0 {
+        MIB
+    } else {
+        unit
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn unmap_granularity_divides_one_mib() {
+    assert_eq!(reported_unmap_unit(4096), 4096);
+    assert_eq!(reported_unmap_unit(64 << 10), 64 << 10);
+    assert_eq!(reported_unmap_unit(1 << 20), 1 << 20);
+    assert_eq!(reported_unmap_unit(4 << 20), 1 << 20);
+    assert_eq!(reported_unmap_unit(3 << 19), 1 << 20);
+    assert_eq!(reported_unmap_unit(0), 1 << 20);
 }
 
 /// Logical Block Provisioning VPD page (SBC-4 6.6.4).
