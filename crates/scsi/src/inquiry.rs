@@ -200,7 +200,7 @@ fn block_limits(lu: &LogicalUnit) -> Vec<u8> {
 /// object still zeroes it (and the OSD's store frees the extent).
 fn reported_unmap_unit(unit: u64) -> u64 {
     const MIB: u64 = 1 << 20;
-    if unit == 0 || unit > MIB || MIB % unit != 0 {
+    if unit == 0 || unit > MIB || !MIB.is_multiple_of(unit) {
         MIB
     } else {
         unit
