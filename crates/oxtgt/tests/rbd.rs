@@ -28,13 +28,23 @@ const MIB: u64 = 1 << 20;
 const RBD_DIFFERENCES: &[(&str, &str)] = &[];
 
 fn cluster() -> Option<PathBuf> {
+    // scripts/test sets OXTGT_REQUIRE_CEPH: there a skip would hide a broken setup.
+    let required = std::env::var_os("OXTGT_REQUIRE_CEPH").is_some();
     if !cfg!(feature = "rbd") {
+        assert!(
+            !required,
+            "OXTGT_REQUIRE_CEPH is set but oxtgt was built without the rbd feature"
+        );
         println!("rbd: skipped: oxtgt was built without the rbd feature (scripts/test builds it with --features oxtgt/rbd)");
         return None;
     }
     match std::env::var_os("OXTGT_CEPH_CONF") {
         Some(p) => Some(PathBuf::from(p)),
         None => {
+            assert!(
+                !required,
+                "OXTGT_REQUIRE_CEPH is set but OXTGT_CEPH_CONF is not"
+            );
             println!(
                 "rbd: skipped: OXTGT_CEPH_CONF is not set (scripts/test starts a one-node cluster)"
             );

@@ -9,6 +9,11 @@ fn conf() -> Option<PathBuf> {
     match std::env::var_os("OXTGT_CEPH_CONF") {
         Some(p) => Some(PathBuf::from(p)),
         None => {
+            // scripts/test sets OXTGT_REQUIRE_CEPH: there a skip would hide a broken setup.
+            assert!(
+                std::env::var_os("OXTGT_REQUIRE_CEPH").is_none(),
+                "OXTGT_REQUIRE_CEPH is set but OXTGT_CEPH_CONF is not"
+            );
             eprintln!(
                 "skipped: OXTGT_CEPH_CONF is not set (scripts/test starts a one-node cluster)"
             );
