@@ -297,7 +297,9 @@ fn rbd_copies_stay_inside_the_cluster() {
     let p = list(1, 2, &[cscd(&n0, 512), cscd(&n1, 512)], &segs);
     let before = gateway_bytes(&asok);
     let t = Instant::now();
-    let r = i.scsi(1, &cdb_xcopy(p.len()), 0, Some(&p)).unwrap();
+    let r = i
+        .scsi(1, &testkit::xcopy::command(p.len()), 0, Some(&p))
+        .unwrap();
     let xcopy = t.elapsed();
     assert_eq!(r.status, GOOD, "{:?}", r.sense_code());
     let through = gateway_bytes(&asok) - before;
@@ -370,8 +372,4 @@ fn rbd_copies_stay_inside_the_cluster() {
     assert!(gone, "the token's snapshot was not removed");
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn cdb_xcopy(len: usize) -> [u8; 16] {
-    testkit::xcopy::command(len)
 }

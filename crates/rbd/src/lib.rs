@@ -301,6 +301,9 @@ struct Gate {
 struct GateState {
     copies: usize,
     quiesced: bool,
+    /// Quiesce threads that have yet to call `rbd_quiesce_complete` (the store's
+    /// drop waits for them: they use the image handle).
+    completing: usize,
 }
 
 impl Gate {
@@ -319,6 +322,29 @@ impl Gate {
         while s.copies > 0 {
             s = self.cv.wait(s).unwrap_or_else(|p| p.into_inner());
         }
+    }
+
+    /// Waits until no quiesce thread is left to call into the image.
+    fn wait_completions(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while s.completing > 0 {
+            s = self.cv.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn completion_started(&self) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .completing += 1;
+    }
+
+    fn completion_done(&self) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .completing -= 1;
+        self.cv.notify_all();
     }
 
     fn unquiesce(&self) {
@@ -358,17 +384,29 @@ unsafe extern "C" fn on_quiesce(arg: *mut libc::c_void) {
     let image = w.image;
     let handle = w.handle.load(Ordering::Acquire);
     // Wait for the copies in flight off librbd's thread, then let the snapshot go.
+    // The store's drop waits for `completion_done` before it closes the image.
+    gate.completion_started();
+    let complete = move || {
+        gate.quiesce();
+        // SAFETY: the image stays open until completion_done (drop waits for it).
+        unsafe { ffi::rbd_quiesce_complete(image as ffi::rbd_image_t, handle, 0) };
+        gate.completion_done();
+    };
+    // Builder::spawn consumes the closure even when it fails: keep it reachable so
+    // that, without a thread, it runs here (blocking librbd's thread, but correct).
+    let pending = Arc::new(Mutex::new(Some(complete)));
+    let theirs = pending.clone();
     let spawned = std::thread::Builder::new()
         .name("rbd-quiesce".into())
         .spawn(move || {
-            gate.quiesce();
-            // SAFETY: the image outlives the watch (unwatched before close).
-            unsafe { ffi::rbd_quiesce_complete(image as ffi::rbd_image_t, handle, 0) };
+            if let Some(f) = theirs.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                f();
+            }
         });
     if spawned.is_err() {
-        w.gate.quiesce();
-        // SAFETY: as above.
-        unsafe { ffi::rbd_quiesce_complete(image as ffi::rbd_image_t, handle, 0) };
+        if let Some(f) = pending.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            f();
+        }
     }
 }
 
@@ -448,6 +486,9 @@ impl Drop for RbdBackstore {
                 drop(Box::from_raw(w));
             }
         }
+        // A quiesce thread still to call rbd_quiesce_complete uses the handle. No
+        // copy runs now (they borrow the store), so it finishes at once.
+        self.gate.wait_completions();
         if !self.read_only && self.snap.is_none() {
             // SAFETY: open image; releasing a lock not held is harmless.
             unsafe { ffi::rbd_lock_release(self.image.raw) };
