@@ -5,7 +5,7 @@ use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::{
@@ -20,6 +20,9 @@ pub struct FileBackstore {
     /// Bytes served: grows on [`Backstore::resize`].
     size: AtomicU64,
     block_device: bool,
+    /// Cleared when the kernel refuses RWF_NOWAIT writes on this file (EOPNOTSUPP:
+    /// ext4 has no non-blocking buffered writes), so they are not tried again.
+    nowait_writes: AtomicBool,
 }
 
 impl FileBackstore {
@@ -66,6 +69,7 @@ impl FileBackstore {
                     path: path.to_owned(),
                     size: AtomicU64::new(want),
                     block_device,
+                    nowait_writes: AtomicBool::new(true),
                 });
             }
         }
@@ -74,6 +78,7 @@ impl FileBackstore {
             path: path.to_owned(),
             size: AtomicU64::new(size),
             block_device,
+            nowait_writes: AtomicBool::new(true),
         })
     }
 
@@ -158,21 +163,27 @@ impl Backstore for FileBackstore {
 
     fn write_at_nowait(&self, buf: &[u8], offset: u64) -> io::Result<bool> {
         check_range(offset, buf.len(), self.size())?;
+        if !self.writes_nowait() {
+            return Ok(false);
+        }
         let mut done = 0;
         while done < buf.len() {
             match sys::pwrite_nowait(&self.file, &buf[done..], offset + done as u64) {
                 Ok(0) => return Ok(false),
                 Ok(n) => done += n,
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL)) =>
-                {
-                    return Ok(false)
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL)) => {
+                    self.nowait_writes.store(false, Ordering::Relaxed);
+                    return Ok(false);
                 }
                 Err(e) => return Err(e),
             }
         }
         Ok(true)
+    }
+
+    fn writes_nowait(&self) -> bool {
+        self.nowait_writes.load(Ordering::Relaxed)
     }
 
     fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
@@ -273,6 +284,7 @@ impl Snapshot for FileBackstore {
             )),
             size: AtomicU64::new(self.size()),
             block_device: false,
+            nowait_writes: AtomicBool::new(self.writes_nowait()),
         })))
     }
 }

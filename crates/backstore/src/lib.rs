@@ -108,6 +108,14 @@ pub trait Backstore: Send + Sync + std::fmt::Debug {
         Ok(false)
     }
 
+    /// Whether [`Backstore::write_at_nowait`] can succeed at all: `false` lets the
+    /// caller skip the attempt (and the checks and lock around it). A file on a
+    /// filesystem without non-blocking buffered writes (ext4) says `false` after
+    /// its first refusal.
+    fn writes_nowait(&self) -> bool {
+        false
+    }
+
     /// Writes `buf` at `offset`; with `fua`, returns only once the data is on stable
     /// storage (SBC-3 FUA).
     fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()>;

@@ -189,6 +189,10 @@ impl Backstore for RamBackstore {
         self.write_at(buf, offset, false).map(|()| true)
     }
 
+    fn writes_nowait(&self) -> bool {
+        true
+    }
+
     /// The pages themselves (their reference counts go up, so a later write
     /// copies them first), zeros where none was allocated.
     fn read_shared(&self, offset: u64, len: usize) -> Option<Vec<SharedBytes>> {

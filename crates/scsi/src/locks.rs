@@ -29,6 +29,10 @@ struct Table {
     next: u64,
     /// Held and waiting requests, in arrival order.
     entries: Vec<Entry>,
+    /// Threads parked in [`RangeLocks::lock`]. A release wakes them only when
+    /// there are any: the condition variable's wake is a system call even with
+    /// nobody waiting, and most releases have nobody waiting.
+    parked: usize,
 }
 
 /// The range locks of one logical unit, in blocks.
@@ -80,7 +84,9 @@ impl RangeLocks {
                     ticket,
                 };
             }
+            t.parked += 1;
             t = self.released.wait(t).unwrap_or_else(|e| e.into_inner());
+            t.parked -= 1;
         }
     }
 
@@ -116,8 +122,13 @@ impl Drop for RangeGuard<'_> {
     fn drop(&mut self) {
         let mut t = self.locks.table();
         t.entries.retain(|e| e.ticket != self.ticket);
+        // Checked under the table's lock, which a parking thread holds until the
+        // wait releases it: no wake-up can be missed.
+        let parked = t.parked > 0;
         drop(t);
-        self.locks.released.notify_all();
+        if parked {
+            self.locks.released.notify_all();
+        }
     }
 }
 

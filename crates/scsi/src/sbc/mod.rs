@@ -422,7 +422,11 @@ impl LogicalUnit {
         else {
             return None;
         };
-        if data_out.len() > max_bytes || fua || !self.write_cache_enabled() {
+        if data_out.len() > max_bytes
+            || fua
+            || !self.write_cache_enabled()
+            || !self.backstore().writes_nowait()
+        {
             return None;
         }
         let snap = match self.gate(nexus, cmd) {
