@@ -49,14 +49,76 @@ const BULK_THREADS: usize = 16;
 pub const BULK_NICE: libc::c_int = 10;
 
 /// Lowers the calling thread to [`BULK_NICE`] (per thread on Linux; threads it
-/// starts inherit it). Raising nice needs no privilege; on failure the thread keeps
-/// its priority.
+/// starts inherit it) and gives it a [`SHORT_SLICE`]. Raising nice needs no
+/// privilege; on failure the thread keeps its priority.
 pub fn lower_priority() {
     // SAFETY: plain syscalls without pointers.
     unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
         if libc::getpriority(libc::PRIO_PROCESS, tid) < BULK_NICE {
             libc::setpriority(libc::PRIO_PROCESS, tid, BULK_NICE);
+        }
+    }
+    short_slice();
+}
+
+/// The time slice asked for the network threads and the bulk threads.
+///
+/// Linux's EEVDF scheduler lets a running thread finish its slice (1.4 ms on
+/// 2 CPUs) before a thread that wakes gets the CPU, unless the waking thread's
+/// slice is shorter (Linux 6.12+). A command's first hop is a network thread
+/// waking for its PDU: with the default slice it waits out whichever io worker,
+/// copy thread or other process holds the CPU, once per hop. Network threads run
+/// a few microseconds per wake and sleep again, so a short slice changes when they
+/// start, not how long they run. Bulk threads (copies, nice +10) get it too, so one
+/// holds a CPU for at most this long when anything else wants it. Measured on the
+/// 2-core bench VM, three A/B pairs: a heartbeat COMPARE AND WRITE's p99 under 16
+/// writers and a looping copy went from 4.3-5.7 ms to 3.8-4.6 ms, under the 16
+/// writers alone from 3.2-6.1 ms to 2.8-3.3 ms (bench/RESULTS.md, 2026-12-01).
+pub const SHORT_SLICE: Duration = Duration::from_micros(100);
+
+/// Asks for [`SHORT_SLICE`] for the calling thread (threads it starts inherit it).
+pub fn short_slice() {
+    set_slice(SHORT_SLICE);
+}
+
+/// Sets the calling thread's time slice, `Duration::ZERO` for the kernel's default,
+/// keeping its policy (SCHED_OTHER) and nice value. Kernels before 6.12 ignore the
+/// slice of a SCHED_OTHER thread; a refusal leaves the thread as it was.
+fn set_slice(slice: Duration) {
+    /// `struct sched_attr` (include/uapi/linux/sched/types.h), version 1.
+    #[repr(C)]
+    struct SchedAttr {
+        size: u32,
+        sched_policy: u32,
+        sched_flags: u64,
+        sched_nice: i32,
+        sched_priority: u32,
+        /// For SCHED_OTHER: the requested slice, in nanoseconds.
+        sched_runtime: u64,
+        sched_deadline: u64,
+        sched_period: u64,
+        sched_util_min: u32,
+        sched_util_max: u32,
+    }
+    // SAFETY: getpriority and gettid take no pointers; sched_setattr reads `attr`,
+    // a live sched_attr whose size field says how much of it there is.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        let attr = SchedAttr {
+            size: std::mem::size_of::<SchedAttr>() as u32,
+            sched_policy: libc::SCHED_OTHER as u32,
+            sched_flags: 0,
+            sched_nice: libc::getpriority(libc::PRIO_PROCESS, tid),
+            sched_priority: 0,
+            sched_runtime: slice.as_nanos() as u64,
+            sched_deadline: 0,
+            sched_period: 0,
+            sched_util_min: 0,
+            sched_util_max: 0,
+        };
+        if libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "sched_setattr (time slice) refused");
         }
     }
 }
@@ -309,6 +371,11 @@ impl Pool {
     fn work(self: Arc<Self>) {
         if self.low_priority {
             lower_priority();
+        } else {
+            // Started from a network thread: not its short slice. An io job may
+            // run for milliseconds (a large write), and preempting it more often
+            // costs more than it saves (bench/RESULTS.md, session 11).
+            set_slice(Duration::ZERO);
         }
         let mut s = self.lock();
         loop {
@@ -484,5 +551,57 @@ mod tests {
         });
         let nice = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(nice, BULK_NICE);
+    }
+
+    /// The thread's slice in ns as the scheduler reports it (`se.slice` in
+    /// /proc/thread-self/sched), where the kernel takes a custom slice (6.12+)
+    /// and reports it.
+    fn own_slice_ns() -> Option<u64> {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+        let mut v = release
+            .split(['.', '-'])
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        if (v.next()?, v.next()?) < (6, 12) {
+            return None;
+        }
+        let sched = std::fs::read_to_string("/proc/thread-self/sched").ok()?;
+        let line = sched.lines().find(|l| l.starts_with("se.slice"))?;
+        line.rsplit(':').next()?.trim().parse().ok()
+    }
+
+    #[test]
+    fn bulk_threads_take_a_short_slice_and_io_workers_the_default() {
+        let ex = Executor::default();
+        let (tx, rx) = mpsc::channel();
+        // The io workers are started from a thread that asked for a short slice
+        // (a network thread), as in the daemon.
+        let ex = std::thread::spawn(move || {
+            short_slice();
+            let t = tx.clone();
+            ex.spawn(Lane::Bulk, move || {
+                let _ = t.send(("bulk", own_slice_ns()));
+            });
+            ex.spawn(Lane::Io, move || {
+                let _ = tx.send(("io", own_slice_ns()));
+            });
+            (ex, own_slice_ns())
+        })
+        .join()
+        .unwrap();
+        let Some(default) = own_slice_ns() else {
+            eprintln!("no custom time slices on this kernel: nothing to check");
+            return;
+        };
+        assert_eq!(
+            ex.1,
+            Some(SHORT_SLICE.as_nanos() as u64),
+            "the asking thread"
+        );
+        for _ in 0..2 {
+            match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
+                ("bulk", got) => assert_eq!(got, Some(SHORT_SLICE.as_nanos() as u64)),
+                (_, got) => assert_eq!(got, Some(default), "an io worker keeps the default slice"),
+            }
+        }
     }
 }

@@ -215,8 +215,11 @@ fn main() -> std::process::ExitCode {
     let mut cfg = base.clone();
     overrides.apply(&mut cfg);
     init_logging(cfg.server.log_format);
+    // Network threads wake for every PDU: a short slice lets them run when they
+    // wake instead of after the running thread's slice (exec::SHORT_SLICE).
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_start(exec::short_slice)
         .build()
     {
         Ok(rt) => rt,
