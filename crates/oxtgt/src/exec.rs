@@ -83,9 +83,13 @@ pub fn short_slice() {
 }
 
 /// Sets the calling thread's time slice, `Duration::ZERO` for the kernel's default,
-/// keeping its policy (SCHED_OTHER) and nice value. Kernels before 6.12 ignore the
-/// slice of a SCHED_OTHER thread; a refusal leaves the thread as it was.
+/// keeping its policy (SCHED_OTHER, or SCHED_BATCH/SCHED_IDLE if the administrator
+/// started oxtgt so) and nice value. Kernels before 6.12 ignore the slice of a fair
+/// thread; a refusal (a real-time policy, a kernel before 5.3 without
+/// SCHED_FLAG_KEEP_POLICY) leaves the thread as it was.
 fn set_slice(slice: Duration) {
+    /// include/uapi/linux/sched.h: keep the thread's current policy.
+    const SCHED_FLAG_KEEP_POLICY: u64 = 0x08;
     /// `struct sched_attr` (include/uapi/linux/sched/types.h), version 1.
     #[repr(C)]
     struct SchedAttr {
@@ -108,7 +112,7 @@ fn set_slice(slice: Duration) {
         let attr = SchedAttr {
             size: std::mem::size_of::<SchedAttr>() as u32,
             sched_policy: libc::SCHED_OTHER as u32,
-            sched_flags: 0,
+            sched_flags: SCHED_FLAG_KEEP_POLICY,
             sched_nice: libc::getpriority(libc::PRIO_PROCESS, tid),
             sched_priority: 0,
             sched_runtime: slice.as_nanos() as u64,
