@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 rounds=${1:-2}
 command -v mkfs.xfs >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xfsprogs >/dev/null; }
 cargo build --release -q --workspace
+# The daemon as packaged: the dist profile (whole-program LTO, Cargo.toml).
+cargo build --profile dist -q -p oxtgt
 work=$(mktemp -d /var/tmp/oxtgt-copy.XXXX)
 port=13280
 cleanup() {
@@ -62,7 +64,7 @@ id = 5
 backstore = "file"
 path = "$work/xfs/dst.img"
 EOC
-OXTGT_LOG=warn target/release/oxtgt serve --config "$work/oxtgt.toml" >/dev/null &
+OXTGT_LOG=warn target/dist/oxtgt serve --config "$work/oxtgt.toml" >/dev/null &
 ox_pid=$!
 sleep 1
 ep=(127.0.0.1:$port iqn.2026-11.org.oxtgt:copy)

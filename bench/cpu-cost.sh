@@ -11,13 +11,16 @@
 #
 #   bench/cpu-cost.sh [N1] [N2]
 #
-# OXTGT_BIN runs another oxtgt binary (e.g. an older build) with the same load.
+# The daemon is target/dist/oxtgt, the packaged build (whole-program LTO); OXTGT_BIN
+# runs another oxtgt binary (an older build, target/release/oxtgt) with the same load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n1=${1:-2000}
 n2=${2:-6000}
 dpkg -s valgrind >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
 cargo build --release -q --workspace
+# The daemon as packaged: the dist profile (whole-program LTO, Cargo.toml).
+cargo build --profile dist -q -p oxtgt
 work=$(mktemp -d /var/tmp/oxtgt-cost.XXXX)
 port=13290
 cleanup() {
@@ -43,7 +46,7 @@ backstore = "ram"
 size = "64MiB"
 EOC
 OXTGT_LOG=warn valgrind --tool=callgrind \
-    --callgrind-out-file="$work/cg.out" "${OXTGT_BIN:-target/release/oxtgt}" serve --config "$work/oxtgt.toml" \
+    --callgrind-out-file="$work/cg.out" "${OXTGT_BIN:-target/dist/oxtgt}" serve --config "$work/oxtgt.toml" \
     >"$work/vg.log" 2>&1 &
 vg_pid=$!
 for _ in $(seq 1 200); do
@@ -64,7 +67,7 @@ measure() { # lun read_pct ops
 target/release/oxload io 127.0.0.1:$port iqn.2026-11.org.oxtgt:cost 0 512 1 8 65536 seq 0 600 - 1 1024 >/dev/null
 target/release/oxload io 127.0.0.1:$port iqn.2026-11.org.oxtgt:cost 1 512 1 8 65536 seq 0 600 - 1 1024 >/dev/null
 rev=$(git rev-parse --short HEAD)$( [ -z "$(git status --porcelain)" ] || echo -dirty)
-echo "date: $(date -u +%F) binary ${OXTGT_BIN:-$rev} valgrind $(valgrind --version | sed 's/valgrind-//')"
+echo "date: $(date -u +%F) binary ${OXTGT_BIN:-$rev (dist)} valgrind $(valgrind --version | sed 's/valgrind-//')"
 printf '%-18s %14s\n' command instructions
 for lu in "file:0" "ram:1"; do
     for kind in "read:100" "write:0"; do

@@ -18,6 +18,8 @@ for p in tgt libiscsi-bin iperf3; do
     dpkg -s "$p" >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null; }
 done
 cargo build --release -q --workspace
+# The daemon as packaged: the dist profile (whole-program LTO, Cargo.toml).
+cargo build --profile dist -q -p oxtgt
 work=$(mktemp -d /var/tmp/oxtgt-bench.XXXX)
 ox_port=13260; tgt_port=13270; iperf_port=13280
 cleanup() {
@@ -61,7 +63,7 @@ id = 3
 backstore = "ram"
 size = "1GiB"
 EOC
-OXTGT_LOG=warn target/release/oxtgt serve --config "$work/oxtgt.toml" >/dev/null &
+OXTGT_LOG=warn target/dist/oxtgt serve --config "$work/oxtgt.toml" >/dev/null &
 ox_pid=$!
 tgtd -f -C 9 --iscsi portal=127.0.0.1:$tgt_port >/dev/null 2>&1 &
 tgt_pid=$!

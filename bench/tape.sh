@@ -11,6 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-1}
 cargo build --release -q --workspace
+# The daemon as packaged: the dist profile (whole-program LTO, Cargo.toml).
+cargo build --profile dist -q -p oxtgt
 work=$(mktemp -d /var/tmp/oxtgt-tape.XXXX)
 port=13290
 cleanup() {
@@ -36,7 +38,7 @@ type = "tape"
 path = "$work/tapes"
 size = "4GiB"
 EOC
-OXTGT_LOG=warn target/release/oxtgt serve --config "$work/oxtgt.toml" >/dev/null &
+OXTGT_LOG=warn target/dist/oxtgt serve --config "$work/oxtgt.toml" >/dev/null &
 ox_pid=$!
 sleep 1
 ep=(127.0.0.1:$port iqn.2026-11.org.oxtgt:tape)
