@@ -100,6 +100,12 @@ impl Backstore for FileBackstore {
         self.size.load(Ordering::Acquire)
     }
 
+    /// A regular file whose writes cannot be done without blocking (ext4 refuses
+    /// RWF_NOWAIT buffered writes; XFS's run inline on the network thread instead).
+    fn serial_writes(&self) -> bool {
+        !self.block_device && !self.writes_nowait()
+    }
+
     /// A regular file's allocated blocks; a block device is all allocated.
     fn allocated(&self) -> Option<u64> {
         use std::os::unix::fs::MetadataExt;

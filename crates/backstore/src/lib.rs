@@ -120,6 +120,13 @@ pub trait Backstore: Send + Sync + std::fmt::Debug {
     /// storage (SBC-3 FUA).
     fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()>;
 
+    /// Whether this store's small writes are best run one at a time from one
+    /// thread: the kernel takes a regular file's inode lock across each buffered
+    /// write anyway, so writers on several threads only contend for it.
+    fn serial_writes(&self) -> bool {
+        false
+    }
+
     /// Makes every completed write durable (SYNCHRONIZE CACHE).
     fn flush(&self) -> io::Result<()>;
 

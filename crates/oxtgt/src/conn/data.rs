@@ -267,6 +267,14 @@ impl Conn {
         // bookkeeping, and the done signal TMFs and session end wait for.
         // The LU's address identifies it for the per-LU limit of the io lane.
         let lu_key = exec.lu.as_ref().map(|lu| Arc::as_ptr(lu) as usize as u64);
+        // Small plain writes to a regular file: its writer thread (`exec` says why).
+        // FUA writes wait for the disk and stay on the io lane.
+        let to_writer = exec.data_out_len <= INLINE_IO_MAX
+            && matches!(&exec.parsed, Ok(p) if matches!(p.command, Command::Write { fua: false, .. }))
+            && exec
+                .lu
+                .as_ref()
+                .is_some_and(|lu| lu.backstore().serial_writes());
         let ordered = exec
             .lu
             .as_ref()
@@ -308,6 +316,7 @@ impl Conn {
         match (ordered, lu_key) {
             // A tape has one position: its commands run one at a time, in order.
             (true, Some(k)) => self.exec.spawn_ordered(k, job),
+            (false, Some(k)) if to_writer => self.exec.spawn_writer(k, lane, job),
             _ => self.exec.spawn_for(lane, lu_key, job),
         }
     }
