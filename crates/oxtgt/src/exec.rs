@@ -329,10 +329,19 @@ impl Writers {
             );
         }
         let mut s = lock(&w.state);
+        let mut batch = VecDeque::new();
         loop {
-            if let Some(job) = s.jobs.pop_front() {
+            if !s.jobs.is_empty() {
+                // Everything queued, taken in one go: one lock per batch, not per job.
+                std::mem::swap(&mut batch, &mut s.jobs);
                 drop(s);
-                job();
+                for job in batch.drain(..) {
+                    // A job that panics must not take the LU's writer with it:
+                    // later writes would queue for a thread that is gone.
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                        tracing::error!("a job on an LU writer thread panicked");
+                    }
+                }
                 s = lock(&w.state);
                 continue;
             }
@@ -812,6 +821,23 @@ mod tests {
         )
         .is_ok());
         assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 3);
+    }
+
+    #[test]
+    fn a_panicking_job_leaves_the_writer_running() {
+        let w = Writers::new(Duration::from_secs(5));
+        assert!(Writers::push(&w, 3, Box::new(|| panic!("job panics"))).is_ok());
+        let (tx, rx) = mpsc::channel();
+        assert!(Writers::push(
+            &w,
+            3,
+            Box::new(move || {
+                let _ = tx.send(());
+            })
+        )
+        .is_ok());
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("the next job ran");
     }
 
     #[test]
