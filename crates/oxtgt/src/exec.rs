@@ -28,13 +28,13 @@
 //!   the thread count; on a file whose page cache sits in large folios (anything
 //!   written sequentially: a `dd`-made image) each 4 KiB write walks the folio's
 //!   buffer heads, and done from several CPUs that walk costs twice as much (fio,
-//!   one file, random 4 KiB writes: 17 us per write from one thread, 33-35 us from
-//!   two or sixteen; bench/RESULTS.md, session 13). One thread per LU does the
+//!   one file, random 4 KiB writes: 17 us per write from one thread, 33-42 us from
+//!   two to sixteen; bench/RESULTS.md, session 13). One thread per LU does the
 //!   same writes without the contention. It runs at [`WRITER_NICE`], above the
 //!   network threads: all the LU's small writes queue behind it, and at the default
 //!   priority it got only its fair share of a busy CPU and became the bottleneck
-//!   (18 % fewer IOPS than the io lane; with the raised priority 16 % more, at 19 %
-//!   less CPU per write). Its work is bounded by what the network threads queue,
+//!   (18 % fewer IOPS than the io lane; with the raised priority 13-16 % more, at
+//!   19 % less CPU per write). Its work is bounded by what the network threads queue,
 //!   so it cannot starve them for long. Where the priority cannot be raised (no
 //!   CAP_SYS_NICE or RLIMIT_NICE), these writes stay on the io lane.
 
