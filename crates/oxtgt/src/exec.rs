@@ -72,12 +72,8 @@ const WRITER_IDLE: Duration = Duration::from_secs(5);
 /// starts inherit it) and gives it a [`SHORT_SLICE`]. Raising nice needs no
 /// privilege; on failure the thread keeps its priority.
 pub fn lower_priority() {
-    // SAFETY: plain syscalls without pointers.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        if libc::getpriority(libc::PRIO_PROCESS, tid) < BULK_NICE {
-            libc::setpriority(libc::PRIO_PROCESS, tid, BULK_NICE);
-        }
+    if own_nice() < BULK_NICE {
+        set_nice(BULK_NICE);
     }
     short_slice();
 }
@@ -125,15 +121,15 @@ fn set_slice(slice: Duration) {
         sched_util_min: u32,
         sched_util_max: u32,
     }
-    // SAFETY: getpriority and gettid take no pointers; sched_setattr reads `attr`,
-    // a live sched_attr whose size field says how much of it there is.
+    let nice = own_nice();
+    // SAFETY: sched_setattr reads `attr`, a live sched_attr whose size field says
+    // how much of it there is.
     unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
         let attr = SchedAttr {
             size: std::mem::size_of::<SchedAttr>() as u32,
             sched_policy: libc::SCHED_OTHER as u32,
             sched_flags: SCHED_FLAG_KEEP_POLICY,
-            sched_nice: libc::getpriority(libc::PRIO_PROCESS, tid),
+            sched_nice: nice,
             sched_priority: 0,
             sched_runtime: slice.as_nanos() as u64,
             sched_deadline: 0,
@@ -176,6 +172,15 @@ impl Default for Executor {
             bulk: Pool::new("oxtgt-bulk", BULK_THREADS, true, false),
             writers: writers.then(|| Writers::new(WRITER_IDLE)),
         }
+    }
+}
+
+/// The calling thread's nice value.
+fn own_nice() -> libc::c_int {
+    // SAFETY: plain syscalls without pointers.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::getpriority(libc::PRIO_PROCESS, tid)
     }
 }
 
@@ -477,7 +482,7 @@ impl Pool {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     fn push(self: &Arc<Self>, job: Job, urgent: bool, lu: LuLimit) {
@@ -731,12 +736,12 @@ mod tests {
         assert_eq!(peak.load(Ordering::SeqCst), PER_LU);
     }
 
-    fn own_nice() -> libc::c_int {
-        // SAFETY: plain syscalls.
-        unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::getpriority(libc::PRIO_PROCESS, tid)
-        }
+    /// A job that sends `v` on `tx`.
+    fn sends<T: Send + 'static>(tx: &mpsc::Sender<T>, v: T) -> Job {
+        let tx = tx.clone();
+        Box::new(move || {
+            let _ = tx.send(v);
+        })
     }
 
     #[test]
@@ -791,15 +796,7 @@ mod tests {
             })
         )
         .is_ok());
-        let t = tx.clone();
-        assert!(Writers::push(
-            &w,
-            2,
-            Box::new(move || {
-                let _ = t.send(2);
-            })
-        )
-        .is_ok());
+        assert!(Writers::push(&w, 2, sends(&tx, 2)).is_ok());
         assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 2);
         assert_eq!(w.threads(), 2);
         let _ = release_tx.send(());
@@ -811,15 +808,7 @@ mod tests {
         }
         assert_eq!(w.threads(), 0, "idle writers end");
         // ... and a later write starts a new one.
-        let t = tx.clone();
-        assert!(Writers::push(
-            &w,
-            1,
-            Box::new(move || {
-                let _ = t.send(3);
-            })
-        )
-        .is_ok());
+        assert!(Writers::push(&w, 1, sends(&tx, 3)).is_ok());
         assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 3);
     }
 
@@ -828,14 +817,7 @@ mod tests {
         let w = Writers::new(Duration::from_secs(5));
         assert!(Writers::push(&w, 3, Box::new(|| panic!("job panics"))).is_ok());
         let (tx, rx) = mpsc::channel();
-        assert!(Writers::push(
-            &w,
-            3,
-            Box::new(move || {
-                let _ = tx.send(());
-            })
-        )
-        .is_ok());
+        assert!(Writers::push(&w, 3, sends(&tx, ())).is_ok());
         rx.recv_timeout(Duration::from_secs(5))
             .expect("the next job ran");
     }
@@ -847,15 +829,7 @@ mod tests {
         let w = Writers::new(Duration::from_millis(1));
         let (tx, rx) = mpsc::channel();
         for n in 0..300u32 {
-            let t = tx.clone();
-            assert!(Writers::push(
-                &w,
-                5,
-                Box::new(move || {
-                    let _ = t.send(n);
-                })
-            )
-            .is_ok());
+            assert!(Writers::push(&w, 5, sends(&tx, n)).is_ok());
             std::thread::sleep(Duration::from_micros(u64::from(n % 3) * 700));
         }
         let mut got: Vec<u32> = (0..300)
@@ -870,12 +844,7 @@ mod tests {
         let ex = Executor::default();
         let (tx, rx) = mpsc::channel();
         ex.spawn(Lane::Bulk, move || {
-            // SAFETY: plain syscalls.
-            let nice = unsafe {
-                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-                libc::getpriority(libc::PRIO_PROCESS, tid)
-            };
-            let _ = tx.send(nice);
+            let _ = tx.send(own_nice());
         });
         let nice = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(nice, BULK_NICE);
