@@ -6,7 +6,8 @@
 # with earlier results, with the blocking `oxload write` (16 threads); sequential
 # 128 KiB reads from a RAM LU beside one iperf3 stream over the same loopback; then
 # the ATS heartbeat: p50/p99 latency of one-block COMPARE AND WRITE idle and while
-# 16 other sessions write. Prints each figure and the ratio oxtgt/tgt. Needs root
+# 16 other sessions write. Prints each figure and the ratio oxtgt/tgt (three
+# decimals: a ratio checked against a threshold is not rounded up to it). Needs root
 # (tgtd) and the packages tgt, libiscsi-bin and iperf3.
 #
 #   bench/run.sh [seconds-per-run] [rounds]
@@ -87,7 +88,7 @@ for name in "seq-128k-qd32:-b 256 -m 32" "rand-4k-qd32:-b 8 -m 32 -r"; do
         o=$(perf $args "$ox_url"); t=$(perf $args "$tgt_url")
         oi=$(num 'average [0-9]+' "$o"); om=$(num '[0-9]+ MB/s' "$o")
         ti=$(num 'average [0-9]+' "$t"); tm=$(num '[0-9]+ MB/s' "$t")
-        ratio=$(awk -v a="${oi:-0}" -v b="${ti:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+        ratio=$(awk -v a="${oi:-0}" -v b="${ti:-0}" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }')
         printf '%-14s %5s %12s %12s %12s %12s %7s\n' "$label" "$r" "${oi:-?}" "${om:-?}" "${ti:-?}" "${tm:-?}" "$ratio"
     done
 done
@@ -104,7 +105,7 @@ io_row() {
     o=$(ld io "${ox_ep[@]}" "$@" 0 "$secs" - 2); t=$(ld io "${tgt_ep[@]}" "$@" 0 "$secs" - 2)
     oi=$(num 'iops [0-9]+' "$o"); om=$(num 'MB/s [0-9]+' "$o")
     ti=$(num 'iops [0-9]+' "$t"); tm=$(num 'MB/s [0-9]+' "$t")
-    ratio=$(awk -v a="${oi:-0}" -v b="${ti:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+    ratio=$(awk -v a="${oi:-0}" -v b="${ti:-0}" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }')
     printf '%-22s %5s %12s %12s %12s %12s %7s   p99 %s / %s us\n' "$label" "$r" "${oi:-?}" "${om:-?}" "${ti:-?}" "${tm:-?}" "$ratio" \
         "$(num 'p99_us [0-9]+' "$o")" "$(num 'p99_us [0-9]+' "$t")"
 }
@@ -140,7 +141,7 @@ for r in $(seq 1 "$rounds"); do
     wait "$iperf_pid" || true
     om=$(num 'MB/s [0-9]+' "$o")
     im=$(awk -v m="${ip:-0}" 'BEGIN { printf "%.0f", m * 1e6 / 8 / 1e6 }')
-    ratio=$(awk -v a="${om:-0}" -v b="${im:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+    ratio=$(awk -v a="${om:-0}" -v b="${im:-0}" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }')
     printf '%-22s %5s %12s %12s %7s\n' ram-seq-128k-qd32 "$r" "${om:-?}" "${im:-?}" "$ratio"
 done
 echo
@@ -151,7 +152,7 @@ for name in "write-seq-128k-16s:16 131072 seq" "write-rand-4k-16s:16 4096 rand";
         o=$(ld write "${ox_ep[@]}" "${args[@]}" "$secs"); t=$(ld write "${tgt_ep[@]}" "${args[@]}" "$secs")
         oi=$(num 'iops [0-9]+' "$o"); om=$(num 'MB/s [0-9]+' "$o")
         ti=$(num 'iops [0-9]+' "$t"); tm=$(num 'MB/s [0-9]+' "$t")
-        ratio=$(awk -v a="${oi:-0}" -v b="${ti:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+        ratio=$(awk -v a="${oi:-0}" -v b="${ti:-0}" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }')
         printf '%-18s %5s %12s %12s %12s %12s %7s\n' "$label" "$r" "${oi:-?}" "${om:-?}" "${ti:-?}" "${tm:-?}" "$ratio"
     done
 done
