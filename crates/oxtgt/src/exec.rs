@@ -63,8 +63,15 @@ const IO_THREADS: usize = 32;
 const BULK_THREADS: usize = 16;
 /// Nice value of bulk workers and of the copy manager's threads.
 pub const BULK_NICE: libc::c_int = 10;
-/// Nice value of the LU writer threads ([`Executor::spawn_writer`]).
-pub const WRITER_NICE: libc::c_int = -10;
+/// Nice value of the LU writer threads ([`Executor::spawn_writer`]): three times a
+/// nice-0 thread's weight. At 0 the writer was the bottleneck; -10 (nine times)
+/// gave no more write IOPS than -5 on one LU (bench/ab.sh: 25.1k vs 26.4k) and took
+/// the CPU from everything else: with two file LUs under random writes, a third
+/// LU's reads did 6.8k IOPS against 8.4k at -5 and the writes 26.5k against 30.6k
+/// (six alternating rounds), and the ATS heartbeat's p99 under writers and a copy
+/// averaged 2.4-3.1 ms against 1.7-2.4 ms (two six-round A/Bs, one in each order;
+/// bench/RESULTS.md, session 14).
+pub const WRITER_NICE: libc::c_int = -5;
 /// How long an LU's writer thread waits for work before it ends.
 const WRITER_IDLE: Duration = Duration::from_secs(5);
 

@@ -14,6 +14,10 @@
 //!                                       the host: READ + WRITE(6) of 256 KiB blocks)
 //!   oxload odx ADDR TARGET SRC_LUN BLOCK_SIZE DST_LUN [whole] (whole LU, PT + WUT of
 //!                                       OPTIMAL TRANSFER COUNT, or one WUT per token)
+//!
+//! Sessions log in as one initiator with ISIDs 80 12 34 56 4c NN; several oxload
+//! runs against one target at once need OXLOAD_ISID_TAG=4d, 4e, ... (hex, the fifth
+//! byte) so they do not reinstate each other's sessions.
 
 use std::process::ExitCode;
 
