@@ -31,12 +31,18 @@ impl Endpoint {
     /// [`Endpoint::session`] offering `keys` in the operational stage.
     pub fn session_with(&self, n: u8, keys: &[(&str, &str)]) -> io::Result<Initiator> {
         let mut i = Initiator::connect(&self.addr)?;
-        // OXLOAD_ISID_TAG (a byte, e.g. 0x4d) lets several generators share one
-        // target without their sessions reinstating each other's.
-        i.isid[4] = std::env::var("OXLOAD_ISID_TAG")
-            .ok()
-            .and_then(|v| u8::from_str_radix(v.trim_start_matches("0x"), 16).ok())
-            .unwrap_or(0x4c);
+        // OXLOAD_ISID_TAG (a byte in hex, e.g. 4d) lets several generators share
+        // one target without their sessions reinstating each other's. A value
+        // that does not parse is refused: a silent default would collide.
+        i.isid[4] = match std::env::var("OXLOAD_ISID_TAG") {
+            Ok(v) => u8::from_str_radix(v.trim_start_matches("0x"), 16).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("OXLOAD_ISID_TAG={v}: not a byte in hex"),
+                )
+            })?,
+            Err(_) => 0x4c,
+        };
         i.isid[5] = n;
         let r = i.login_as(INITIATOR, Some(&self.target), keys)?;
         if r.status_class != 0 {
