@@ -6,7 +6,8 @@
 # with earlier results, with the blocking `oxload write` (16 threads); sequential
 # 128 KiB reads from a RAM LU beside one iperf3 stream over the same loopback; then
 # the ATS heartbeat: p50/p99 latency of one-block COMPARE AND WRITE idle and while
-# 16 other sessions write. Prints each figure and the ratio oxtgt/tgt (three
+# 16 other sessions write; last, what a 4 KiB buffered overwrite costs the kernel
+# on the images' filesystem. Prints each figure and the ratio oxtgt/tgt (three
 # decimals: a ratio checked against a threshold is not rounded up to it). Needs root
 # (tgtd) and the packages tgt, libiscsi-bin and iperf3.
 #
@@ -172,3 +173,10 @@ for target in ox tgt; do
         [ -n "$(num 'samples [0-9]+' "$a")" ] || echo "  ($target: $a)"
     done
 done
+
+# What one 4 KiB buffered overwrite costs this kernel on the images' filesystem, in
+# large page-cache folios (a file written 1 MiB at a time, as the images above) at a
+# folio's start and end, and in small folios (testkit::pagecache says how to read
+# it): the random-write rows above depend on it as much as on either target.
+printf '\npage cache (%s, kernel %s): %s\n' "$(df --output=fstype "$work" | tail -1)" "$(uname -r)" \
+    "$(target/release/oxload overwrite "$work/probe.img" 2>&1)"

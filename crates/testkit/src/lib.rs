@@ -14,6 +14,7 @@ use iscsi::keys::TextPairs;
 use iscsi::pdu::{opcode, BhsWriter, BHS_LEN, NO_TAG};
 
 pub mod load;
+pub mod pagecache;
 pub mod perf;
 pub mod relay;
 pub mod rod;

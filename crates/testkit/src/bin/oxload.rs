@@ -14,6 +14,10 @@
 //!                                       the host: READ + WRITE(6) of 256 KiB blocks)
 //!   oxload odx ADDR TARGET SRC_LUN BLOCK_SIZE DST_LUN [whole] (whole LU, PT + WUT of
 //!                                       OPTIMAL TRANSFER COUNT, or one WUT per token)
+//!   oxload overwrite NEW_FILE [MIB] [WRITES] (no target: what a 4 KiB buffered
+//!                                       overwrite costs the kernel there, in large
+//!                                       and small page-cache folios; see
+//!                                       testkit::pagecache)
 //!
 //! Sessions log in as one initiator with ISIDs 80 12 34 56 4c NN; several oxload
 //! runs against one target at once need OXLOAD_ISID_TAG=4d, 4e, ... (hex, the fifth
@@ -29,7 +33,8 @@ const USAGE: &str = "usage:
   oxload xcopy ADDR TARGET SRC_LUN BLOCK_SIZE DST_LUN
   oxload hostcopy ADDR TARGET SRC_LUN BLOCK_SIZE DST_LUN SESSIONS
   oxload tape  ADDR TARGET SRC_LUN BLOCK_SIZE TAPE_LUN xcopy|host
-  oxload odx   ADDR TARGET SRC_LUN BLOCK_SIZE DST_LUN [whole]";
+  oxload odx   ADDR TARGET SRC_LUN BLOCK_SIZE DST_LUN [whole]
+  oxload overwrite NEW_FILE [MIB] [WRITES]";
 
 use testkit::load::{self, Endpoint, Pattern};
 
@@ -42,6 +47,15 @@ fn arg<T: std::str::FromStr>(a: &[String], i: usize, what: &str) -> Result<T, St
 
 fn run(a: &[String]) -> Result<(), String> {
     let mode = a.first().ok_or(USAGE)?;
+    if mode == "overwrite" {
+        let path: std::path::PathBuf = arg(a, 1, "NEW_FILE")?;
+        let mib: u64 = a.get(2).map_or(Ok(1024), |_| arg(a, 2, "MIB"))?;
+        let writes: usize = a.get(3).map_or(Ok(50_000), |_| arg(a, 3, "WRITES"))?;
+        let o = testkit::pagecache::overwrite_probe(&path, mib << 20, writes)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("{}", o.line());
+        return Ok(());
+    }
     let ep = Endpoint {
         addr: arg(a, 1, "ADDR")?,
         target: arg(a, 2, "TARGET")?,
