@@ -12,6 +12,9 @@
 # (tgtd) and the packages tgt, libiscsi-bin and iperf3.
 #
 #   bench/run.sh [seconds-per-run] [rounds]
+#
+# The images go under /var/tmp, or under OXTGT_BENCH_DIR (another filesystem: the
+# random-write rows depend on it, see the last line the run prints).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -22,7 +25,7 @@ done
 cargo build --release -q --workspace
 # The daemon as packaged: the dist profile (whole-program LTO, Cargo.toml).
 cargo build --profile dist -q -p oxtgt
-work=$(mktemp -d /var/tmp/oxtgt-bench.XXXX)
+work=$(mktemp -d "${OXTGT_BENCH_DIR:-/var/tmp}/oxtgt-bench.XXXX")
 ox_port=13260; tgt_port=13270; iperf_port=13280
 cleanup() {
     [ -n "${ox_pid:-}" ] && kill "$ox_pid" 2>/dev/null || true
