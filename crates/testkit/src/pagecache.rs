@@ -125,7 +125,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn leaves_the_written_blocks_and_no_file() {
+    fn measures_and_removes_its_scratch_file() {
         let dir = std::env::temp_dir().join(format!("oxtgt-pagecache-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("probe");
